@@ -1,0 +1,161 @@
+// The Node-API surface of the CPU addon: info, matmul (sync and AsyncWorker) and the tuner's entry
+// points. It only unpacks arguments and manages lifetimes; the engine does the work.
+#include <napi.h>
+
+#include <mutex>
+
+#include "../core/backend.h"
+#include "../cpu/cpu_backend.h"
+#include "../cpu/cpu_features.h"
+#include "../cpu/micro_kernels.h"
+#include "../cpu/thread_pool.h"
+#include "problem_args.h"
+
+namespace gemmkit {
+
+namespace {
+
+std::string resolveConfig(const UnpackedCall& call) {
+  return call.config.empty() ? call.backend->heuristic(call.problem) : call.config;
+}
+
+Napi::Value matmulSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], true);
+  Status s = call.backend->run(call.problem, resolveConfig(call), call.buffers);
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+// Runs one GEMM on the libuv thread pool; the typed arrays stay referenced until it settles.
+class MatmulWorker : public Napi::AsyncWorker {
+ public:
+  MatmulWorker(Napi::Env env, UnpackedCall call)
+      : Napi::AsyncWorker(env, "gemmkit.matmul"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
+    config_ = resolveConfig(call_);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    status_ = call_.backend->run(call_.problem, config_, call_.buffers);
+    if (!status_.isOk()) SetError(status_.message());
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
+
+ private:
+  UnpackedCall call_;
+  std::string config_;
+  Status status_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], true);
+  auto* worker = new MatmulWorker(env, std::move(call));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value heuristic(const Napi::CallbackInfo& info) {
+  UnpackedCall call = unpackCall(info.Env(), info[0], false);
+  return Napi::String::New(info.Env(), call.backend->heuristic(call.problem));
+}
+
+Napi::Value candidates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  std::vector<std::string> names = call.backend->candidates(call.problem);
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
+// supports(desc, config) -> null when the config can run the problem here, else the reason.
+Napi::Value supports(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "gemmkit native: config must be a string");
+  Status s = call.backend->supports(call.problem, info[1].As<Napi::String>().Utf8Value());
+  return s.isOk() ? env.Null() : Napi::String::New(env, s.message());
+}
+
+Napi::Object deviceObject(Napi::Env env, const DeviceInfo& d) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", d.name);
+  o.Set("arch", d.arch);
+  o.Set("computeUnits", d.computeUnits);
+  o.Set("memoryBytes", double(d.memoryBytes));
+  return o;
+}
+
+Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CpuFeatures& f = cpuFeatures();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("model", f.model);
+  cpu.Set("cores", f.cores);
+  std::vector<std::string> names = f.names();
+  Napi::Array feats = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); i++) feats.Set(uint32_t(i), names[i]);
+  cpu.Set("features", feats);
+  out.Set("cpu", cpu);
+  out.Set("threads", ThreadPool::instance().size());
+  const std::vector<MicroKernel>& ks = microKernels();
+  Napi::Array kernels = Napi::Array::New(env, ks.size());
+  for (size_t i = 0; i < ks.size(); i++) {
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("id", ks[i].id);
+    k.Set("isa", isaName(ks[i].isa));
+    k.Set("mr", ks[i].mr);
+    k.Set("nr", ks[i].nr);
+    k.Set("available", isaAvailable(ks[i].isa));
+    kernels.Set(uint32_t(i), k);
+  }
+  out.Set("kernels", kernels);
+  std::vector<const Backend*> backends = allBackends();
+  Napi::Array bs = Napi::Array::New(env, backends.size());
+  for (size_t i = 0; i < backends.size(); i++) {
+    Napi::Object b = Napi::Object::New(env);
+    b.Set("name", backends[i]->name());
+    std::vector<DeviceInfo> devs = backends[i]->devices();
+    Napi::Array da = Napi::Array::New(env, devs.size());
+    for (size_t j = 0; j < devs.size(); j++) da.Set(uint32_t(j), deviceObject(env, devs[j]));
+    b.Set("devices", da);
+    bs.Set(uint32_t(i), b);
+  }
+  out.Set("backends", bs);
+  out.Set("compiler", Napi::String::New(env,
+#if defined(__clang__)
+                                        "clang " __clang_version__
+#elif defined(__GNUC__)
+                                        "gcc " __VERSION__
+#else
+                                        "unknown"
+#endif
+                                        ));
+  return out;
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag registered;  // one engine per process, however many threads load the addon
+  std::call_once(registered, registerCpuBackend);
+  exports.Set("info", Napi::Function::New(env, nativeInfo, "info"));
+  exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
+  exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
+  exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));
+  exports.Set("candidates", Napi::Function::New(env, candidates, "candidates"));
+  exports.Set("supports", Napi::Function::New(env, supports, "supports"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace gemmkit
+
+static Napi::Object InitGemmkit(Napi::Env env, Napi::Object exports) { return gemmkit::init(env, exports); }
+
+NODE_API_MODULE(gemmkit, InitGemmkit)

@@ -1,0 +1,68 @@
+// AVX-512 micro-kernels. Register block MR x (16*NV): MR*NV zmm accumulators plus NV for B and one
+// broadcast of A within the 32 zmm registers (14x32: 28+2+1; 6x64: 24+4+1). Edges use opmasks.
+// Compiled with a function-level target attribute, so the rest of the binary stays baseline x86-64.
+#include "micro_kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define GEMMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace gemmkit {
+
+namespace {
+
+template <int MR, int NV>
+GEMMKIT_AVX512 void microKernelAvx512(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                                      int mr, int nr, float alpha, float beta) {
+  constexpr int NR = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(Bp + k * NR + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      __m512 a = _mm512_set1_ps(Ap[k * MR + r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    if (r >= mr) break;
+    float* row = C + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      int left = nr - 16 * v;
+      if (left <= 0) break;
+      __mmask16 mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+      __m512 out = _mm512_mul_ps(va, acc[r][v]);
+      if (beta != 0.0f) out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, row + 16 * v), out);
+      _mm512_mask_storeu_ps(row + 16 * v, mask, out);
+    }
+  }
+}
+
+}  // namespace
+
+void addAvx512Kernels(std::vector<MicroKernel>& out) {
+  out.push_back({"avx512.f32.14x32", Isa::Avx512, 14, 32, microKernelAvx512<14, 2>});
+  out.push_back({"avx512.f32.6x64", Isa::Avx512, 6, 64, microKernelAvx512<6, 4>});
+}
+
+}  // namespace gemmkit
+
+#else
+
+namespace gemmkit {
+void addAvx512Kernels(std::vector<MicroKernel>&) {}
+}  // namespace gemmkit
+
+#endif

@@ -1,0 +1,108 @@
+#include "thread_pool.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <exception>
+
+#include "cpu_features.h"
+
+namespace gemmkit {
+
+struct ThreadPool::Job {
+  const std::function<void(int)>* fn;
+  int tasks;
+  int helpersWanted;
+  int helpersJoined = 0;   // guarded by the pool mutex
+  int helpersActive = 0;   // guarded by the pool mutex
+  std::atomic<int> next{0};
+  std::exception_ptr error;  // first failure, guarded by the pool mutex
+  std::mutex* poolMutex;
+};
+
+int configuredThreads() {
+  int cores = cpuFeatures().cores;
+  const char* env = std::getenv("GEMMKIT_NUM_THREADS");
+  if (env && *env) {
+    char* end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    if (end && *end == 0 && v >= 1 && v <= 4096) return int(v);
+  }
+  return cores;
+}
+
+ThreadPool& ThreadPool::instance() {
+  // Never destroyed: worker threads must not be joined during static destruction of the addon.
+  static ThreadPool* pool = new ThreadPool(configuredThreads());
+  return *pool;
+}
+
+ThreadPool::ThreadPool(int size) : size_(size), freeTokens_(size) {
+  for (int i = 0; i + 1 < size; i++) workers_.emplace_back([this] { workerLoop(); });
+  for (auto& w : workers_) w.detach();
+}
+
+void ThreadPool::runTasks(Job& job) {
+  for (;;) {
+    int t = job.next.fetch_add(1);
+    if (t >= job.tasks) return;
+    try {
+      (*job.fn)(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(*job.poolMutex);
+      if (!job.error) job.error = std::current_exception();
+      job.next.store(job.tasks);  // skip what is left
+    }
+  }
+}
+
+void ThreadPool::workerLoop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    workAvailable_.wait(lock, [this] { return !queue_.empty(); });
+    Job* job = queue_.front();
+    job->helpersJoined++;
+    job->helpersActive++;
+    if (job->helpersJoined >= job->helpersWanted) queue_.pop_front();
+    lock.unlock();
+    runTasks(*job);
+    lock.lock();
+    job->helpersActive--;
+    stateChanged_.notify_all();
+  }
+}
+
+void ThreadPool::parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn) {
+  if (tasks <= 0) return;
+  if (wantThreads > tasks) wantThreads = tasks;
+  if (wantThreads < 1) wantThreads = 1;
+  Job job;
+  job.fn = &fn;
+  job.tasks = tasks;
+  job.poolMutex = &mutex_;
+  int tokens;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    stateChanged_.wait(lock, [this] { return freeTokens_ > 0; });
+    tokens = wantThreads < freeTokens_ ? wantThreads : freeTokens_;
+    freeTokens_ -= tokens;
+    job.helpersWanted = tokens - 1;
+    if (job.helpersWanted > 0) {
+      queue_.push_back(&job);
+      workAvailable_.notify_all();
+    }
+  }
+  runTasks(job);
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Helpers that never joined are no longer wanted: every task has been taken.
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (*it == &job) { queue_.erase(it); break; }
+    }
+    stateChanged_.wait(lock, [&job] { return job.helpersActive == 0; });
+    freeTokens_ += tokens;
+    stateChanged_.notify_all();
+  }
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+}  // namespace gemmkit

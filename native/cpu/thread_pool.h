@@ -1,0 +1,42 @@
+// One process-wide pool of compute threads, sized to the usable cores (GEMMKIT_NUM_THREADS overrides).
+// Every GEMM borrows "core tokens" from it: a call takes as many as it wants that are free (at least
+// one, waiting for it), and its calling thread counts as one of them. So however many matmuls run at
+// once (async workers, several JS threads), no more than size() threads compute at any moment.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace gemmkit {
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance();
+  int size() const { return size_; }
+  // Runs fn(task) for every task in [0, tasks) on up to `wantThreads` threads, the caller included,
+  // and returns when all are done. Rethrows the first exception a task threw.
+  void parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn);
+
+ private:
+  struct Job;
+  explicit ThreadPool(int size);  // never destroyed: workers are detached and live with the process
+  void workerLoop();
+  static void runTasks(Job& job);
+
+  int size_;
+  std::mutex mutex_;
+  std::condition_variable workAvailable_;  // workers wait here for jobs
+  std::condition_variable stateChanged_;   // callers wait here for tokens and job completion
+  std::deque<Job*> queue_;                 // jobs that still want helpers
+  int freeTokens_;
+  std::vector<std::thread> workers_;
+};
+
+// The thread count the pool was sized with and where it came from, for info().
+int configuredThreads();
+
+}  // namespace gemmkit

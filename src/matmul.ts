@@ -1,0 +1,217 @@
+// matmul / matmulSync: validate user input, build the flat problem description, run it natively.
+import { type DType, isDType } from './dtype.js';
+import { formatShape } from './errors.js';
+import { type Activation, type NativeAddon, type ProblemDesc, cpuNative } from './native.js';
+import { Tensor, checkTensorData, describeValue } from './tensor.js';
+
+export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
+export type { Activation };
+
+export interface MatmulOptions {
+  /** a is stored transposed: [K, M] (or [B, K, M]). */
+  transA?: boolean;
+  /** b is stored transposed: [N, K] (or [B, N, K]); `x @ W^T` for a Linear weight W: [out, in]. */
+  transB?: boolean;
+  /** Scales op(a) op(b). Default 1. */
+  alpha?: number;
+  /** Scales the existing contents of `out`, which must be given when beta != 0. Default 0. */
+  beta?: number;
+  /** Where to write the result (and read C from when beta != 0). Allocated when absent. */
+  out?: Tensor;
+  /** [N], added to every row after alpha/beta and before the activation. */
+  bias?: Tensor;
+  activation?: Activation;
+  /** dtype of the result. Default: out's dtype, else the inputs' dtype when they agree, else f32. */
+  outDtype?: DType;
+  backend?: BackendName;
+  /** A canonical config name (see info().kernels and the tuner) forcing one kernel configuration. */
+  config?: string;
+}
+
+const OPTION_KEYS = new Set([
+  'transA', 'transB', 'alpha', 'beta', 'out', 'bias', 'activation', 'outDtype', 'backend', 'config',
+]);
+const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
+const BACKENDS: readonly BackendName[] = ['auto', 'cpu', 'cuda', 'hip'];
+
+export interface PreparedMatmul {
+  native: NativeAddon;
+  desc: ProblemDesc;
+  out: Tensor;
+}
+
+function checkTensor(where: string, name: string, x: unknown): Tensor {
+  if (!(x instanceof Tensor)) {
+    throw new TypeError(`${where}: ${name} must be a Tensor (see tensor() and zeros()), got ${describeValue(x)}`);
+  }
+  // Re-checked at every call: the buffer may have been detached since the tensor was made.
+  checkTensorData(`${where}: ${name}`, x.dtype, x.shape, x.data, x.size);
+  return x;
+}
+
+function checkFlag(where: string, name: string, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new TypeError(`${where}: ${name} must be a boolean, got ${describeValue(v)}`);
+  return v;
+}
+
+function checkScalar(where: string, name: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw new TypeError(`${where}: ${name} must be a number, got ${describeValue(v)}`);
+  if (!Number.isFinite(v)) throw new RangeError(`${where}: ${name} must be a finite number, got ${v}`);
+  return v;
+}
+
+function byteRange(t: Tensor): [ArrayBufferLike, number, number] {
+  return [t.data.buffer, t.data.byteOffset, t.data.byteOffset + t.data.byteLength];
+}
+
+function overlaps(x: Tensor, y: Tensor): boolean {
+  const [bx, sx, ex] = byteRange(x);
+  const [by, sy, ey] = byteRange(y);
+  return bx === by && sx < ey && sy < ex && ex > sx && ey > sy;
+}
+
+function allocate(where: string, dtype: DType, shape: number[]): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  try {
+    return new Tensor(dtype, shape, dtype === 'f32' ? new Float32Array(size) : new Uint16Array(size));
+  } catch (e) {
+    if (e instanceof RangeError) {
+      throw new RangeError(`${where}: the result ${formatShape(shape)} has ${size} elements, more than a typed array can hold`);
+    }
+    throw e;
+  }
+}
+
+export function resolveBackend(where: string, backend: unknown): NativeAddon {
+  if (backend === undefined || backend === 'auto' || backend === 'cpu') return cpuNative();
+  if (backend === 'cuda' || backend === 'hip') {
+    throw new Error(
+      `${where}: backend '${backend}' is not available: gemmkit was built without the ${backend.toUpperCase()} addon ` +
+        `(build it with \`npm run build:${backend}\` on a machine with the toolkit; see info())`,
+    );
+  }
+  throw new TypeError(`${where}: backend must be one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(backend)}`);
+}
+
+/** Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. */
+export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown): PreparedMatmul {
+  if (optsIn !== undefined && (optsIn === null || typeof optsIn !== 'object')) {
+    throw new TypeError(`${where}: options must be an object, got ${describeValue(optsIn)}`);
+  }
+  const opts = (optsIn ?? {}) as MatmulOptions;
+  for (const key of Object.keys(opts)) {
+    if (!OPTION_KEYS.has(key)) {
+      throw new TypeError(`${where}: unknown option '${key}' (known: ${[...OPTION_KEYS].join(', ')})`);
+    }
+  }
+  const a = checkTensor(where, 'a', aIn);
+  const b = checkTensor(where, 'b', bIn);
+  const transA = checkFlag(where, 'transA', opts.transA);
+  const transB = checkFlag(where, 'transB', opts.transB);
+  const alpha = checkScalar(where, 'alpha', opts.alpha, 1);
+  const beta = checkScalar(where, 'beta', opts.beta, 0);
+
+  const ra = a.shape.length, rb = b.shape.length;
+  if (ra !== 2 && ra !== 3) throw new RangeError(`${where}: a is ${formatShape(a.shape)}; expected [M, K] or [B, M, K]`);
+  if (rb !== 2 && rb !== 3) throw new RangeError(`${where}: b is ${formatShape(b.shape)}; expected [K, N] or [B, K, N]`);
+  const [rowsA, colsA] = a.shape.slice(-2);
+  const [rowsB, colsB] = b.shape.slice(-2);
+  const m = transA ? colsA : rowsA;
+  const kA = transA ? rowsA : colsA;
+  const kB = transB ? colsB : rowsB;
+  const n = transB ? rowsB : colsB;
+  if (kA !== kB) {
+    const how = transA || transB ? `; transA=${transA}, transB=${transB}` : '';
+    throw new RangeError(`${where}: a is ${formatShape(a.shape)} but b is ${formatShape(b.shape)} (K mismatch: ${kA} vs ${kB}${how})`);
+  }
+  const batchA = ra === 3 ? a.shape[0] : undefined;
+  const batchB = rb === 3 ? b.shape[0] : undefined;
+  if (batchA !== undefined && batchB !== undefined && batchA !== batchB) {
+    throw new RangeError(`${where}: a is ${formatShape(a.shape)} but b is ${formatShape(b.shape)} (batch mismatch: ${batchA} vs ${batchB})`);
+  }
+  const batched = batchA !== undefined || batchB !== undefined;
+  const batch = batchA ?? batchB ?? 1;
+  const outShape = batched ? [batch, m, n] : [m, n];
+
+  let activation: Activation = 'none';
+  if (opts.activation !== undefined) {
+    if (!ACTIVATIONS.includes(opts.activation)) {
+      throw new TypeError(`${where}: activation must be one of ${ACTIVATIONS.map((x) => `'${x}'`).join(', ')}, got ${JSON.stringify(opts.activation)}`);
+    }
+    activation = opts.activation;
+  }
+  if (opts.outDtype !== undefined && !isDType(opts.outDtype)) {
+    throw new TypeError(`${where}: outDtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(opts.outDtype)}`);
+  }
+  let bias: Tensor | undefined;
+  if (opts.bias !== undefined) {
+    bias = checkTensor(where, 'bias', opts.bias);
+    if (bias.shape.length !== 1 || bias.shape[0] !== n) {
+      throw new RangeError(`${where}: bias is ${formatShape(bias.shape)} but the result has N = ${n} columns (expected [${n}])`);
+    }
+  }
+  let out: Tensor;
+  if (opts.out !== undefined) {
+    out = checkTensor(where, 'out', opts.out);
+    if (opts.outDtype !== undefined && opts.outDtype !== out.dtype) {
+      throw new TypeError(`${where}: outDtype is '${opts.outDtype}' but out is ${out.dtype}`);
+    }
+    if (out.shape.length !== outShape.length || out.shape.some((d, i) => d !== outShape[i])) {
+      throw new RangeError(`${where}: out is ${formatShape(out.shape)} but the result of ${formatShape(a.shape)} x ${formatShape(b.shape)} is ${formatShape(outShape)}`);
+    }
+    for (const [name, t] of [['a', a], ['b', b], ['bias', bias]] as const) {
+      if (t && overlaps(out, t)) throw new TypeError(`${where}: out shares memory with ${name}; the result would overwrite its own input`);
+    }
+  } else {
+    if (beta !== 0) throw new TypeError(`${where}: beta = ${beta} needs out (the C that beta scales)`);
+    const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
+    out = allocate(where, outDtype, outShape);
+  }
+  const native = resolveBackend(where, opts.backend);
+  if (opts.config !== undefined && (typeof opts.config !== 'string' || opts.config.length === 0)) {
+    throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(opts.config)}`);
+  }
+  const desc: ProblemDesc = {
+    backend: 'cpu',
+    config: opts.config ?? '',
+    m, n, k: kA, batch, transA, transB,
+    lda: colsA,
+    ldb: colsB,
+    ldc: n,
+    strideA: batchA !== undefined ? rowsA * colsA : 0,
+    strideB: batchB !== undefined ? rowsB * colsB : 0,
+    strideC: m * n,
+    dtypeA: a.dtype,
+    dtypeB: b.dtype,
+    dtypeC: out.dtype,
+    alpha, beta, activation,
+    a: a.data,
+    b: b.data,
+    c: out.data,
+  };
+  if (bias) {
+    desc.bias = bias.data;
+    desc.biasDtype = bias.dtype;
+  }
+  return { native, desc, out };
+}
+
+/**
+ * C = act(alpha * op(a) op(b) + beta * out + bias), computed off the event loop.
+ * a: [M, K] or [B, M, K] ([K, M] / [B, K, M] with transA); b: [K, N] or [B, K, N] ([N, K] with transB).
+ * Resolves to `out` (or a new tensor): [M, N], or [B, M, N] when either input is batched.
+ */
+export async function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Promise<Tensor> {
+  const call = prepareMatmul('matmul', a, b, opts);
+  await call.native.matmulAsync(call.desc);
+  return call.out;
+}
+
+/** The synchronous twin of matmul, for small calls where a promise costs more than the GEMM. */
+export function matmulSync(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
+  const call = prepareMatmul('matmulSync', a, b, opts);
+  call.native.matmulSync(call.desc);
+  return call.out;
+}

@@ -1,0 +1,94 @@
+// The raw surface of the native addon, in one place. Everything here trusts its caller: the public API
+// (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addon re-checks
+// buffer bounds, so a bug above can give an error but never an out-of-bounds access.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { DType } from './dtype.js';
+
+export type Activation = 'none' | 'relu' | 'gelu' | 'silu';
+
+/** One GEMM, flattened: C[b] = act(alpha * op(A[b]) op(B[b]) + beta * C[b] + bias), row-major. */
+export interface ProblemDesc {
+  backend: string;
+  config?: string; // canonical config name; empty or absent: the backend's heuristic
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  strideA: number; // batch strides in elements; 0 broadcasts one matrix to every batch item
+  strideB: number;
+  strideC: number;
+  dtypeA: DType;
+  dtypeB: DType;
+  dtypeC: DType;
+  alpha: number;
+  beta: number;
+  activation: Activation;
+  biasDtype?: DType;
+  a?: Float32Array | Uint16Array;
+  b?: Float32Array | Uint16Array;
+  c?: Float32Array | Uint16Array;
+  bias?: Float32Array | Uint16Array;
+}
+
+export interface NativeDevice {
+  name: string;
+  arch: string;
+  computeUnits: number;
+  memoryBytes: number;
+}
+
+export interface NativeKernel {
+  id: string;
+  isa: string;
+  mr: number;
+  nr: number;
+  available: boolean;
+}
+
+export interface NativeInfo {
+  cpu: { model: string; cores: number; features: string[] };
+  threads: number;
+  kernels: NativeKernel[];
+  backends: { name: string; devices: NativeDevice[] }[];
+  compiler: string;
+}
+
+export interface NativeAddon {
+  info(): NativeInfo;
+  matmulSync(desc: ProblemDesc): void;
+  matmulAsync(desc: ProblemDesc): Promise<void>;
+  heuristic(desc: ProblemDesc): string;
+  candidates(desc: ProblemDesc): string[];
+  /** null when `config` can run the problem on this machine, else the reason it cannot. */
+  supports(desc: ProblemDesc, config: string): string | null;
+}
+
+export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+let cpuAddon: NativeAddon | undefined;
+let cpuLoadError: Error | undefined;
+
+/** The CPU addon (built by `npm install`); throws with instructions when it cannot be loaded. */
+export function cpuNative(): NativeAddon {
+  if (cpuAddon) return cpuAddon;
+  if (!cpuLoadError) {
+    try {
+      const require = createRequire(import.meta.url);
+      const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+      cpuAddon = load(packageRoot);
+      return cpuAddon;
+    } catch (e) {
+      cpuLoadError = new Error(
+        `gemmkit: the native CPU addon could not be loaded from ${packageRoot} (${(e as Error).message}). ` +
+          'Build it with `npm install` (or `npm run build`); it needs python3 and a C++17 compiler.',
+      );
+    }
+  }
+  throw cpuLoadError;
+}
