@@ -1,6 +1,6 @@
 // matmul / matmulSync: validate user input, build the flat problem description, run it natively.
 import { type DType, isDType } from './dtype.js';
-import { formatShape } from './errors.js';
+import { formatShape, shapeSize } from './errors.js';
 import { type Activation, type NativeAddon, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 
@@ -45,7 +45,7 @@ function checkTensor(where: string, name: string, x: unknown): Tensor {
     throw new TypeError(`${where}: ${name} must be a Tensor (see tensor() and zeros()), got ${describeValue(x)}`);
   }
   // Re-checked at every call: the buffer may have been detached since the tensor was made.
-  checkTensorData(`${where}: ${name}`, x.dtype, x.shape, x.data, x.size);
+  checkTensorData(`${where}: ${name}`, x.dtype, x.shape, x.data, shapeSize(`${where}: ${name}`, x.shape));
   return x;
 }
 
@@ -177,9 +177,9 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     backend: 'cpu',
     config: opts.config ?? '',
     m, n, k: kA, batch, transA, transB,
-    lda: colsA,
-    ldb: colsB,
-    ldc: n,
+    lda: Math.max(1, colsA), // a zero-width row still has a stride of at least one
+    ldb: Math.max(1, colsB),
+    ldc: Math.max(1, n),
     strideA: batchA !== undefined ? rowsA * colsA : 0,
     strideB: batchB !== undefined ? rowsB * colsB : 0,
     strideC: m * n,

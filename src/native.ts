@@ -82,6 +82,7 @@ export function cpuNative(): NativeAddon {
       const require = createRequire(import.meta.url);
       const load = require('node-gyp-build') as (dir: string) => NativeAddon;
       cpuAddon = load(packageRoot);
+      warnAboutThreadSetting(cpuAddon);
       return cpuAddon;
     } catch (e) {
       cpuLoadError = new Error(
@@ -91,4 +92,14 @@ export function cpuNative(): NativeAddon {
     }
   }
   throw cpuLoadError;
+}
+
+// The pool falls back to the core count when GEMMKIT_NUM_THREADS is unusable; say so once.
+function warnAboutThreadSetting(addon: NativeAddon): void {
+  const v = process.env.GEMMKIT_NUM_THREADS;
+  if (v === undefined || v === '') return;
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n < 1 || n > 4096) {
+    process.emitWarning(`GEMMKIT_NUM_THREADS=${JSON.stringify(v)} is not an integer in [1, 4096]; using ${addon.info().threads} threads`, 'GemmkitWarning');
+  }
 }
