@@ -4,3 +4,7 @@ export { Tensor, type TensorData, type Device, tensor, zeros } from './tensor.js
 export { matmul, matmulSync, type MatmulOptions, type BackendName, type Activation } from './matmul.js';
 export { info, type GemmkitInfo } from './info.js';
 export { VERSION } from './version.js';
+export {
+  SafetensorsError, SafetensorsFile, Checkpoint, readSafetensorsHeader, parseSafetensorsHeader, loadSafetensors, saveSafetensors,
+  type SafetensorsHeader, type SafetensorsTensorInfo, type CheckpointTensorInfo, type RawTensor, type SafetensorsOpenOptions,
+} from './safetensors.js';
