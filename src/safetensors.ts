@@ -209,11 +209,11 @@ export interface SafetensorsOpenOptions {
   wholeFileLimit?: number;
 }
 
-/** One open safetensors file: the header is validated at open; tensor data is read on request. */
+/** One open safetensors file: the header is read and validated at open; tensor data only on request. */
 export class SafetensorsFile {
   readonly path: string;
   readonly header: SafetensorsHeader;
-  /** True when the whole data section was read at open (views where aligned); false: per-tensor reads. */
+  /** True when the data section is read whole, once (tensors are views where aligned); false: per tensor. */
   readonly readWhole: boolean;
   private fd: number | undefined;
   private data: Uint8Array | undefined; // the data section, when read whole
@@ -224,12 +224,18 @@ export class SafetensorsFile {
     this.fd = fd;
     this.header = header;
     this.byName = new Map(header.tensors.map((t) => [t.name, t]));
-    const dataBytes = header.fileBytes - header.dataStart;
-    this.readWhole = dataBytes <= limit;
-    if (this.readWhole) {
-      this.data = new Uint8Array(dataBytes);
-      readExactly(path, fd, this.data, header.dataStart, 'the data section');
+    this.readWhole = header.fileBytes - header.dataStart <= limit;
+  }
+
+  // The whole data section, read at the first tensor request (so opening reads the header only).
+  private wholeData(): Uint8Array {
+    if (!this.data) {
+      if (this.fd === undefined) fail(this.path, undefined, 'the file is closed');
+      const data = new Uint8Array(this.header.fileBytes - this.header.dataStart);
+      readExactly(this.path, this.fd, data, this.header.dataStart, 'the data section');
+      this.data = data;
     }
+    return this.data;
   }
 
   static open(path: string, opts: SafetensorsOpenOptions = {}): SafetensorsFile {
@@ -271,8 +277,8 @@ export class SafetensorsFile {
     const itemBytes = DTYPE_BITS[t.dtype] / 8;
     const count = t.byteLength / itemBytes;
     let bytes: Uint8Array; // the tensor's bytes; aligned to itemBytes when freshly read
-    if (this.data) {
-      bytes = this.data.subarray(begin, begin + t.byteLength);
+    if (this.readWhole) {
+      bytes = this.wholeData().subarray(begin, begin + t.byteLength);
     } else {
       if (this.fd === undefined) fail(this.path, name, 'the file is closed');
       bytes = new Uint8Array(t.byteLength);
@@ -301,6 +307,7 @@ export class SafetensorsFile {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+    this.data = undefined;
   }
 }
 
