@@ -8,3 +8,8 @@ export {
   SafetensorsError, SafetensorsFile, Checkpoint, readSafetensorsHeader, parseSafetensorsHeader, loadSafetensors, saveSafetensors,
   type SafetensorsHeader, type SafetensorsTensorInfo, type CheckpointTensorInfo, type RawTensor, type SafetensorsOpenOptions,
 } from './safetensors.js';
+export {
+  loadModel, forward, generate, createKVCache, modelGemmShapes, KVCache,
+  type Model, type TokenIds, type ForwardOptions, type GenerateOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
+  MLP_METADATA_KEY, Linear, prepareWeight, linearForward, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
+} from './models/index.js';

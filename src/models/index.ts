@@ -1,0 +1,192 @@
+// Models: loadModel(path), forward(model, input), generate(model, ids, opts), and modelGemmShapes(path,
+// batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model` tunes).
+//
+// A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
+// Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
+// model.safetensors.index.json (or a .safetensors file with config.json beside it).
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { DType } from '../dtype.js';
+import type { Activation } from '../matmul.js';
+import { Checkpoint, SafetensorsError, type SafetensorsOpenOptions } from '../safetensors.js';
+import type { Tensor } from '../tensor.js';
+import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
+import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
+
+export type Model = MlpModel | LlamaModel;
+export type TokenIds = number[] | number[][] | Int32Array;
+export { KVCache, type GenerateOptions, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
+export { Linear, prepareWeight, linearForward, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
+export { parseLlamaConfig, llamaTensorShapes } from './llama.js';
+export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
+
+type Described =
+  | { kind: 'mlp'; ck: Checkpoint; spec: MlpSpec }
+  | { kind: 'llama'; ck: Checkpoint; config: LlamaConfig };
+
+// Opens the checkpoint (headers only) and decides which kind of model it holds.
+function describe(path: string, opts: SafetensorsOpenOptions): Described {
+  const ck = Checkpoint.open(path, opts);
+  try {
+    const specText = ck.metadata[MLP_METADATA_KEY];
+    if (specText !== undefined) return { kind: 'mlp', ck, spec: parseMlpSpec(path, specText) };
+    let rawConfig = ck.config;
+    let configPath = join(path, 'config.json');
+    if (!rawConfig && !statSync(path).isDirectory()) {
+      configPath = join(dirname(path), 'config.json');
+      if (existsSync(configPath)) rawConfig = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    }
+    if (!rawConfig) {
+      throw new Error(`loadModel: ${path} is neither a gemmkit MLP (no __metadata__["${MLP_METADATA_KEY}"]) nor a checkpoint with a config.json`);
+    }
+    const config = parseLlamaConfig(configPath, rawConfig);
+    checkLlamaTensors(ck, config);
+    return { kind: 'llama', ck, config };
+  } catch (e) {
+    ck.close();
+    throw e;
+  }
+}
+
+/** Loads a model; its weights are read once and kept in the engine's form (see prepareWeight). */
+export async function loadModel(path: string, opts: SafetensorsOpenOptions = {}): Promise<Model> {
+  if (typeof path !== 'string') throw new TypeError('loadModel: path must be a string');
+  const d = describe(path, opts);
+  try {
+    return d.kind === 'mlp' ? loadMlp(d.ck, d.spec) : loadLlama(d.ck, d.config);
+  } finally {
+    d.ck.close();
+  }
+}
+
+export interface ForwardOptions {
+  /** Llama: continue from this cache (positions cache.length, ...) and append the new keys and values. */
+  cache?: KVCache;
+  /** Llama: logits of every token (default) or only of each sequence's last token. */
+  logits?: 'all' | 'last';
+}
+
+/**
+ * MLP: input [batch, features] -> [batch, outputs] (f32).
+ * Llama: token ids number[] (one sequence) or number[][] (a batch of equal lengths) -> logits f32
+ * [tokens, vocab] or [batch, tokens, vocab]; with logits: 'last', [vocab] or [batch, vocab].
+ */
+export function forward(model: MlpModel, input: Tensor): Promise<Tensor>;
+export function forward(model: LlamaModel, input: TokenIds, opts?: ForwardOptions): Promise<Tensor>;
+export function forward(model: Model, input: Tensor | TokenIds, opts?: ForwardOptions): Promise<Tensor>;
+export async function forward(model: Model, input: Tensor | TokenIds, opts: ForwardOptions = {}): Promise<Tensor> {
+  if (model === null || typeof model !== 'object' || (model.kind !== 'mlp' && model.kind !== 'llama')) {
+    throw new TypeError('forward: model must come from loadModel()');
+  }
+  if (model.kind === 'mlp') return mlpForward(model, input as Tensor);
+  const { ids, batch, tokens, nested } = tokenBatch('forward', model, input);
+  if (opts.logits !== undefined && opts.logits !== 'all' && opts.logits !== 'last') {
+    throw new TypeError(`forward: logits must be 'all' or 'last', got ${JSON.stringify(opts.logits)}`);
+  }
+  if (opts.cache !== undefined && !(opts.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache');
+  const cache = opts.cache ?? new KVCache(model, batch, tokens);
+  const last = opts.logits === 'last';
+  const logits = await llamaForward(model, ids, batch, tokens, cache, last);
+  const vocab = model.config.vocabSize;
+  if (last) return logits.reshape(nested ? [batch, vocab] : [vocab]);
+  return logits.reshape(nested ? [batch, tokens, vocab] : [tokens, vocab]);
+}
+
+/** Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. */
+export function generate(model: LlamaModel, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
+export function generate(model: LlamaModel, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
+export async function generate(model: LlamaModel, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
+  if (model === null || typeof model !== 'object' || model.kind !== 'llama') throw new TypeError('generate: model must be a Llama model from loadModel()');
+  return llamaGenerate(model, ids, opts);
+}
+
+/** A KV cache for `batch` sequences of up to `capacity` positions, for forward(model, ids, { cache }). */
+export function createKVCache(model: LlamaModel, batch: number, capacity: number): KVCache {
+  return new KVCache(model, batch, capacity);
+}
+
+// --- the GEMMs forward runs ------------------------------------------------------------------------------
+
+/**
+ * One weight GEMM of forward: C[m, n] = act(A[m, k] @ W[n, k]^T + bias) (+ C when beta = 1).
+ * A (activations) and C are f32; `dtype` is the weight's.
+ */
+export interface GemmShape {
+  /** The weight (for Llama, with the layer index as '*': model.layers.*.self_attn.q_proj). */
+  name: string;
+  m: number;
+  n: number;
+  k: number;
+  transB: true;
+  /** The weight's dtype (B). */
+  dtype: DType;
+  bias: boolean;
+  activation: Activation;
+  /** The activations' dtype (A) and the result's (C): f32. */
+  dtypeA: DType;
+  dtypeC: DType;
+  /** 1 when the product is added into C (the residual add fused into o_proj and down_proj), else 0. */
+  beta: 0 | 1;
+  /** How many times one forward runs this GEMM (Llama: once per layer). */
+  count: number;
+}
+
+const FILE_TO_DTYPE: Record<string, DType> = { F32: 'f32', F64: 'f32', F16: 'f16', BF16: 'bf16' };
+
+function weightDtype(ck: Checkpoint, name: string): DType {
+  const info = ck.info(name);
+  const dtype = FILE_TO_DTYPE[info.dtype];
+  if (!dtype) throw new SafetensorsError(info.file, name, `unsupported dtype ${info.dtype} (gemmkit loads F32, F16, BF16, and F64 converted to f32)`);
+  return dtype;
+}
+
+/**
+ * The weight GEMMs forward(model, ...) runs, for each M in `batchSizes` (M = rows of the activation: the
+ * MLP's batch, or a Llama batch x tokens; generate's decode steps have M = batch). Read from the headers
+ * and config only, without loading weights. Attention's own products (Q K^T and P V) are not listed: their
+ * shapes change with every position.
+ */
+export async function modelGemmShapes(path: string, batchSizes: number[]): Promise<GemmShape[]> {
+  if (!Array.isArray(batchSizes) || batchSizes.length === 0 || !batchSizes.every((m) => Number.isSafeInteger(m) && m > 0)) {
+    throw new RangeError(`modelGemmShapes: batchSizes must be a non-empty list of positive integers, got ${JSON.stringify(batchSizes)}`);
+  }
+  const d = describe(path, {});
+  try {
+    type Gemm = Omit<GemmShape, 'm'>;
+    const gemms: Gemm[] = [];
+    const base = { transB: true as const, dtypeA: 'f32' as DType, dtypeC: 'f32' as DType };
+    if (d.kind === 'mlp') {
+      for (const l of d.spec.layers) {
+        if (l.op !== 'linear') continue;
+        const [n, k] = d.ck.info(l.weight).shape;
+        gemms.push({ ...base, name: l.weight, n, k, dtype: weightDtype(d.ck, l.weight), bias: l.bias !== undefined, activation: l.activation ?? 'none', beta: 0, count: 1 });
+      }
+    } else {
+      const c = d.config;
+      const roles: [string, Activation, 0 | 1][] = [
+        ['self_attn.q_proj', 'none', 0], ['self_attn.k_proj', 'none', 0], ['self_attn.v_proj', 'none', 0], ['self_attn.o_proj', 'none', 1],
+        ['mlp.gate_proj', 'silu', 0], ['mlp.up_proj', 'none', 0], ['mlp.down_proj', 'none', 1],
+      ];
+      for (const [role, activation, beta] of roles) {
+        // Layers normally share dtypes; a checkpoint that mixes them gets one entry per (dtype, bias).
+        const groups = new Map<string, Gemm>();
+        for (let i = 0; i < c.numHiddenLayers; i++) {
+          const name = `model.layers.${i}.${role}`;
+          const [n, k] = d.ck.info(`${name}.weight`).shape;
+          const dtype = weightDtype(d.ck, `${name}.weight`);
+          const bias = d.ck.has(`${name}.bias`);
+          const key = `${dtype}/${bias}`;
+          const g = groups.get(key);
+          if (g) g.count++;
+          else groups.set(key, { ...base, name: `model.layers.*.${role}`, n, k, dtype, bias, activation, beta, count: 1 });
+        }
+        gemms.push(...groups.values());
+      }
+      const head = c.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head';
+      gemms.push({ ...base, name: c.tieWordEmbeddings ? 'lm_head (tied: model.embed_tokens)' : 'lm_head', n: c.vocabSize, k: c.hiddenSize, dtype: weightDtype(d.ck, `${head}.weight`), bias: !c.tieWordEmbeddings && d.ck.has('lm_head.bias'), activation: 'none', beta: 0, count: 1 });
+    }
+    return batchSizes.flatMap((m) => gemms.map((g) => ({ ...g, m })));
+  } finally {
+    d.ck.close();
+  }
+}

@@ -1,0 +1,404 @@
+// A Llama-style decoder over Hugging Face Llama checkpoints (config.json + safetensors, tensor names as
+// in transformers' LlamaForCausalLM): token embedding, N blocks of [RMSNorm -> grouped-query attention with
+// rotary embeddings and a KV cache -> residual; RMSNorm -> SwiGLU MLP -> residual], a final RMSNorm and the
+// LM head (tied to the embedding when tie_word_embeddings). Greedy generation on top.
+//
+// Activations are f32; weights stay in their stored dtype. The seven weight GEMMs of a block and the LM head
+// go through linearForward (the q/k/v/gate/up projections with M = tokens; o_proj and down_proj add into
+// the residual stream in their epilogue, gate_proj has silu fused). Attention runs per (sequence, KV head)
+// as two GEMMs, scores = Q K^T / sqrt(d) and out = P V, over the query heads that share that KV head.
+import { formatShape } from '../errors.js';
+import type { Checkpoint } from '../safetensors.js';
+import type { Tensor } from '../tensor.js';
+import { Linear, embed, f32, gemm, rmsNorm, softmaxRows } from './layers.js';
+
+export interface LlamaConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  numHiddenLayers: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  vocabSize: number;
+  tieWordEmbeddings: boolean;
+}
+
+interface LlamaBlock {
+  inputNorm: Float32Array;
+  postAttentionNorm: Float32Array;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  gate: Linear; // silu fused
+  up: Linear;
+  down: Linear;
+}
+
+export interface LlamaModel {
+  readonly kind: 'llama';
+  readonly config: LlamaConfig;
+  /** [vocab, hidden] */
+  readonly embedTokens: Tensor;
+  readonly blocks: readonly LlamaBlock[];
+  readonly norm: Float32Array;
+  readonly lmHead: Linear;
+  /** cos/sin of position x inverse frequency, [positions, headDim / 2] each; grown on demand. */
+  rope: { positions: number; cos: Float64Array; sin: Float64Array };
+}
+
+// --- config ------------------------------------------------------------------------------------------
+
+function positiveInt(where: string, raw: Record<string, unknown>, key: string, fallback?: number): number {
+  const v = raw[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new RangeError(`${where}: config.json field ${key} must be a positive integer, got ${JSON.stringify(raw[key])}`);
+  }
+  return v;
+}
+
+function positiveNumber(where: string, raw: Record<string, unknown>, key: string, fallback: number): number {
+  const v = raw[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new RangeError(`${where}: config.json field ${key} must be a positive number, got ${JSON.stringify(raw[key])}`);
+  }
+  return v;
+}
+
+/** The fields of a Hugging Face Llama config.json gemmkit uses, checked; unsupported variants are errors. */
+export function parseLlamaConfig(where: string, raw: Record<string, unknown>): LlamaConfig {
+  if (raw.model_type !== undefined && raw.model_type !== 'llama') {
+    throw new Error(`${where}: config.json model_type is ${JSON.stringify(raw.model_type)}; gemmkit runs 'llama' decoders`);
+  }
+  if (raw.hidden_act !== undefined && raw.hidden_act !== 'silu') {
+    throw new Error(`${where}: config.json hidden_act is ${JSON.stringify(raw.hidden_act)}; the Llama MLP here is SwiGLU (silu)`);
+  }
+  if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) {
+    throw new Error(`${where}: config.json rope_scaling ${JSON.stringify(raw.rope_scaling)} is not supported (plain rotary embeddings only)`);
+  }
+  const hiddenSize = positiveInt(where, raw, 'hidden_size');
+  const numAttentionHeads = positiveInt(where, raw, 'num_attention_heads');
+  const numKeyValueHeads = positiveInt(where, raw, 'num_key_value_heads', numAttentionHeads);
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    throw new RangeError(`${where}: num_attention_heads (${numAttentionHeads}) is not a multiple of num_key_value_heads (${numKeyValueHeads})`);
+  }
+  if (raw.head_dim === undefined && hiddenSize % numAttentionHeads !== 0) {
+    throw new RangeError(`${where}: hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numAttentionHeads})`);
+  }
+  const headDim = positiveInt(where, raw, 'head_dim', hiddenSize / numAttentionHeads);
+  if (headDim % 2 !== 0) throw new RangeError(`${where}: the head dimension ${headDim} must be even for rotary embeddings`);
+  const tie = raw.tie_word_embeddings ?? false;
+  if (typeof tie !== 'boolean') throw new TypeError(`${where}: config.json tie_word_embeddings must be a boolean`);
+  return {
+    hiddenSize,
+    intermediateSize: positiveInt(where, raw, 'intermediate_size'),
+    numAttentionHeads,
+    numKeyValueHeads,
+    numHiddenLayers: positiveInt(where, raw, 'num_hidden_layers'),
+    headDim,
+    rmsNormEps: positiveNumber(where, raw, 'rms_norm_eps', 1e-6),
+    ropeTheta: positiveNumber(where, raw, 'rope_theta', 10000),
+    vocabSize: positiveInt(where, raw, 'vocab_size'),
+    tieWordEmbeddings: tie,
+  };
+}
+
+/** Every weight a Llama checkpoint must hold, with its shape: [name, shape, linear?]. */
+export function llamaTensorShapes(c: LlamaConfig): [string, number[]][] {
+  const q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
+  const out: [string, number[]][] = [['model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]]];
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    out.push(
+      [`${p}.input_layernorm.weight`, [c.hiddenSize]],
+      [`${p}.self_attn.q_proj.weight`, [q, c.hiddenSize]],
+      [`${p}.self_attn.k_proj.weight`, [kv, c.hiddenSize]],
+      [`${p}.self_attn.v_proj.weight`, [kv, c.hiddenSize]],
+      [`${p}.self_attn.o_proj.weight`, [c.hiddenSize, q]],
+      [`${p}.post_attention_layernorm.weight`, [c.hiddenSize]],
+      [`${p}.mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]],
+      [`${p}.mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]],
+      [`${p}.mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]],
+    );
+  }
+  out.push(['model.norm.weight', [c.hiddenSize]]);
+  if (!c.tieWordEmbeddings) out.push(['lm_head.weight', [c.vocabSize, c.hiddenSize]]);
+  return out;
+}
+
+/** Checks that the checkpoint holds every weight with the right shape (from the headers alone). */
+export function checkLlamaTensors(ck: Checkpoint, c: LlamaConfig): void {
+  for (const [name, shape] of llamaTensorShapes(c)) {
+    if (!ck.has(name)) {
+      const hint = name === 'lm_head.weight' ? ' (or set tie_word_embeddings: true in config.json)' : '';
+      throw new Error(`${ck.path}: the checkpoint has no tensor '${name}'${hint}`);
+    }
+    const got = ck.info(name).shape;
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new RangeError(`${ck.path}: tensor '${name}' is ${formatShape(got)} but config.json makes it ${formatShape(shape)}`);
+    }
+  }
+}
+
+export function loadLlama(ck: Checkpoint, config: LlamaConfig): LlamaModel {
+  checkLlamaTensors(ck, config);
+  const vector = (name: string) => ck.tensor(name).toFloat32();
+  // A projection's bias is optional (attention_bias / mlp_bias checkpoints carry them).
+  const linear = (name: string, activation: 'none' | 'silu' = 'none') =>
+    new Linear(name, ck.tensor(`${name}.weight`), ck.has(`${name}.bias`) ? ck.tensor(`${name}.bias`) : undefined, activation);
+  const blocks: LlamaBlock[] = [];
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    blocks.push({
+      inputNorm: vector(`${p}.input_layernorm.weight`),
+      postAttentionNorm: vector(`${p}.post_attention_layernorm.weight`),
+      q: linear(`${p}.self_attn.q_proj`),
+      k: linear(`${p}.self_attn.k_proj`),
+      v: linear(`${p}.self_attn.v_proj`),
+      o: linear(`${p}.self_attn.o_proj`),
+      gate: linear(`${p}.mlp.gate_proj`, 'silu'),
+      up: linear(`${p}.mlp.up_proj`),
+      down: linear(`${p}.mlp.down_proj`),
+    });
+  }
+  const embedTokens = ck.tensor('model.embed_tokens.weight');
+  const lmHead = config.tieWordEmbeddings ? new Linear('lm_head (tied)', embedTokens) : linear('lm_head');
+  return {
+    kind: 'llama', config, embedTokens, blocks, norm: vector('model.norm.weight'), lmHead,
+    rope: { positions: 0, cos: new Float64Array(0), sin: new Float64Array(0) },
+  };
+}
+
+// --- KV cache --------------------------------------------------------------------------------------------
+
+/** Keys and values of every position seen so far, per block: [batch, kvHeads, capacity, headDim] f32. */
+export class KVCache {
+  readonly batch: number;
+  readonly capacity: number;
+  /** Positions already in the cache; the next tokens are at length, length + 1, ... */
+  length = 0;
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+  private readonly config: LlamaConfig;
+
+  constructor(model: LlamaModel, batch: number, capacity: number) {
+    if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`KVCache: batch must be a positive integer, got ${batch}`);
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`KVCache: capacity must be a positive integer, got ${capacity}`);
+    const c = model.config;
+    this.config = c;
+    this.batch = batch;
+    this.capacity = capacity;
+    const size = batch * c.numKeyValueHeads * capacity * c.headDim;
+    this.keys = model.blocks.map(() => new Float32Array(size));
+    this.values = model.blocks.map(() => new Float32Array(size));
+  }
+
+  /** Offset of [b, head, position 0] in keys[i] / values[i]. */
+  headOffset(b: number, head: number): number {
+    return (b * this.config.numKeyValueHeads + head) * this.capacity * this.config.headDim;
+  }
+}
+
+// --- forward -------------------------------------------------------------------------------------------
+
+function ensureRope(model: LlamaModel, positions: number): void {
+  if (model.rope.positions >= positions) return;
+  const { headDim, ropeTheta } = model.config;
+  const half = headDim / 2;
+  const n = Math.max(positions, 2 * model.rope.positions, 64);
+  const cos = new Float64Array(n * half), sin = new Float64Array(n * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = 1 / ropeTheta ** ((2 * i) / headDim);
+    for (let p = 0; p < n; p++) {
+      cos[p * half + i] = Math.cos(p * invFreq);
+      sin[p * half + i] = Math.sin(p * invFreq);
+    }
+  }
+  model.rope = { positions: n, cos, sin };
+}
+
+// Rotates each head's (x[i], x[i + d/2]) pairs by position x frequency (HF's rotate_half convention).
+// x: [batch * tokens, heads * d]; row r holds token r % tokens at position past + r % tokens.
+function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: number, past: number): void {
+  const d = model.config.headDim, half = d / 2;
+  const { cos, sin } = model.rope;
+  const rows = x.length / (heads * d);
+  for (let r = 0; r < rows; r++) {
+    const p = (past + (r % tokens)) * half;
+    for (let h = 0; h < heads; h++) {
+      const base = (r * heads + h) * d;
+      for (let i = 0; i < half; i++) {
+        const a = x[base + i], b = x[base + half + i];
+        const c = cos[p + i], s = sin[p + i];
+        x[base + i] = a * c - b * s;
+        x[base + half + i] = b * c + a * s;
+      }
+    }
+  }
+}
+
+// q: [B*T, heads*d] (rotated), keys/values of block `layer` already hold positions [0, past + T).
+async function attention(model: LlamaModel, cache: KVCache, layer: number, q: Float32Array, batch: number, tokens: number, past: number): Promise<Float32Array> {
+  const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim: d } = model.config;
+  const groups = heads / kvHeads;
+  const span = past + tokens;
+  const out = new Float32Array(batch * tokens * heads * d); // [B*T, heads*d]
+  const qGroup = new Float32Array(groups * tokens * d); // [groups*T, d]: the query heads sharing one KV head
+  const scale = 1 / Math.sqrt(d);
+  for (let b = 0; b < batch; b++) {
+    for (let g = 0; g < kvHeads; g++) {
+      for (let hh = 0; hh < groups; hh++) {
+        for (let t = 0; t < tokens; t++) {
+          const src = ((b * tokens + t) * heads + g * groups + hh) * d;
+          qGroup.set(q.subarray(src, src + d), (hh * tokens + t) * d);
+        }
+      }
+      const at = cache.headOffset(b, g);
+      const keys = f32(cache.keys[layer].subarray(at, at + span * d), [span, d]); // [S, d]
+      const values = f32(cache.values[layer].subarray(at, at + span * d), [span, d]); // [S, d]
+      const scores = await gemm(f32(qGroup, [groups * tokens, d]), keys, { transB: true, alpha: scale }); // [groups*T, S]
+      // Causal: query t (position past + t) sees positions 0..past + t.
+      softmaxRows(scores.data as Float32Array, span, (row) => past + (row % tokens) + 1);
+      const mixed = (await gemm(scores, values)).data as Float32Array; // [groups*T, d]
+      for (let hh = 0; hh < groups; hh++) {
+        for (let t = 0; t < tokens; t++) {
+          const dst = ((b * tokens + t) * heads + g * groups + hh) * d;
+          out.set(mixed.subarray((hh * tokens + t) * d, (hh * tokens + t + 1) * d), dst);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Writes the new tokens' keys or values, k: [B*T, kvHeads*d], to cache positions [past, past + T).
+function storeInCache(cache: KVCache, into: Float32Array, k: Float32Array, kvHeads: number, d: number, tokens: number, past: number): void {
+  for (let b = 0; b < cache.batch; b++) {
+    for (let g = 0; g < kvHeads; g++) {
+      const at = cache.headOffset(b, g);
+      for (let t = 0; t < tokens; t++) {
+        const src = ((b * tokens + t) * kvHeads + g) * d;
+        into.set(k.subarray(src, src + d), at + (past + t) * d);
+      }
+    }
+  }
+}
+
+/**
+ * Runs ids: [batch * tokens] (row-major [batch, tokens]) at positions cache.length + t, appending to the
+ * cache. Returns logits [batch * tokens, vocab], or [batch, vocab] for each sequence's last token.
+ */
+export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: number, tokens: number, cache: KVCache, lastOnly: boolean): Promise<Tensor> {
+  const c = model.config;
+  const past = cache.length;
+  if (cache.batch !== batch) throw new RangeError(`forward: the cache holds ${cache.batch} sequences but the input has ${batch}`);
+  if (past + tokens > cache.capacity) {
+    throw new RangeError(`forward: ${past} cached + ${tokens} new positions exceed the cache capacity of ${cache.capacity}`);
+  }
+  ensureRope(model, past + tokens);
+  const rows = batch * tokens;
+  const H = c.hiddenSize;
+  const x = f32(embed(model.embedTokens, ids), [rows, H]); // the residual stream, [B*T, H]
+  const h = new Float32Array(rows * H);
+  for (let i = 0; i < model.blocks.length; i++) {
+    const blk = model.blocks[i];
+    rmsNorm(x.data as Float32Array, H, blk.inputNorm, c.rmsNormEps, h);
+    const hT = f32(h, [rows, H]);
+    const q = (await blk.q.forward(hT)).data as Float32Array;
+    const k = (await blk.k.forward(hT)).data as Float32Array;
+    const v = (await blk.v.forward(hT)).data as Float32Array;
+    applyRope(model, q, c.numAttentionHeads, tokens, past);
+    applyRope(model, k, c.numKeyValueHeads, tokens, past);
+    storeInCache(cache, cache.keys[i], k, c.numKeyValueHeads, c.headDim, tokens, past);
+    storeInCache(cache, cache.values[i], v, c.numKeyValueHeads, c.headDim, tokens, past);
+    const attn = await attention(model, cache, i, q, batch, tokens, past);
+    await blk.o.forward(f32(attn, [rows, c.numAttentionHeads * c.headDim]), x); // x += attn W_o^T
+    rmsNorm(x.data as Float32Array, H, blk.postAttentionNorm, c.rmsNormEps, h);
+    const gate = (await blk.gate.forward(hT)).data as Float32Array; // silu(h W_gate^T)
+    const up = (await blk.up.forward(hT)).data as Float32Array;
+    for (let j = 0; j < gate.length; j++) gate[j] *= up[j];
+    await blk.down.forward(f32(gate, [rows, c.intermediateSize]), x); // x += (silu(g) * u) W_down^T
+  }
+  cache.length = past + tokens;
+  let final = x.data as Float32Array;
+  if (lastOnly && tokens > 1) {
+    final = new Float32Array(batch * H);
+    for (let b = 0; b < batch; b++) final.set((x.data as Float32Array).subarray(((b + 1) * tokens - 1) * H, (b + 1) * tokens * H), b * H);
+  }
+  const normed = rmsNorm(final, H, model.norm, c.rmsNormEps);
+  return model.lmHead.forward(f32(normed, [normed.length / H, H]));
+}
+
+/** Token ids as [batch][tokens] (equal lengths), validated against the vocabulary. */
+export function tokenBatch(where: string, model: LlamaModel, input: unknown): { ids: Int32Array; batch: number; tokens: number; nested: boolean } {
+  let rowsIn: ArrayLike<unknown>[];
+  let nested = false;
+  if (input instanceof Int32Array || (Array.isArray(input) && (input.length === 0 || !Array.isArray(input[0])))) {
+    rowsIn = [input as ArrayLike<unknown>];
+  } else if (Array.isArray(input)) {
+    rowsIn = input as ArrayLike<unknown>[];
+    nested = true;
+  } else {
+    throw new TypeError(`${where}: a Llama model takes token ids: number[], number[][] (a batch of equal lengths) or Int32Array`);
+  }
+  const tokens = rowsIn[0]?.length ?? 0;
+  if (rowsIn.length === 0 || tokens === 0) throw new RangeError(`${where}: needs at least one token`);
+  const ids = new Int32Array(rowsIn.length * tokens);
+  rowsIn.forEach((row, b) => {
+    if (!Array.isArray(row) && !(row instanceof Int32Array)) throw new TypeError(`${where}: sequence ${b} is not an array of token ids`);
+    if (row.length !== tokens) throw new RangeError(`${where}: sequence ${b} has ${row.length} tokens but sequence 0 has ${tokens} (a batch needs equal lengths)`);
+    for (let t = 0; t < tokens; t++) {
+      const id = row[t];
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= model.config.vocabSize) {
+        throw new RangeError(`${where}: token ${t} of sequence ${b} is ${JSON.stringify(id)}; ids are integers in [0, ${model.config.vocabSize})`);
+      }
+      ids[b * tokens + t] = id;
+    }
+  });
+  return { ids, batch: rowsIn.length, tokens, nested };
+}
+
+function argmaxRows(logits: Float32Array, vocab: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < logits.length; r += vocab) {
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (logits[r + i] > logits[r + best]) best = i;
+    out.push(best);
+  }
+  return out;
+}
+
+export interface GenerateOptions {
+  /** How many tokens to append (greedy: the most likely token each step). */
+  maxNewTokens: number;
+  /** Stop a sequence once it produces this id (it is kept in the output). */
+  eosTokenId?: number;
+}
+
+/** Greedy decoding with a KV cache: the prompt(s) followed by the generated ids. */
+export async function llamaGenerate(model: LlamaModel, input: unknown, opts: GenerateOptions): Promise<number[] | number[][]> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('generate: options { maxNewTokens } are required');
+  const { maxNewTokens, eosTokenId } = opts;
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  const { ids, batch, tokens, nested } = tokenBatch('generate', model, input);
+  const seqs: number[][] = [];
+  for (let b = 0; b < batch; b++) seqs.push(Array.from(ids.subarray(b * tokens, (b + 1) * tokens)));
+  if (maxNewTokens > 0) {
+    const cache = new KVCache(model, batch, tokens + maxNewTokens);
+    const done = new Array<boolean>(batch).fill(false);
+    let logits = await llamaForward(model, ids, batch, tokens, cache, true);
+    for (let step = 0; step < maxNewTokens; step++) {
+      const next = argmaxRows(logits.data as Float32Array, model.config.vocabSize);
+      for (let b = 0; b < batch; b++) {
+        if (done[b]) continue;
+        seqs[b].push(next[b]);
+        if (next[b] === eosTokenId) done[b] = true;
+      }
+      if (done.every(Boolean) || step === maxNewTokens - 1) break;
+      logits = await llamaForward(model, Int32Array.from(next), batch, 1, cache, true);
+    }
+  }
+  return nested ? seqs : seqs[0];
+}

@@ -1,0 +1,140 @@
+// Float64 references of every model layer and of the whole Llama decoder, written from the definitions
+// (Hugging Face's LlamaForCausalLM: rotate_half rotary embeddings, grouped-query causal attention, SwiGLU,
+// RMSNorm), sharing no code with src/models. Everything is a plain Float64Array, row-major.
+import { type Tensor } from '../src/index.js';
+import { activate } from './helpers.js';
+import type { Activation } from '../src/matmul.js';
+
+export const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toFloat32());
+
+/** y[M, out] = act(x[M, in] W[out, in]^T + bias). */
+export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none'): Float64Array {
+  const inF = x.length / m;
+  const y = new Float64Array(m * out);
+  for (let i = 0; i < m; i++) {
+    for (let o = 0; o < out; o++) {
+      let s = bias ? bias[o] : 0;
+      for (let k = 0; k < inF; k++) s += x[i * inF + k] * w[o * inF + k];
+      y[i * out + o] = activate(act, s);
+    }
+  }
+  return y;
+}
+
+export function refLayerNorm(x: Float64Array, n: number, w: Float64Array, b: Float64Array | undefined, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < x.length / n; r++) {
+    const row = x.subarray(r * n, (r + 1) * n);
+    const mean = row.reduce((s, v) => s + v, 0) / n;
+    const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / n;
+    for (let i = 0; i < n; i++) y[r * n + i] = ((row[i] - mean) / Math.sqrt(variance + eps)) * w[i] + (b ? b[i] : 0);
+  }
+  return y;
+}
+
+export function refRmsNorm(x: Float64Array, n: number, w: Float64Array, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < x.length / n; r++) {
+    let ms = 0;
+    for (let i = 0; i < n; i++) ms += x[r * n + i] ** 2;
+    ms /= n;
+    for (let i = 0; i < n; i++) y[r * n + i] = (x[r * n + i] / Math.sqrt(ms + eps)) * w[i];
+  }
+  return y;
+}
+
+export function refSoftmax(x: Float64Array, n: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < x.length / n; r++) {
+    const row = x.subarray(r * n, (r + 1) * n);
+    const max = Math.max(...row);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(row[i] - max);
+    for (let i = 0; i < n; i++) y[r * n + i] = Math.exp(row[i] - max) / sum;
+  }
+  return y;
+}
+
+export function refActivation(x: Float64Array, act: Activation): Float64Array {
+  return x.map((v) => activate(act, v));
+}
+
+// --- Llama -----------------------------------------------------------------------------------------------
+
+export interface RefLlamaConfig {
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  layers: number;
+  vocab: number;
+  eps: number;
+  theta: number;
+  tied: boolean;
+}
+
+/** Weights by Hugging Face name, as float64. */
+export type RefWeights = Map<string, Float64Array>;
+
+/** Logits [T, vocab] of one sequence, every position, recomputed from scratch (no cache). */
+export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float64Array {
+  const T = ids.length, H = c.hidden, d = H / c.heads, half = d / 2;
+  const get = (name: string) => {
+    const v = w.get(name);
+    if (!v) throw new Error(`reference: missing ${name}`);
+    return v;
+  };
+  const emb = get('model.embed_tokens.weight');
+  let x = new Float64Array(T * H);
+  ids.forEach((id, t) => x.set(emb.subarray(id * H, (id + 1) * H), t * H));
+  const rope = (v: Float64Array, heads: number) => {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < heads; h++) {
+        const base = (t * heads + h) * d;
+        const rotated = new Float64Array(d);
+        for (let i = 0; i < d; i++) {
+          const freq = 1 / c.theta ** ((2 * (i % half)) / d);
+          const rotateHalf = i < half ? -v[base + i + half] : v[base + i - half];
+          rotated[i] = v[base + i] * Math.cos(t * freq) + rotateHalf * Math.sin(t * freq);
+        }
+        v.set(rotated, base);
+      }
+    }
+  };
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}`;
+    const h = refRmsNorm(x, H, get(`${p}.input_layernorm.weight`), c.eps);
+    const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d);
+    const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d);
+    const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d);
+    rope(q, c.heads);
+    rope(k, c.kvHeads);
+    const attn = new Float64Array(T * c.heads * d);
+    for (let head = 0; head < c.heads; head++) {
+      const kvHead = Math.floor(head / (c.heads / c.kvHeads));
+      for (let t = 0; t < T; t++) {
+        const scores = new Float64Array(t + 1);
+        for (let s = 0; s <= t; s++) {
+          let dot = 0;
+          for (let i = 0; i < d; i++) dot += q[(t * c.heads + head) * d + i] * k[(s * c.kvHeads + kvHead) * d + i];
+          scores[s] = dot / Math.sqrt(d);
+        }
+        const prob = refSoftmax(scores, t + 1);
+        for (let i = 0; i < d; i++) {
+          let sum = 0;
+          for (let s = 0; s <= t; s++) sum += prob[s] * v[(s * c.kvHeads + kvHead) * d + i];
+          attn[(t * c.heads + head) * d + i] = sum;
+        }
+      }
+    }
+    const o = refLinear(attn, T, get(`${p}.self_attn.o_proj.weight`), H);
+    x = x.map((val, i) => val + o[i]);
+    const h2 = refRmsNorm(x, H, get(`${p}.post_attention_layernorm.weight`), c.eps);
+    const gate = refLinear(h2, T, get(`${p}.mlp.gate_proj.weight`), c.intermediate, undefined, 'silu');
+    const up = refLinear(h2, T, get(`${p}.mlp.up_proj.weight`), c.intermediate);
+    const down = refLinear(gate.map((g, i) => g * up[i]), T, get(`${p}.mlp.down_proj.weight`), H);
+    x = x.map((val, i) => val + down[i]);
+  }
+  const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
+  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab);
+}
