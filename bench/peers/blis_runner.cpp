@@ -40,21 +40,21 @@ int main(int argc, char** argv) {
     }
     size_t aElems = size_t(s.m * s.k), bElems = size_t(s.k * s.n), cElems = size_t(s.m * s.n);
     int sets = peers::rotatingSets((aElems + bElems + cElems) * sizeof(float), args.footprintBytes);
-    std::vector<std::vector<float>> a(sets), b(sets), c(sets);
+    std::vector<peers::FloatBuffer> a, b, c;
     for (int i = 0; i < sets; i++) {
-      a[i].resize(aElems);  // A: [M, K] row-major
-      b[i].resize(bElems);  // B: W [N, K] row-major when transB, else [K, N] row-major
-      c[i].assign(cElems, 0.0f);  // C: [M, N] row-major
-      peers::fillF32(a[i].data(), aElems, 2 * i + 1);
-      peers::fillF32(b[i].data(), bElems, 2 * i + 2);
+      a.push_back(peers::alignedFloats(aElems));  // A: [M, K] row-major
+      b.push_back(peers::alignedFloats(bElems));  // B: W [N, K] row-major when transB, else [K, N] row-major
+      c.push_back(peers::alignedFloats(cElems));  // C: [M, N] row-major
+      peers::fillF32(a[i].get(), aElems, 2 * i + 1);
+      peers::fillF32(b[i].get(), bElems, 2 * i + 2);
     }
     float one = 1.0f, zero = 0.0f;
     // op(B) = W^T: hand BLIS the [N, K] matrix (row stride K) with BLIS_TRANSPOSE.
     inc_t rsB = s.transB ? s.k : s.n;
     trans_t transB = s.transB ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
     auto call = [&](int i) {
-      bli_sgemm(BLIS_NO_TRANSPOSE, transB, s.m, s.n, s.k, &one, a[i].data(), s.k, 1, b[i].data(), rsB, 1, &zero,
-                c[i].data(), s.n, 1);
+      bli_sgemm(BLIS_NO_TRANSPOSE, transB, s.m, s.n, s.k, &one, a[i].get(), s.k, 1, b[i].get(), rsB, 1, &zero,
+                c[i].get(), s.n, 1);
     };
     call(0);
     double err = peers::sampledError(

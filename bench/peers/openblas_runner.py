@@ -29,7 +29,7 @@ def parse_shape(token):
 
 
 def parse_args(argv):
-    args = {'info': False, 'time_ms': 300.0, 'footprint': 64 << 20, 'coretype': None, 'shapes': []}
+    args = {'info': False, 'time_ms': 300.0, 'footprint': 128 << 20, 'coretype': None, 'shapes': []}
     it = iter(argv)
     for a in it:
         if a == '--info':

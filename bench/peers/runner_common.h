@@ -18,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -36,7 +38,7 @@ struct ShapeArg {
 struct RunnerArgs {
   bool infoOnly = false;
   double timeMs = 300;                 // time budget per shape after warm-up
-  size_t footprintBytes = 64u << 20;   // rotate input sets until they cover at least this much memory
+  size_t footprintBytes = 128u << 20;  // rotate input sets until they cover at least this much memory
   std::vector<std::string> options;    // "--name=value" options the runner itself reads
   std::vector<ShapeArg> shapes;
 };
@@ -114,6 +116,16 @@ inline std::string option(const RunnerArgs& a, const std::string& name, const st
 inline int rotatingSets(size_t bytesPerSet, size_t footprintBytes) {
   if (bytesPerSet >= footprintBytes) return 1;
   return int(std::min<size_t>(16, (footprintBytes + bytesPerSet - 1) / bytesPerSet));
+}
+
+// 64-byte aligned, zeroed floats, as a serving stack allocates its tensors (no split cache lines).
+using FloatBuffer = std::unique_ptr<float[], void (*)(void*)>;
+inline FloatBuffer alignedFloats(size_t n) {
+  size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return FloatBuffer(p, std::free);
 }
 
 // Deterministic values in [-1, 1): the timing must not depend on the data, but zeros and denormals
