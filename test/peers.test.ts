@@ -82,10 +82,10 @@ describe('peer runner protocol', () => {
   it('reads the ceilings JSON; a unit the CPU lacks stays undefined', () => {
     const c = parseCeilings(
       '{"threads":2,"cpu":"AMD EPYC","features":"avx2+fma avx512f","fmaF32Gflops":232.8,"avx512FmaF32Gflops":227.6,' +
-        '"avx2FmaF32Gflops":232.8,"avx512Bf16Gflops":null,"amxBf16Gflops":null,"amxNote":"CPU has no AMX-BF16","readGBps":29.7,"readMiB":1024}\n',
+        '"avx2FmaF32Gflops":232.8,"avx512Bf16Gflops":null,"amxBf16Gflops":null,"amxNote":"CPU has no AMX-BF16","readGBps":29.7,"readMedianGBps":27.1,"readMiB":1024}\n',
       2,
     );
-    expect(c).toMatchObject({ threads: 2, fmaF32Gflops: 232.8, avx2FmaF32Gflops: 232.8, readGBps: 29.7, amxNote: 'CPU has no AMX-BF16' });
+    expect(c).toMatchObject({ threads: 2, fmaF32Gflops: 232.8, avx2FmaF32Gflops: 232.8, readGBps: 29.7, readMedianGBps: 27.1, amxNote: 'CPU has no AMX-BF16' });
     expect(c.avx512Bf16Gflops).toBeUndefined();
     expect(c.amxBf16Gflops).toBeUndefined();
   });

@@ -51,9 +51,10 @@ export interface PeerStatus {
   detail: string;
 }
 
+/** The hardware's limits, each the best of several runs (interference only slows a run down). */
 export interface Ceilings {
   threads: number;
-  /** Best f32 FMA peak: AVX-512 where present, the higher of it and AVX2. */
+  /** f32 FMA peak: the higher of the AVX-512 and AVX2 figures (equal on Zen 4, AVX-512 ahead on Intel). */
   fmaF32Gflops: number;
   avx512FmaF32Gflops?: number;
   avx2FmaF32Gflops?: number;
@@ -61,6 +62,8 @@ export interface Ceilings {
   amxBf16Gflops?: number;
   /** Streaming read of a buffer far larger than the last-level cache, all threads, 1e9 bytes/s. */
   readGBps: number;
+  /** The read runs' median (readGBps is their best, like every ceiling here). */
+  readMedianGBps?: number;
   cpu?: string;
   features?: string;
   /** Why AMX shows no figure (absent, or the kernel refused tile-data permission). */
@@ -346,7 +349,7 @@ export function parseCeilings(stdout: string, threads: number): Ceilings {
   const num = (key: string) => (typeof obj[key] === 'number' ? (obj[key] as number) : undefined);
   const str = (key: string) => (typeof obj[key] === 'string' && obj[key] !== '' ? (obj[key] as string) : undefined);
   const c: Ceilings = { threads: num('threads') ?? threads, fmaF32Gflops: num('fmaF32Gflops') ?? NaN, readGBps: num('readGBps') ?? NaN };
-  for (const key of ['avx512FmaF32Gflops', 'avx2FmaF32Gflops', 'avx512Bf16Gflops', 'amxBf16Gflops'] as const) {
+  for (const key of ['avx512FmaF32Gflops', 'avx2FmaF32Gflops', 'avx512Bf16Gflops', 'amxBf16Gflops', 'readMedianGBps'] as const) {
     const v = num(key);
     if (v !== undefined) c[key] = v;
   }

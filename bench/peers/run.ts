@@ -49,9 +49,9 @@ for (const s of status) console.log(`  ${s.peer.padEnd(18)} ${s.available ? '' :
 // ---- ceilings
 const ceilings: Ceilings[] = [];
 for (const t of [...new Set([1, threads])]) ceilings.push(await measureCeilings(t, args.quick ? { readMiB: 256 } : {}));
-console.log(`\nceilings on ${ceilings[0].cpu ?? 'this CPU'} (${ceilings[0].features ?? '?'}), GFLOP/s and GB/s, median of 5:`);
+console.log(`\nceilings on ${ceilings[0].cpu ?? 'this CPU'} (${ceilings[0].features ?? '?'}), GFLOP/s and GB/s, best of 5 runs (read: of 10):`);
 printTable([
-  ['threads', 'f32 FMA', 'AVX-512 FMA', 'AVX2 FMA', 'AVX512-BF16', 'AMX-BF16', 'read GB/s'],
+  ['threads', 'f32 FMA', 'AVX-512 FMA', 'AVX2 FMA', 'AVX512-BF16', 'AMX-BF16', 'read GB/s', 'read median'],
   ...ceilings.map((c) => [
     String(c.threads),
     fixed(c.fmaF32Gflops),
@@ -60,6 +60,7 @@ printTable([
     fixed(c.avx512Bf16Gflops),
     c.amxBf16Gflops === undefined ? 'n/a' : fixed(c.amxBf16Gflops),
     fixed(c.readGBps),
+    fixed(c.readMedianGBps),
   ]),
 ]);
 for (const c of ceilings) if (c.note) console.log(`  ${c.threads} threads: ${c.note}`);
