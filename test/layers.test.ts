@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { type DType, DTYPES, Linear, Tensor, tensor } from '../src/index.js';
 import type { Activation } from '../src/matmul.js';
-import { SYNC_GEMM_MACS, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
+import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
 import { expectMatches, randTensor, referenceMatmul } from './helpers.js';
 import { f64, refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
 
@@ -45,8 +45,8 @@ describe('Linear: one GEMM with transB and the bias/activation epilogue', () => 
     });
   }
   it('the sizes above cover both the synchronous path and the thread-pool path of gemm()', () => {
-    expect(sizes.some(([m, i, o]) => m * i * o < SYNC_GEMM_MACS)).toBe(true);
-    expect(sizes.some(([m, i, o]) => m * i * o >= SYNC_GEMM_MACS)).toBe(true);
+    expect(sizes.some(([m, i, o]) => m * i * o < gemmPolicy.syncBelowMacs)).toBe(true);
+    expect(sizes.some(([m, i, o]) => m * i * o >= gemmPolicy.syncBelowMacs)).toBe(true);
   });
   it('rejects weights that are not [out, in] and biases of the wrong size', () => {
     expect(() => new Linear('fc', tensor([1, 2, 3], [3]))).toThrow(/fc: a Linear weight must be \[out, in\], got \[3\]/);

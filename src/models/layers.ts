@@ -24,9 +24,9 @@ export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
   return { weight, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype };
 }
 
-// Below this many multiply-adds a GEMM runs synchronously: handing it to the thread pool and back costs
-// more than the GEMM itself (measured in bench/models.bench.ts, see README). Above, the event loop stays free.
-export const SYNC_GEMM_MACS = 1 << 20;
+// Below `syncBelowMacs` multiply-adds a GEMM runs synchronously: handing it to the thread pool and back
+// costs more than the GEMM itself (bench/models.bench.ts measures both). Above, the event loop stays free.
+export const gemmPolicy = { syncBelowMacs: 1 << 20 };
 
 export interface GemmExtras {
   bias?: Tensor;
@@ -47,7 +47,7 @@ export async function gemm(a: Tensor, b: Tensor, extras: GemmExtras = {}): Promi
   };
   const [m, k] = a.shape.slice(-2);
   const n = transB ? b.shape.at(-2)! : b.shape.at(-1)!;
-  if (m * n * k < SYNC_GEMM_MACS) return matmulSync(a, b, opts);
+  if (m * n * k < gemmPolicy.syncBelowMacs) return matmulSync(a, b, opts);
   return matmul(a, b, opts);
 }
 
