@@ -248,6 +248,8 @@ describe('Llama errors', () => {
     await expect(generate(model, [1], undefined as never)).rejects.toThrow(/options \{ maxNewTokens \} are required/);
     await expect(forward({ kind: 'x' } as never, [1])).rejects.toThrow(/model must come from loadModel/);
     expect(() => createKVCache(model, 0, 4)).toThrow(/batch must be a positive integer/);
+    await expect(generate({ kind: 'mlp' } as never, [1], { maxNewTokens: 1 })).rejects.toThrow(/generate: model must be a Llama model from loadModel\(\), got a mlp model/);
+    expect(() => createKVCache({ kind: 'mlp' } as never, 1, 4)).toThrow(/createKVCache: model must be a Llama model/);
   });
   it('config.json and tensors that do not fit', async () => {
     const variant = (name: string, config: Record<string, unknown>, tweak?: (d: string) => void) => {

@@ -71,9 +71,6 @@ export interface ForwardOptions {
  * Llama: token ids number[] (one sequence) or number[][] (a batch of equal lengths) -> logits f32
  * [tokens, vocab] or [batch, tokens, vocab]; with logits: 'last', [vocab] or [batch, vocab].
  */
-export function forward(model: MlpModel, input: Tensor): Promise<Tensor>;
-export function forward(model: LlamaModel, input: TokenIds, opts?: ForwardOptions): Promise<Tensor>;
-export function forward(model: Model, input: Tensor | TokenIds, opts?: ForwardOptions): Promise<Tensor>;
 export async function forward(model: Model, input: Tensor | TokenIds, opts: ForwardOptions = {}): Promise<Tensor> {
   if (model === null || typeof model !== 'object' || (model.kind !== 'mlp' && model.kind !== 'llama')) {
     throw new TypeError('forward: model must come from loadModel()');
@@ -93,16 +90,22 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts: Forw
 }
 
 /** Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. */
-export function generate(model: LlamaModel, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
-export function generate(model: LlamaModel, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
-export async function generate(model: LlamaModel, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
-  if (model === null || typeof model !== 'object' || model.kind !== 'llama') throw new TypeError('generate: model must be a Llama model from loadModel()');
-  return llamaGenerate(model, ids, opts);
+export function generate(model: Model, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
+export function generate(model: Model, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
+export async function generate(model: Model, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
+  return llamaGenerate(llamaOnly('generate', model), ids, opts);
 }
 
 /** A KV cache for `batch` sequences of up to `capacity` positions, for forward(model, ids, { cache }). */
-export function createKVCache(model: LlamaModel, batch: number, capacity: number): KVCache {
-  return new KVCache(model, batch, capacity);
+export function createKVCache(model: Model, batch: number, capacity: number): KVCache {
+  return new KVCache(llamaOnly('createKVCache', model), batch, capacity);
+}
+
+function llamaOnly(where: string, model: Model): LlamaModel {
+  if (model === null || typeof model !== 'object' || model.kind !== 'llama') {
+    throw new TypeError(`${where}: model must be a Llama model from loadModel(), got ${model && typeof model === 'object' ? `a ${String(model.kind)} model` : String(model)}`);
+  }
+  return model;
 }
 
 // --- the GEMMs forward runs ------------------------------------------------------------------------------
