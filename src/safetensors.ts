@@ -502,7 +502,8 @@ export class Checkpoint {
   }
 }
 
-function readJsonFile(path: string, required: boolean): Record<string, unknown> | undefined {
+/** A JSON object from a file (undefined when absent and not required); errors are SafetensorsErrors naming it. */
+export function readJsonFile(path: string, required: boolean): Record<string, unknown> | undefined {
   if (!existsSync(path)) {
     if (required) fail(path, undefined, 'does not exist');
     return undefined;

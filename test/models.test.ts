@@ -267,6 +267,7 @@ describe('Llama errors', () => {
     await expect(variant('c6', { ...HF, num_hidden_layers: 3 })).rejects.toThrow(/no tensor 'model.layers.2.input_layernorm.weight'/);
     await expect(variant('c7', { ...HF, hidden_act: 'gelu' })).rejects.toThrow(/hidden_act is "gelu"/);
     await expect(variant('c8', { ...HF }, (d) => writeFileSync(join(d, 'config.json'), '{'))).rejects.toThrow(/config.json: not valid JSON/);
+    await expect(loadModel(join(dir, 'c8', 'model.safetensors'))).rejects.toThrow(/c8\/config.json: not valid JSON/);
     const noHead = join(dir, 'nohead');
     mkdirSync(noHead);
     writeRandomLlamaCheckpoint(noHead, { ...HF, tie_word_embeddings: true }, { dtype: 'f32', seed: 6 });

@@ -4,11 +4,11 @@
 // A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
 // Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
 // model.safetensors.index.json (or a .safetensors file with config.json beside it).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
-import { Checkpoint, SafetensorsError, type SafetensorsOpenOptions } from '../safetensors.js';
+import { Checkpoint, SafetensorsError, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
@@ -34,7 +34,7 @@ function describe(path: string, opts: SafetensorsOpenOptions): Described {
     let configPath = join(path, 'config.json');
     if (!rawConfig && !statSync(path).isDirectory()) {
       configPath = join(dirname(path), 'config.json');
-      if (existsSync(configPath)) rawConfig = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      rawConfig = readJsonFile(configPath, false);
     }
     if (!rawConfig) {
       throw new Error(`loadModel: ${path} is neither a gemmkit MLP (no __metadata__["${MLP_METADATA_KEY}"]) nor a checkpoint with a config.json`);
