@@ -1,6 +1,6 @@
 // npm run bench:models: the figures of issue 6, measured in one run.
-//  1. streaming read bandwidth of this machine (every pool thread scanning its share of 1 GiB), the
-//     ceiling for decoding, which reads every weight once per token;
+//  1. the machine's ceilings (bench/ceilings): streaming read bandwidth, the bound for decoding, which
+//     reads every weight once per token; f32 FMA peak, the bound for prefill (the engine computes in f32);
 //  2. digits: accuracy on the held-out 30%, single-image latency p50/p99, predictions/s at batch 256;
 //  3. a Llama-style model with random bf16 weights (hidden 1024, 8 layers, intermediate 2816, 16 heads,
 //     4 KV heads, vocab 32000; written to a temp dir and loaded with loadModel): prefill tokens/s for a
@@ -13,13 +13,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { type LlamaModel, createKVCache, forward, info, matmul, matmulSync } from '../src/index.js';
 import { attention } from '../src/models/llama.js';
 import { gemmPolicy, softmaxRows } from '../src/models/layers.js';
 import { writeRandomLlamaCheckpoint, loadModel } from '../src/index.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
+import { measureCeilings } from './peers/index.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const quick = args.quick;
@@ -40,35 +40,11 @@ const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
 const tmp = mkdtempSync(join(tmpdir(), 'gemmkit-bench-models-'));
 
-// --- 1. read bandwidth -------------------------------------------------------------------------------------
-// Each worker scans its slice with Buffer.indexOf for a byte that is absent (memchr: a SIMD streaming read).
-async function readBandwidthGBs(bytes: number, threads: number, passes: number): Promise<number> {
-  const sab = new SharedArrayBuffer(bytes);
-  new Uint8Array(sab).fill(1); // touch every page
-  const slice = Math.floor(bytes / threads);
-  const code = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    const view = Buffer.from(workerData.sab, workerData.offset, workerData.length);
-    parentPort.on('message', (passes) => {
-      let found = 0;
-      for (let p = 0; p < passes; p++) found += view.indexOf(0);
-      parentPort.postMessage(found);
-    });`;
-  const workers = Array.from({ length: threads }, (_, i) => new Worker(code, { eval: true, workerData: { sab, offset: i * slice, length: slice } }));
-  const run = (n: number) => Promise.all(workers.map((w) => new Promise((resolve) => { w.once('message', resolve); w.postMessage(n); })));
-  await run(1); // warm-up
-  const rates: number[] = [];
-  for (let r = 0; r < 5; r++) {
-    const t0 = process.hrtime.bigint();
-    await run(passes);
-    rates.push((slice * threads * passes) / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e9);
-  }
-  await Promise.all(workers.map((w) => w.terminate()));
-  return median(rates);
-}
-const bandwidth = await readBandwidthGBs(quick ? 2 ** 26 : 2 ** 30, inf.threads, quick ? 2 : 4);
-const bandwidth1 = await readBandwidthGBs(quick ? 2 ** 26 : 2 ** 30, 1, quick ? 2 : 4);
-console.log(`\n== streaming read bandwidth: ${bandwidth.toFixed(1)} GB/s with ${inf.threads} threads (${bandwidth1.toFixed(1)} GB/s with 1)`);
+// --- 1. the machine's ceilings (bench/ceilings via bench/peers: best of several runs) ------------------------
+const ceilings = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
+if (ceilings.note) console.log(`ceilings: ${ceilings.note}`);
+const bandwidth = ceilings.readGBps;
+console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${bandwidth.toFixed(1)} GB/s (median ${ceilings.readMedianGBps?.toFixed(1) ?? '?'}), f32 FMA ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s`);
 
 // --- 2. digits -------------------------------------------------------------------------------------------
 {
@@ -103,7 +79,9 @@ const promptLen = quick ? 32 : 128;
 const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919) % c.vocabSize);
 const prefillMs = await timeMs(() => forward(model, prompt, { cache: createKVCache(model, 1, promptLen), logits: 'last' }), quick ? 2 : 5);
 const prefillFlops = 2 * promptLen * (gemmWeights - c.vocabSize * c.hiddenSize) + 2 * c.vocabSize * c.hiddenSize; // LM head on the last token only
+const prefillBound = (ceilings.fmaF32Gflops * 1e9 * promptLen) / prefillFlops;
 console.log(`prefill ${promptLen} tokens: ${prefillMs.toFixed(1)} ms = ${(promptLen / (prefillMs / 1000)).toFixed(0)} tokens/s (${(prefillFlops / prefillMs / 1e6).toFixed(1)} GFLOP/s in weight GEMMs)`);
+console.log(`compute bound: ${(prefillFlops / promptLen / 1e9).toFixed(3)} GFLOP per token at ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s = ${prefillBound.toFixed(0)} tokens/s; prefill reaches ${((100 * promptLen) / (prefillMs / 1000) / prefillBound).toFixed(0)}% of it`);
 
 const decodeSteps = quick ? 8 : 32;
 const cache = createKVCache(model, 1, promptLen + decodeSteps + 1);
