@@ -39,6 +39,7 @@ async function timeMs(fn: () => unknown, runs: number, warmup = 1): Promise<numb
 const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
 const tmp = mkdtempSync(join(tmpdir(), 'gemmkit-bench-models-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true })); // also when a step throws
 
 // --- 1. the machine's ceilings (bench/ceilings via bench/peers: best of several runs) ------------------------
 const ceilings = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
@@ -137,4 +138,3 @@ for (const [m, n, k] of [[1, 64, 64], [1, 256, 256], [16, 256, 256], [1, 1024, 1
   const pool = await timeMs(() => matmul(a, b, { transB: true }), runs, 5);
   console.log(`${m}x${n}x${k} (${m * n * k} MACs): sync ${(sync * 1000).toFixed(1)} us, async ${(pool * 1000).toFixed(1)} us (async - sync = ${((pool - sync) * 1000).toFixed(1)} us)`);
 }
-rmSync(tmp, { recursive: true, force: true });
