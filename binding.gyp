@@ -15,10 +15,12 @@
         "native/cpu/pack.cpp",
         "native/cpu/cpu_config.cpp",
         "native/cpu/gemm_frame.cpp",
+        "native/cpu/system_blas.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/addon/problem_args.cpp",
         "native/addon/addon.cpp"
       ],
+      "libraries": ["-ldl"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -5,9 +5,11 @@
 #include <mutex>
 
 #include "../core/backend.h"
+#include "../core/reference_gemm.h"
 #include "../cpu/cpu_backend.h"
 #include "../cpu/cpu_features.h"
 #include "../cpu/micro_kernels.h"
+#include "../cpu/system_blas.h"
 #include "../cpu/thread_pool.h"
 #include "problem_args.h"
 
@@ -82,6 +84,119 @@ Napi::Value supports(const Napi::CallbackInfo& info) {
   return s.isOk() ? env.Null() : Napi::String::New(env, s.message());
 }
 
+// timeConfig(desc, config, { warmup, iterations, rotatingBytes, maxMs }) -> Promise<number[]>: the
+// per-iteration microseconds of running `config` natively (the tuner's timer; no JS between runs).
+class TimeWorker : public Napi::AsyncWorker {
+ public:
+  TimeWorker(Napi::Env env, UnpackedCall call, std::string config, TimingOptions opts)
+      : Napi::AsyncWorker(env, "gemmkit.timeConfig"),
+        call_(std::move(call)),
+        config_(std::move(config)),
+        opts_(opts),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    status_ = call_.backend->time(call_.problem, config_, opts_, &microseconds_);
+    if (!status_.isOk()) SetError(status_.message());
+  }
+  void OnOK() override {
+    Napi::Array out = Napi::Array::New(Env(), microseconds_.size());
+    for (size_t i = 0; i < microseconds_.size(); i++) out.Set(uint32_t(i), microseconds_[i]);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
+
+ private:
+  UnpackedCall call_;
+  std::string config_;
+  TimingOptions opts_;
+  Status status_;
+  std::vector<double> microseconds_;
+  Napi::Promise::Deferred deferred_;
+};
+
+int64_t timingField(const Napi::Env& env, const Napi::Object& o, const char* key, int64_t fallback, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(d >= double(lo) && d <= double(hi)) || d != double(int64_t(d))) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: timing option ") + key + " must be an integer in [" +
+                                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return int64_t(d);
+}
+
+Napi::Value timeConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "gemmkit native: config must be a string");
+  TimingOptions opts;
+  if (info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    opts.warmup = int(timingField(env, o, "warmup", opts.warmup, 0, 1000000));
+    opts.iterations = int(timingField(env, o, "iterations", opts.iterations, 1, 1000000));
+    opts.rotatingBytes = timingField(env, o, "rotatingBytes", 0, 0, int64_t(1) << 40);
+    opts.maxMilliseconds = double(timingField(env, o, "maxMs", 0, 0, int64_t(1) << 40));
+  }
+  auto* worker = new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// referenceAsync(desc, c64?, scale64?) -> Promise<void>: the float64 reference GEMM (core/reference_gemm)
+// on the desc's buffers: writes C rounded to its dtype and, when given, the unrounded result and the
+// root-sum-square magnitude of the summed terms into Float64Arrays of [batch, m, n].
+class ReferenceWorker : public Napi::AsyncWorker {
+ public:
+  ReferenceWorker(Napi::Env env, UnpackedCall call, double* c64, double* scale64, std::vector<Napi::ObjectReference> keep)
+      : Napi::AsyncWorker(env, "gemmkit.reference"),
+        call_(std::move(call)),
+        c64_(c64),
+        scale64_(scale64),
+        keep_(std::move(keep)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { referenceGemm(call_.problem, call_.buffers, c64_, scale64_); }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  UnpackedCall call_;
+  double* c64_;
+  double* scale64_;
+  std::vector<Napi::ObjectReference> keep_;
+  Napi::Promise::Deferred deferred_;
+};
+
+double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t needed,
+                   std::vector<Napi::ObjectReference>* keep) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    throw Napi::TypeError::New(env, std::string("gemmkit native: ") + name + " must be a Float64Array");
+  }
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  if (int64_t(a.ElementLength()) < needed) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + name + " has " + std::to_string(a.ElementLength()) +
+                                         " elements but the problem writes " + std::to_string(needed));
+  }
+  keep->push_back(Napi::Persistent(a.As<Napi::Object>()));
+  return a.Data();
+}
+
+Napi::Value referenceAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], true);
+  const int64_t elements = call.problem.batch * call.problem.m * call.problem.n;
+  std::vector<Napi::ObjectReference> keep;
+  double* c64 = float64Out(env, info[1], "c64", elements, &keep);
+  double* scale64 = float64Out(env, info[2], "scale64", elements, &keep);
+  auto* worker = new ReferenceWorker(env, std::move(call), c64, scale64, std::move(keep));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
 Napi::Object deviceObject(Napi::Env env, const DeviceInfo& d) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", d.name);
@@ -128,6 +243,18 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     bs.Set(uint32_t(i), b);
   }
   out.Set("backends", bs);
+  // Libraries whose versions can change a tuned result: the system BLAS candidates found at run time.
+  const std::vector<SystemBlas>& blas = systemBlasLibraries();
+  Napi::Array libs = Napi::Array::New(env, blas.size());
+  for (size_t i = 0; i < blas.size(); i++) {
+    Napi::Object l = Napi::Object::New(env);
+    l.Set("name", blas[i].library);
+    l.Set("version", blas[i].version);
+    l.Set("path", blas[i].path);
+    l.Set("config", blas[i].config);
+    libs.Set(uint32_t(i), l);
+  }
+  out.Set("libraries", libs);
   out.Set("compiler", Napi::String::New(env,
 #if defined(__clang__)
                                         "clang " __clang_version__
@@ -149,6 +276,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));
   exports.Set("candidates", Napi::Function::New(env, candidates, "candidates"));
   exports.Set("supports", Napi::Function::New(env, supports, "supports"));
+  exports.Set("timeConfig", Napi::Function::New(env, timeConfig, "timeConfig"));
+  exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
   return exports;
 }
 

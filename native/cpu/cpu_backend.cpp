@@ -1,12 +1,13 @@
 #include "cpu_backend.h"
 
 #include <memory>
-#include <random>
+#include <mutex>
 
 #include "../core/timing.h"
 #include "cpu_features.h"
 #include "gemm_frame.h"
 #include "micro_kernels.h"
+#include "system_blas.h"
 #include "thread_pool.h"
 
 namespace gemmkit {
@@ -15,6 +16,18 @@ namespace {
 
 // Below this many flops per call, handing work to a second thread costs more than it saves.
 constexpr double kMinFlopsPerExtraThread = 4.0e6;
+// Above this many flops per call, one thread never beats the pool; the tuner does not try it.
+constexpr double kMaxFlopsForOneThread = 1.0e9;
+
+// A block size is worth trying when it is smaller than the problem's extent, or is the smallest choice
+// that covers it (larger ones then run identically).
+bool coversFirst(int64_t block, int64_t extent, std::initializer_list<int64_t> choices) {
+  if (block < extent) return true;
+  for (int64_t c : choices) {
+    if (c >= extent && c < block) return false;
+  }
+  return true;
+}
 
 int defaultThreads(const Problem& p) {
   int pool = ThreadPool::instance().size();
@@ -69,24 +82,45 @@ class CpuBackend : public Backend {
     return {d};
   }
 
+  // The search space: every SIMD kernel this CPU runs (the scalar one only where there is none) x KC x MC
+  // x threads, plus each system BLAS for f32. Blocks at least as large as the problem all run alike, so
+  // only the smallest of those is kept; one thread is offered only where a call is small enough for it to
+  // win. The heuristic default comes first (the tuner times it first, and a budget cut keeps it).
   std::vector<std::string> candidates(const Problem& p) const override {
-    (void)p;
-    std::vector<std::string> out;
-    int pool = ThreadPool::instance().size();
-    std::vector<int> threadChoices = {1};
-    if (pool > 1) threadChoices.push_back(pool);
+    std::vector<std::string> out = {heuristic(p)};
+    auto add = [&out](const std::string& name) {
+      for (const std::string& have : out) {
+        if (have == name) return;
+      }
+      out.push_back(name);
+    };
+    const int pool = ThreadPool::instance().size();
+    std::vector<int> threadChoices = {pool, defaultThreads(p)};
+    if (p.flops() < kMaxFlopsForOneThread) threadChoices.push_back(1);
+    bool haveSimd = false;
+    for (const MicroKernel& k : microKernels()) haveSimd = haveSimd || (k.isa != Isa::Scalar && isaAvailable(k.isa));
+    // The preferred kernel's variants first, so a shape whose time budget runs out has tried the best.
+    std::vector<const MicroKernel*> kernels = {&preferredKernel()};
     for (const MicroKernel& k : microKernels()) {
-      if (!isaAvailable(k.isa)) continue;
-      for (int kc : {128, 256, 384, 512}) {
-        for (int mcSlivers : {4, 12, 24}) {
-          for (int threads : threadChoices) {
-            CpuConfig c = blockedConfig(k, threads);
+      if (&k != kernels[0] && isaAvailable(k.isa) && !(haveSimd && k.isa == Isa::Scalar)) kernels.push_back(&k);
+    }
+    for (const MicroKernel* k : kernels) {
+      for (int threads : threadChoices) {
+        for (int kc : {384, 256, 512, 128}) {
+          if (!coversFirst(kc, p.k, {128, 256, 384, 512})) continue;
+          for (int mcSlivers : {12, 4, 24}) {
+            if (!coversFirst(mcSlivers * k->mr, p.m, {4 * k->mr, 12 * k->mr, 24 * k->mr})) continue;
+            CpuConfig c = blockedConfig(*k, threads);
             c.kc = kc;
-            c.mc = mcSlivers * k.mr;
-            if (c.valid().isOk()) out.push_back(c.name());
+            c.mc = mcSlivers * k->mr;
+            if (c.valid().isOk()) add(c.name());
           }
         }
       }
+    }
+    for (const SystemBlas& blas : systemBlasLibraries()) {
+      const SystemBlas* usable;
+      if (findSystemBlas(p, blas.config, &usable).isOk()) add(blas.config);
     }
     return out;
   }
@@ -96,15 +130,23 @@ class CpuBackend : public Backend {
   }
 
   Status supports(const Problem& p, const std::string& config) const override {
+    if (isSystemBlasConfig(config)) {
+      const SystemBlas* blas;
+      return findSystemBlas(p, config, &blas);
+    }
     CpuConfig cfg;
     const MicroKernel* k;
-    (void)p;
     return parseRunnable(config, &cfg, &k);
   }
 
   Status run(const Problem& p, const std::string& config, const Buffers& buf) const override {
     Status s = checkProblem(p);
     if (!s.isOk()) return s;
+    if (isSystemBlasConfig(config)) {
+      const SystemBlas* blas;
+      s = findSystemBlas(p, config, &blas);
+      return s.isOk() ? runSystemBlas(p, *blas, buf) : s;
+    }
     CpuConfig cfg;
     const MicroKernel* k;
     s = parseRunnable(config, &cfg, &k);
@@ -116,43 +158,81 @@ class CpuBackend : public Backend {
     }
   }
 
+  // Times `config` on inputs that rotate through copies totalling at least opts.rotatingBytes, so each
+  // run starts with A and B out of cache when that exceeds the last-level cache. The copies are kept for
+  // the next call with the same sizes (the tuner times every candidate of a shape in a row), and timings
+  // in one process are serialised: two at once would each measure the other.
   Status time(const Problem& p, const std::string& config, const TimingOptions& opts,
               std::vector<double>* microseconds) const override {
-    Status s = supports(p, config);
+    Status s = checkProblem(p);
     if (!s.isOk()) return s;
-    // Rotating copies of the inputs, so each timed run starts with A and B out of cache.
-    const size_t bytesA = size_t(p.batch * p.rowsA() * p.lda) * dtypeSize(p.dtypeA);
-    const size_t bytesB = size_t(p.batch * p.rowsB() * p.ldb) * dtypeSize(p.dtypeB);
-    const size_t bytesC = size_t(p.batch * p.m * p.ldc) * dtypeSize(p.dtypeC);
-    size_t copies = 1;
-    if (opts.rotatingBytes > 0 && bytesA + bytesB > 0) {
-      copies = size_t(opts.rotatingBytes) / (bytesA + bytesB) + 1;
-      if (copies > 64) copies = 64;
-    }
-    std::vector<std::vector<uint16_t>> as(copies), bs(copies);
-    std::vector<uint16_t> cbuf(bytesC / 2 + 1), bias(size_t(p.n) * 2 + 1);
-    std::mt19937 rng(1234);
-    for (size_t i = 0; i < copies; i++) {
-      as[i].resize(bytesA / 2 + 1);
-      bs[i].resize(bytesB / 2 + 1);
-      // Small values in every dtype: bits 0x3c00..0x3fff are in [1, 2) for f16 and ~[0.0078, 2) for bf16.
-      for (auto& v : as[i]) v = uint16_t(0x3c00 + rng() % 0x300);
-      for (auto& v : bs[i]) v = uint16_t(0x3c00 + rng() % 0x300);
+    s = supports(p, config);
+    if (!s.isOk()) return s;
+    if (opts.warmup < 0 || opts.iterations < 1) return outOfRange("timing needs warmup >= 0 and iterations >= 1");
+    std::lock_guard<std::mutex> lock(timingMutex_);
+    try {
+      prepareTimingInputs(p, opts.rotatingBytes);
+    } catch (const std::bad_alloc&) {
+      timing_ = TimingInputs();
+      return Status(StatusCode::OutOfMemory, "out of memory for the rotating timing inputs of " + p.describe());
     }
     microseconds->clear();
-    double started = nowMicroseconds();
-    int total = opts.warmup + opts.iterations;
+    const size_t copies = timing_.a.size();
+    const double started = nowMicroseconds();
+    const int total = opts.warmup + opts.iterations;
     for (int it = 0; it < total; it++) {
-      Buffers buf{as[size_t(it) % copies].data(), bs[size_t(it) % copies].data(), cbuf.data(), bias.data()};
-      double t0 = nowMicroseconds();
+      const size_t i = size_t(it) % copies;
+      Buffers buf{timing_.a[i].data(), timing_.b[i].data(), timing_.c.data(), timing_.bias.data()};
+      const double t0 = nowMicroseconds();
       s = run(p, config, buf);
-      double t1 = nowMicroseconds();
+      const double t1 = nowMicroseconds();
       if (!s.isOk()) return s;
       if (it >= opts.warmup) microseconds->push_back(t1 - t0);
       if (opts.maxMilliseconds > 0 && (t1 - started) > opts.maxMilliseconds * 1000.0 && !microseconds->empty()) break;
     }
     return Status::ok();
   }
+
+ private:
+  // Timing inputs: copies of A and B (and one C and bias), as raw 16-bit words for every dtype.
+  struct TimingInputs {
+    size_t bytesA = 0, bytesB = 0, bytesC = 0, bytesBias = 0;
+    std::vector<std::vector<uint16_t>> a, b;
+    std::vector<uint16_t> c, bias;
+  };
+
+  void prepareTimingInputs(const Problem& p, int64_t rotatingBytes) const {
+    const size_t bytesA = size_t(p.batch * p.rowsA() * p.lda) * dtypeSize(p.dtypeA);
+    const size_t bytesB = size_t(p.batch * p.rowsB() * p.ldb) * dtypeSize(p.dtypeB);
+    const size_t bytesC = size_t(p.batch * p.m * p.ldc) * dtypeSize(p.dtypeC);
+    const size_t bytesBias = size_t(p.n) * 4;
+    size_t copies = 1;
+    if (rotatingBytes > 0 && bytesA + bytesB > 0) copies = std::min<size_t>(size_t(rotatingBytes) / (bytesA + bytesB) + 1, 64);
+    TimingInputs& t = timing_;
+    if (t.bytesA == bytesA && t.bytesB == bytesB && t.bytesC == bytesC && t.bytesBias >= bytesBias && t.a.size() == copies) return;
+    t = TimingInputs();
+    // Small normal values in every dtype: a word 0x3cxx is ~[1, 2) as f16, ~[0.008, 0.03) as bf16, and the
+    // high half of an f32 in the same range. A multiplicative hash fills fast and never makes subnormals.
+    auto fill = [](std::vector<uint16_t>& v, size_t bytes, uint32_t seed) {
+      v.resize(bytes / 2 + 1);
+      for (size_t i = 0; i < v.size(); i++) v[i] = uint16_t(0x3c00u + ((uint32_t(i) + seed) * 2654435761u >> 22) % 0x300u);
+    };
+    t.a.resize(copies);
+    t.b.resize(copies);
+    for (size_t i = 0; i < copies; i++) {
+      fill(t.a[i], bytesA, uint32_t(2 * i));
+      fill(t.b[i], bytesB, uint32_t(2 * i + 1));
+    }
+    fill(t.c, bytesC, 7);
+    fill(t.bias, bytesBias, 9);
+    t.bytesA = bytesA;
+    t.bytesB = bytesB;
+    t.bytesC = bytesC;
+    t.bytesBias = bytesBias;
+  }
+
+  mutable std::mutex timingMutex_;
+  mutable TimingInputs timing_;
 };
 
 }  // namespace
