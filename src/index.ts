@@ -13,3 +13,4 @@ export {
   type Model, type TokenIds, type ForwardOptions, type GenerateOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
   MLP_METADATA_KEY, Linear, prepareWeight, linearForward, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
 } from './models/index.js';
+export { setTunedFile, tunedFiles, explain, type Explanation, type TunedFileStatus, TunedFileError } from './tuner/dispatch.js';

@@ -3,6 +3,7 @@ import { type DType, isDType } from './dtype.js';
 import { formatShape, shapeSize } from './errors.js';
 import { type Activation, type NativeAddon, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
+import { dispatchConfig } from './tuner/dispatch.js';
 
 export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
 export type { Activation };
@@ -95,8 +96,11 @@ export function resolveBackend(where: string, backend: unknown): NativeAddon {
   throw new TypeError(`${where}: backend must be one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(backend)}`);
 }
 
-/** Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. */
-export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown): PreparedMatmul {
+/**
+ * Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. Without
+ * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts).
+ */
+export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown, tuned = true): PreparedMatmul {
   if (optsIn !== undefined && (optsIn === null || typeof optsIn !== 'object')) {
     throw new TypeError(`${where}: options must be an object, got ${describeValue(optsIn)}`);
   }
@@ -195,6 +199,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     desc.bias = bias.data;
     desc.biasDtype = bias.dtype;
   }
+  if (tuned && opts.config === undefined) desc.config = dispatchConfig(native, desc);
   return { native, desc, out };
 }
 

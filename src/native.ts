@@ -10,6 +10,7 @@ export type Activation = 'none' | 'relu' | 'gelu' | 'silu';
 /** One GEMM, flattened: C[b] = act(alpha * op(A[b]) op(B[b]) + beta * C[b] + bias), row-major. */
 export interface ProblemDesc {
   backend: string;
+  device?: number; // device index for backends with several (the CPU backend has one and ignores it)
   config?: string; // canonical config name; empty or absent: the backend's heuristic
   m: number;
   n: number;
@@ -51,12 +52,31 @@ export interface NativeKernel {
   available: boolean;
 }
 
+/** A library whose version can change tuning results (the CPU addon: each system BLAS it loaded). */
+export interface NativeLibrary {
+  name: string;
+  version: string;
+  path: string;
+  config: string; // the candidate config that runs it
+}
+
 export interface NativeInfo {
   cpu: { model: string; cores: number; features: string[] };
   threads: number;
   kernels: NativeKernel[];
   backends: { name: string; devices: NativeDevice[] }[];
+  libraries: NativeLibrary[];
   compiler: string;
+}
+
+/** How timeConfig runs a configuration: untimed runs, timed runs, rotating input bytes, time bound. */
+export interface NativeTimingOptions {
+  warmup: number;
+  iterations: number;
+  /** Inputs rotate through copies totalling at least this many bytes (0: one copy, cache-hot). */
+  rotatingBytes: number;
+  /** Stop after this many milliseconds once one run was timed (0: run every iteration). */
+  maxMs: number;
 }
 
 export interface NativeAddon {
@@ -67,6 +87,13 @@ export interface NativeAddon {
   candidates(desc: ProblemDesc): string[];
   /** null when `config` can run the problem on this machine, else the reason it cannot. */
   supports(desc: ProblemDesc, config: string): string | null;
+  /** Per-iteration microseconds of `config` on inputs the backend allocates (desc needs no buffers). */
+  timeConfig(desc: ProblemDesc, config: string, opts: NativeTimingOptions): Promise<number[]>;
+  /**
+   * The float64 reference GEMM on desc's buffers (CPU addon): writes c rounded to its dtype and, when
+   * given, the unrounded result and the root-sum-square magnitude of the summed terms ([batch, m, n]).
+   */
+  referenceAsync(desc: ProblemDesc, c64?: Float64Array, scale64?: Float64Array): Promise<void>;
 }
 
 export const packageRoot = fileURLToPath(new URL('..', import.meta.url));

@@ -137,7 +137,12 @@ Napi::Value timeConfig(const Napi::CallbackInfo& info) {
     opts.warmup = int(timingField(env, o, "warmup", opts.warmup, 0, 1000000));
     opts.iterations = int(timingField(env, o, "iterations", opts.iterations, 1, 1000000));
     opts.rotatingBytes = timingField(env, o, "rotatingBytes", 0, 0, int64_t(1) << 40);
-    opts.maxMilliseconds = double(timingField(env, o, "maxMs", 0, 0, int64_t(1) << 40));
+    Napi::Value maxMs = o.Get("maxMs");
+    if (!maxMs.IsUndefined()) {
+      double d = maxMs.IsNumber() ? maxMs.As<Napi::Number>().DoubleValue() : -1.0;
+      if (!(d >= 0 && d < 1e12)) throw Napi::RangeError::New(env, "gemmkit native: timing option maxMs must be a number >= 0");
+      opts.maxMilliseconds = d;
+    }
   }
   auto* worker = new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts);
   Napi::Promise promise = worker->promise();

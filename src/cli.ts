@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// The gemmkit command: `gemmkit tune ...` (also `npm run tune -- ...`) and `gemmkit info`.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { type DType, DTYPES } from './dtype.js';
+import { info } from './info.js';
+import { type BackendName, resolveBackend } from './matmul.js';
+import { type Activation, cpuNative } from './native.js';
+import { tunedFiles } from './tuner/dispatch.js';
+import { ACTIVATIONS, type GemmSpec } from './tuner/key.js';
+import { progressReporter, summaryJson, summaryText } from './tuner/report.js';
+import { type ShapeDefaults, modelShapes, parseShapeArg, readShapesFile } from './tuner/shapes.js';
+import { DEFAULT_TUNE_OPTIONS, type TuneOptions, tune } from './tuner/tune.js';
+import { VERSION } from './version.js';
+
+function integer(min: number) {
+  return (v: string): number => {
+    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return Number(v);
+  };
+}
+
+function positiveNumber(v: string): number {
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < 0) throw new InvalidArgumentError('expected a number >= 0');
+  return x;
+}
+
+function intList(v: string): number[] {
+  const parts = v.split(',');
+  if (parts.some((p) => !/^[0-9]+$/.test(p.trim()))) throw new InvalidArgumentError('expected a comma-separated list of integers, e.g. 1,8,32');
+  return parts.map((p) => Number(p.trim()));
+}
+
+function collect(v: string, previous: string[]): string[] {
+  return [...previous, v];
+}
+
+interface TuneCliOptions {
+  shapes: string[];
+  shape: string[];
+  model?: string;
+  batch?: number[];
+  backend: BackendName;
+  device?: number;
+  devices?: number[];
+  dtype: DType;
+  outDtype?: DType;
+  transA: boolean;
+  transB: boolean;
+  bias: boolean;
+  activation: Activation;
+  warmup: number;
+  iters: number;
+  fastIters: number;
+  topK: number;
+  dropFactor: number;
+  maxMsPerShape: number;
+  rotatingMb: number;
+  checkTol?: number;
+  check: boolean;
+  noisePct: number;
+  out: string;
+  resume: boolean;
+  json: boolean;
+  quiet: boolean;
+}
+
+async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
+  if (o.shapes.length === 0 && o.shape.length === 0 && !o.model) {
+    cmd.error('error: give the shapes to tune with --shape MxNxK, --shapes file.csv or --model file.safetensors --batch 1,8');
+  }
+  if (o.model && !o.batch) cmd.error('error: --model needs --batch with the batch sizes (M) to tune, e.g. --batch 1,8,32,128');
+  if (o.batch && !o.model) cmd.error('error: --batch is only meaningful with --model');
+  if (o.batch?.some((b) => b < 1)) cmd.error('error: --batch sizes must be >= 1');
+  if (o.device !== undefined && o.devices) cmd.error('error: give either --device or --devices, not both');
+  if (o.iters < 1 || o.fastIters < 1) cmd.error('error: --iters and --fast-iters must be >= 1');
+  if (o.dropFactor < 1) cmd.error('error: --drop-factor must be >= 1');
+  const defaults: ShapeDefaults = { dtype: o.dtype, outDtype: o.outDtype, transA: o.transA, transB: o.transB, bias: o.bias, activation: o.activation };
+  const shapes: GemmSpec[] = [];
+  for (const s of o.shape) shapes.push(parseShapeArg(s, defaults));
+  for (const f of o.shapes) shapes.push(...readShapesFile(f, defaults));
+  if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults)));
+  const backend = { name: o.backend === 'auto' ? 'cpu' : o.backend, native: resolveBackend('gemmkit tune', o.backend) };
+  const opts: TuneOptions = {
+    ...DEFAULT_TUNE_OPTIONS, warmup: o.warmup, iters: o.iters, fastIters: o.fastIters, topK: o.topK, dropFactor: o.dropFactor,
+    maxMsPerShape: o.maxMsPerShape, rotatingMb: o.rotatingMb, check: o.check, checkTol: o.checkTol, noisePct: o.noisePct,
+  };
+  const progress = progressReporter(o.quiet);
+  const started = performance.now();
+  let summary;
+  try {
+    summary = await tune({
+      backend, cpu: cpuNative(), shapes, opts, out: o.out, resume: o.resume, devices: o.devices ?? [o.device ?? 0],
+      onEvent: progress.onEvent, onNote: (m) => process.stderr.write(`gemmkit tune: ${m}\n`),
+    });
+  } finally {
+    progress.stop();
+  }
+  const wall = performance.now() - started;
+  process.stdout.write(`${o.json ? summaryJson(summary, o.out, wall) : summaryText(summary, o.out, wall)}\n`);
+  if (summary.results.some((r) => !r.row)) process.exitCode = 1;
+}
+
+const program = new Command('gemmkit').version(VERSION).description('GEMM kernels for Node with a Gradlib-style tuner');
+
+program
+  .command('tune')
+  .description('time every candidate kernel config for each shape, check it against a reference, and merge the winners into a tuned file')
+  .option('--shapes <file>', 'CSV of shapes (GEMMKIT_RECORD_UNTUNED output, vLLM/Gradlib M,N,K,bias,dtype, or a tuned file); repeatable', collect, [])
+  .option('--shape <MxNxK>', 'one shape, e.g. 128x4096x4096; repeatable', collect, [])
+  .option('--model <file>', 'a .safetensors model: one shape per Linear weight [out, in] and --batch size (x @ W^T)')
+  .option('--batch <list>', 'batch sizes (M) for --model, e.g. 1,8,32,128', intList)
+  .addOption(new Option('--backend <name>', 'backend to tune').choices(['cpu', 'cuda', 'hip']).default('cpu'))
+  .option('--device <n>', 'device index', integer(0))
+  .option('--devices <list>', 'device indices to split the shapes over, e.g. 0,1 (the CPU has one)', intList)
+  .addOption(new Option('--dtype <dtype>', 'input dtype for --shape').choices([...DTYPES]).default('f32'))
+  .addOption(new Option('--out-dtype <dtype>', 'output dtype (default: the input dtype)').choices([...DTYPES]))
+  .option('--trans-a', 'A is stored transposed ([K, M]) for --shape', false)
+  .option('--trans-b', 'B is stored transposed ([N, K], x @ W^T) for --shape', false)
+  .option('--bias', 'with a bias epilogue, for --shape', false)
+  .addOption(new Option('--activation <act>', 'activation epilogue for --shape').choices([...ACTIVATIONS]).default('none'))
+  .option('--warmup <n>', 'untimed runs before the final timing', integer(0), DEFAULT_TUNE_OPTIONS.warmup)
+  .option('--iters <n>', 'timed runs per finalist', integer(1), DEFAULT_TUNE_OPTIONS.iters)
+  .option('--fast-iters <n>', 'timed runs per candidate in the fast pass', integer(1), DEFAULT_TUNE_OPTIONS.fastIters)
+  .option('--top-k <n>', 'candidates re-timed in the final rounds', integer(1), DEFAULT_TUNE_OPTIONS.topK)
+  .option('--drop-factor <x>', 'drop a candidate slower than x times the best in the fast pass', positiveNumber, DEFAULT_TUNE_OPTIONS.dropFactor)
+  .option('--max-ms-per-shape <ms>', 'time budget per shape', integer(1), DEFAULT_TUNE_OPTIONS.maxMsPerShape)
+  .option('--rotating-mb <mb>', 'inputs rotate through copies of at least this many MiB (0: cache-hot)', positiveNumber, DEFAULT_TUNE_OPTIONS.rotatingMb)
+  .option('--check-tol <x>', 'allowed check error per unit of magnitude (default 16 sqrt(K) 2^-24)', positiveNumber)
+  .option('--no-check', 'skip the numerical check (rows are marked unchecked)')
+  .option('--noise-pct <p>', 'keep the default unless the winner is faster by more than p percent', positiveNumber, DEFAULT_TUNE_OPTIONS.noisePct)
+  .option('--out <file>', 'tuned file to merge the results into', 'gemmkit_tuned.csv')
+  .option('--resume', 'skip shapes the out file already has', false)
+  .option('--json', 'print machine-readable results instead of the summary table', false)
+  .option('--quiet', 'no progress output', false)
+  .action(async (o: TuneCliOptions, cmd: Command) => runTune(o, cmd));
+
+program
+  .command('info')
+  .description('print what gemmkit found on this machine (backends, CPU features, kernels, libraries, tuned files)')
+  .action(() => {
+    process.stdout.write(`${JSON.stringify({ ...info(), tunedFiles: tunedFiles() }, null, 2)}\n`);
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`gemmkit: ${e.message}\n`);
+  process.exitCode = 1;
+});

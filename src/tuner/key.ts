@@ -1,0 +1,76 @@
+// What a tuned result is keyed by: everything that can change which kernel wins (DESIGN.md seam 4).
+// Backend and device architecture are checked once per file by its validator lines; the rest is the
+// per-row key, written as a short string so the lookup on every matmul call is one Map access.
+import { type DType, isDType } from '../dtype.js';
+import type { Activation } from '../native.js';
+
+export const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
+
+/** One GEMM shape to tune or look up: C[M, N] = act(op(A) op(B) + bias), A/B of dtypeA/dtypeB. */
+export interface GemmSpec {
+  m: number;
+  n: number;
+  k: number;
+  dtypeA: DType;
+  dtypeB: DType;
+  outDtype: DType;
+  transA: boolean;
+  transB: boolean;
+  bias: boolean;
+  activation: Activation;
+  /** Where the shape came from (a model's weight name, a file and line), for messages only. */
+  label?: string;
+}
+
+/** 'bf16' when A and B agree, else 'f32*bf16' (A's dtype first). */
+export function dtypeColumn(a: DType, b: DType): string {
+  return a === b ? a : `${a}*${b}`;
+}
+
+export function parseDtypeColumn(s: string): [DType, DType] | undefined {
+  const parts = s.split('*');
+  if (parts.length === 1 && isDType(parts[0])) return [parts[0], parts[0]];
+  if (parts.length === 2 && isDType(parts[0]) && isDType(parts[1])) return [parts[0], parts[1]];
+  return undefined;
+}
+
+/** 'none', 'bias', 'relu', 'bias+gelu', ... */
+export function epilogueName(bias: boolean, activation: Activation): string {
+  if (activation === 'none') return bias ? 'bias' : 'none';
+  return bias ? `bias+${activation}` : activation;
+}
+
+export function parseEpilogue(s: string): { bias: boolean; activation: Activation } | undefined {
+  if (s === 'none') return { bias: false, activation: 'none' };
+  if (s === 'bias') return { bias: true, activation: 'none' };
+  const bias = s.startsWith('bias+');
+  const act = (bias ? s.slice(5) : s) as Activation;
+  if (act === 'none' || !ACTIVATIONS.includes(act)) return undefined;
+  return { bias, activation: act };
+}
+
+/** The key without M: the padded-M bucket lookup searches the tuned Ms under it. */
+export function keyWithoutM(s: Omit<GemmSpec, 'm'>): string {
+  return `${dtypeColumn(s.dtypeA, s.dtypeB)}|${s.outDtype}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${epilogueName(s.bias, s.activation)}|${s.n}|${s.k}`;
+}
+
+export function keyString(s: GemmSpec): string {
+  return `${keyWithoutM(s)}|${s.m}`;
+}
+
+/** "128x4096x4096 bf16->bf16 nt bias" for tables and messages. */
+export function describeSpec(s: GemmSpec): string {
+  const epi = epilogueName(s.bias, s.activation);
+  return `${s.m}x${s.n}x${s.k} ${dtypeColumn(s.dtypeA, s.dtypeB)}->${s.outDtype} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}${epi === 'none' ? '' : ` ${epi}`}`;
+}
+
+/**
+ * The kernel family of a config name: the name without its backend prefix and its trailing numeric
+ * tuning fields (mc168, kc384, t2, s4, ...): cpu.avx512.f32.14x32.mc168.kc384.nc4096.t2 -> avx512.f32.14x32.
+ */
+export function kernelOfConfig(config: string): string {
+  const parts = config.split('.');
+  let end = parts.length;
+  while (end > 2 && /^[a-z]+\d+$/.test(parts[end - 1])) end--;
+  return parts.slice(1, end).join('.');
+}

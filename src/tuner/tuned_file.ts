@@ -1,0 +1,258 @@
+// The tuned file: CSV that starts with validator lines, then a header and one row per key.
+//
+//   # gemmkit tuned GEMM configs, format 1
+//   # gemmkit: 0.1.0
+//   # backend: cpu
+//   # device: AMD EPYC 9R14
+//   # arch: cpu.avx2.fma.f16c.avx512
+//   # libraries: openblas 0.3.21, blis 0.9.0
+//   # threads: 2
+//   backend,arch,dtype,out_dtype,trans_a,trans_b,epilogue,m,n,k,kernel,config,median_us,...
+//
+// A file is only used where every validator matches the running machine. Updates hold a lock file,
+// merge with the rows already there (the faster row wins per key) and replace the file by rename, so a
+// crash mid-write leaves the old file and two tuners writing one file lose no rows.
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { parse } from 'csv-parse/sync';
+import { stringify } from 'csv-stringify/sync';
+import { type DType, isDType } from '../dtype.js';
+import type { NativeAddon } from '../native.js';
+import { VERSION } from '../version.js';
+import { withFileLock } from './file_lock.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue } from './key.js';
+
+export const MAGIC_LINE = '# gemmkit tuned GEMM configs, format 1';
+export const VALIDATOR_KEYS = ['gemmkit', 'backend', 'device', 'arch', 'libraries', 'threads'] as const;
+export type Validators = Record<(typeof VALIDATOR_KEYS)[number], string>;
+
+export const TUNED_COLUMNS = [
+  'backend', 'arch', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'epilogue', 'm', 'n', 'k',
+  'kernel', 'config', 'median_us', 'tflops', 'default_us', 'speedup', 'max_error', 'status',
+] as const;
+
+/** ok: the winner passed the numerical check; unchecked: tuned with --no-check. */
+export type RowStatus = 'ok' | 'unchecked';
+
+export interface TunedRow extends GemmSpec {
+  backend: string;
+  arch: string;
+  kernel: string;
+  config: string;
+  medianUs: number;
+  tflops: number;
+  defaultUs: number;
+  speedup: number;
+  /** Largest |got - want| / magnitude of the summed terms, from the numerical check (NaN: unchecked). */
+  maxError: number;
+  status: RowStatus;
+  /** Where the row was read from (set when read from a file). */
+  file?: string;
+  line?: number;
+}
+
+export interface TunedFile {
+  path: string;
+  validators: Validators;
+  rows: TunedRow[];
+}
+
+/** A tuned file that cannot be read as one: the message names the file and line. */
+export class TunedFileError extends Error {
+  constructor(path: string, line: number | undefined, what: string) {
+    super(`${line === undefined ? path : `${path}:${line}`}: ${what}`);
+    this.name = 'TunedFileError';
+  }
+}
+
+/** What the running machine looks like to a tuned file for `backend` on `native`. */
+export function currentValidators(native: NativeAddon, backend: string, device = 0): Validators {
+  const info = native.info();
+  const dev = info.backends.find((b) => b.name === backend)?.devices[device];
+  if (!dev) throw new Error(`backend '${backend}' has no device ${device} in this addon`);
+  const libs = (info.libraries ?? []).map((l) => `${l.name} ${l.version}`).join(', ');
+  return {
+    gemmkit: VERSION,
+    backend,
+    device: dev.name,
+    arch: dev.arch,
+    libraries: libs === '' ? 'none' : libs,
+    threads: String(backend === 'cpu' ? info.threads : dev.computeUnits),
+  };
+}
+
+/** The first validator that differs, as a sentence; undefined when the file fits this machine. */
+export function validatorMismatch(path: string, file: Validators, current: Validators): string | undefined {
+  for (const key of VALIDATOR_KEYS) {
+    if (file[key] !== current[key]) {
+      return `tuned file ${path} was made for ${key} "${file[key]}" but this machine has "${current[key]}"; it is not used (tune again with \`npm run tune\`)`;
+    }
+  }
+  return undefined;
+}
+
+function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return '';
+  return String(Number(x.toPrecision(6)));
+}
+
+export function rowToRecord(r: TunedRow): string[] {
+  return [
+    r.backend, r.arch, dtypeColumn(r.dtypeA, r.dtypeB), r.outDtype, String(r.transA), String(r.transB),
+    epilogueName(r.bias, r.activation), String(r.m), String(r.n), String(r.k), r.kernel, r.config,
+    formatNumber(r.medianUs), formatNumber(r.tflops), formatNumber(r.defaultUs), formatNumber(r.speedup),
+    Number.isNaN(r.maxError) ? '' : r.maxError.toExponential(3), r.status,
+  ];
+}
+
+export function formatTunedFile(validators: Validators, rows: TunedRow[]): string {
+  const head = [MAGIC_LINE, ...VALIDATOR_KEYS.map((k) => `# ${k}: ${validators[k]}`)].join('\n') + '\n';
+  const sorted = [...rows].sort((x, y) => (keyString(x) < keyString(y) ? -1 : keyString(x) > keyString(y) ? 1 : 0));
+  return head + stringify([[...TUNED_COLUMNS], ...sorted.map(rowToRecord)]);
+}
+
+function parseRow(path: string, line: number, f: string[], validators: Validators): TunedRow {
+  const bad = (column: string, want: string) =>
+    new TunedFileError(path, line, `column ${column} is ${JSON.stringify(f[TUNED_COLUMNS.indexOf(column as never)])}; expected ${want}`);
+  const int = (i: number, min: number) => {
+    const v = f[i];
+    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw bad(TUNED_COLUMNS[i], `an integer >= ${min}`);
+    return Number(v);
+  };
+  const num = (i: number, allowEmpty = false) => {
+    const v = f[i];
+    if (allowEmpty && v === '') return NaN;
+    const x = Number(v);
+    if (v === '' || !Number.isFinite(x) || x < 0) throw bad(TUNED_COLUMNS[i], 'a non-negative number');
+    return x;
+  };
+  const bool = (i: number) => {
+    if (f[i] !== 'true' && f[i] !== 'false') throw bad(TUNED_COLUMNS[i], 'true or false');
+    return f[i] === 'true';
+  };
+  if (f[0] !== validators.backend) throw bad('backend', `"${validators.backend}" (the file's backend validator)`);
+  if (f[1] !== validators.arch) throw bad('arch', `"${validators.arch}" (the file's arch validator)`);
+  const dt = parseDtypeColumn(f[2]);
+  if (!dt) throw bad('dtype', "f32, f16, bf16 or two of them as 'a*b'");
+  if (!isDType(f[3])) throw bad('out_dtype', 'f32, f16 or bf16');
+  const epi = parseEpilogue(f[6]);
+  if (!epi) throw bad('epilogue', "none, bias, relu, gelu, silu or 'bias+<activation>'");
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(f[10])) throw bad('kernel', 'a kernel name');
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(f[11])) throw bad('config', 'a config name');
+  if (f[17] !== 'ok' && f[17] !== 'unchecked') throw bad('status', 'ok or unchecked');
+  const medianUs = num(12);
+  if (medianUs <= 0) throw bad('median_us', 'a positive number');
+  return {
+    backend: f[0], arch: f[1], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[3] as DType,
+    transA: bool(4), transB: bool(5), bias: epi.bias, activation: epi.activation,
+    m: int(7, 1), n: int(8, 1), k: int(9, 1), kernel: f[10], config: f[11],
+    medianUs, tflops: num(13), defaultUs: num(14), speedup: num(15), maxError: num(16, true),
+    status: f[17] as RowStatus, file: path, line,
+  };
+}
+
+/** Parses a tuned file's text; throws TunedFileError naming the file and line for anything malformed. */
+export function parseTunedFile(path: string, text: string): TunedFile {
+  const lines = text.split('\n');
+  if (lines[0].replace(/\r$/, '') !== MAGIC_LINE) {
+    throw new TunedFileError(path, 1, text.length === 0 ? 'the file is empty' : `not a gemmkit tuned file (the first line must be "${MAGIC_LINE}")`);
+  }
+  const validators: Partial<Validators> = {};
+  let line = 1;
+  for (; line < lines.length && lines[line].startsWith('#'); line++) {
+    const m = /^# ([a-z_]+): (.*)$/.exec(lines[line].replace(/\r$/, ''));
+    if (!m) throw new TunedFileError(path, line + 1, `a validator line must read "# <name>: <value>"`);
+    if ((VALIDATOR_KEYS as readonly string[]).includes(m[1])) validators[m[1] as keyof Validators] = m[2];
+  }
+  for (const key of VALIDATOR_KEYS) {
+    if (validators[key] === undefined) throw new TunedFileError(path, line + 1, `validator line "# ${key}: ..." is missing before the header`);
+  }
+  const v = validators as Validators;
+  let records: { record: string[]; info: { lines: number } }[];
+  try {
+    records = parse(lines.slice(line).join('\n'), { info: true, relax_column_count: true, skip_empty_lines: true }) as unknown as typeof records;
+  } catch (e) {
+    const lines = (e as { lines?: number }).lines;
+    throw new TunedFileError(path, lines === undefined ? undefined : lines + line, `not valid CSV: ${(e as Error).message}`);
+  }
+  if (records.length === 0) throw new TunedFileError(path, line + 1, 'the header row is missing (the file is truncated)');
+  const header = records[0].record;
+  if (header.join(',') !== TUNED_COLUMNS.join(',')) {
+    throw new TunedFileError(path, records[0].info.lines + line, `the header must be ${TUNED_COLUMNS.join(',')}`);
+  }
+  const rows: TunedRow[] = [];
+  for (const { record, info } of records.slice(1)) {
+    const at = info.lines + line;
+    if (record.length !== TUNED_COLUMNS.length) {
+      throw new TunedFileError(path, at, `has ${record.length} fields, expected ${TUNED_COLUMNS.length} (the file is truncated or hand-edited)`);
+    }
+    rows.push(parseRow(path, at, record, v));
+  }
+  return { path, validators: v, rows };
+}
+
+export function readTunedFile(path: string): TunedFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new TunedFileError(path, undefined, `cannot read the tuned file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return parseTunedFile(path, text);
+}
+
+/** Is `a` a better row for its key than `b`? Faster wins; a checked row beats an unchecked one. */
+export function betterRow(a: TunedRow, b: TunedRow): boolean {
+  if (a.status !== b.status) return a.status === 'ok';
+  return a.medianUs < b.medianUs;
+}
+
+export function mergeRows(existing: TunedRow[], incoming: TunedRow[]): TunedRow[] {
+  const byKey = new Map<string, TunedRow>();
+  for (const r of [...existing, ...incoming]) {
+    const k = keyString(r);
+    const have = byKey.get(k);
+    if (!have || betterRow(r, have)) byKey.set(k, r);
+  }
+  return [...byKey.values()];
+}
+
+function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created
+    }
+    throw e;
+  }
+}
+
+/**
+ * Adds rows to the tuned file at `path` (created when absent): under the file's lock, reads what is
+ * there, keeps the better row per key, writes a temporary file and renames it over the old one.
+ * Throws when the existing file is malformed or was made for another machine (it is never overwritten).
+ */
+export async function updateTunedFile(path: string, validators: Validators, rows: TunedRow[]): Promise<TunedRow[]> {
+  return withFileLock(path, () => {
+    let existing: TunedRow[] = [];
+    if (existsSync(path)) {
+      const file = readTunedFile(path);
+      const mismatch = validatorMismatch(path, file.validators, validators);
+      if (mismatch) throw new Error(`${mismatch}. Write to another --out file, or delete this one.`);
+      existing = file.rows;
+    }
+    const merged = mergeRows(existing, rows);
+    writeAtomically(path, formatTunedFile(validators, merged));
+    return merged;
+  });
+}
