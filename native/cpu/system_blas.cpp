@@ -83,6 +83,11 @@ std::vector<SystemBlas> search() {
   } else {
     for (const char* p : kDefaultSearch) paths.push_back(p);
   }
+  // A BLAS's worker threads spin after each call by default, taking the cores from the next GEMM (ours
+  // or its own) for milliseconds; in a process that mixes configs that costs more than it saves. Unless
+  // the user chose otherwise, they sleep as soon as they are idle. Read by the libraries when they load.
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);  // OpenBLAS: spin 2^4 cycles, then sleep
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);    // BLIS/MKL built with OpenMP
   for (const std::string& path : paths) {
     // RTLD_LOCAL: two BLAS libraries loaded side by side must not resolve each other's symbols.
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -1,0 +1,78 @@
+// npm run bench:tuned -- --tuned file.csv [--shapes bench/shapes/llama.csv ...] [--time-ms 1000]
+// Tuned dispatch against the default (heuristic) kernel, side by side in one run: for each shape the two
+// configs run alternately (so drift on a shared machine hits both alike) on inputs rotating through
+// copies of at least --rotating-mb MiB, as the tuner timed them. Prints the median of each, the speedup
+// and where the tuned config came from (tuned row, padded-M bucket, or default), then the geometric mean.
+// Without --shapes it benchmarks every row of the tuned file.
+import { parseArgs } from 'node:util';
+import { type DType, Tensor, explain, info, matmulSync, setTunedFile } from '../src/index.js';
+import { prepareMatmul } from '../src/matmul.js';
+import { type GemmSpec, describeSpec } from '../src/tuner/key.js';
+import { readShapesFile } from '../src/tuner/shapes.js';
+import { readTunedFile } from '../src/tuner/tuned_file.js';
+import { randomTensor } from './inputs.js';
+
+const { values: args } = parseArgs({
+  options: {
+    tuned: { type: 'string' },
+    shapes: { type: 'string', multiple: true },
+    'time-ms': { type: 'string', default: '1000' },
+    'rotating-mb': { type: 'string', default: '64' },
+  },
+});
+if (!args.tuned) {
+  console.error('usage: npm run bench:tuned -- --tuned file.csv [--shapes shapes.csv ...] [--time-ms 1000] [--rotating-mb 64]');
+  process.exit(2);
+}
+const timeMs = Number(args['time-ms']);
+const rotatingBytes = Number(args['rotating-mb']) * 1024 * 1024;
+setTunedFile(args.tuned);
+const defaults = { dtype: 'f32' as DType, transA: false, transB: false, bias: false, activation: 'none' as const };
+const shapes: GemmSpec[] = args.shapes ? args.shapes.flatMap((f) => readShapesFile(f, defaults)) : readTunedFile(args.tuned).rows;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+const inf = info();
+console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), ${inf.threads} threads, tuned file ${args.tuned}`);
+const rows: string[][] = [['shape', 'default ms', 'tuned ms', 'speedup', 'source', 'tuned config']];
+const logs: number[] = [];
+for (const s of shapes) {
+  const bytes = (s.m * s.k + s.n * s.k) * (s.dtypeA === 'f32' ? 4 : 2);
+  const copies = Math.max(1, Math.min(64, Math.ceil(rotatingBytes / bytes)));
+  const inputs: [Tensor, Tensor][] = [];
+  for (let i = 0; i < copies; i++) {
+    inputs.push([
+      randomTensor(s.transA ? [s.k, s.m] : [s.m, s.k], s.dtypeA, 2 * i + 1),
+      randomTensor(s.transB ? [s.n, s.k] : [s.k, s.n], s.dtypeB, 2 * i + 2),
+    ]);
+  }
+  const bias = s.bias ? randomTensor([s.n], 'f32', 99) : undefined;
+  const opts = { transA: s.transA, transB: s.transB, bias, activation: s.activation, outDtype: s.outDtype };
+  const [a0, b0] = inputs[0];
+  const e = explain(a0, b0, opts);
+  const { native, desc } = prepareMatmul('bench', a0, b0, opts, false);
+  const defaultConfig = native.heuristic(desc);
+  const configs = [defaultConfig, e.config];
+  const samples: number[][] = [[], []];
+  const started = performance.now();
+  for (let it = 0; it < 1000 && (it < 4 || performance.now() - started < 2 * timeMs); it++) {
+    const [a, b] = inputs[it % copies];
+    for (let side = 0; side < 2; side++) {
+      const t0 = performance.now();
+      matmulSync(a, b, { ...opts, config: configs[side] });
+      samples[side].push(performance.now() - t0);
+    }
+  }
+  // The first pair warms both (packing buffers, pages of the rotating copies): not counted.
+  const [def, tuned] = samples.map((x) => median(x.slice(1)));
+  logs.push(Math.log(def / tuned));
+  rows.push([describeSpec(s), def.toFixed(3), tuned.toFixed(3), `${(def / tuned).toFixed(2)}x`, e.source, e.config]);
+  console.error(rows.at(-1)!.join('  '));
+}
+const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+console.log(rows.map((r) => r.map((x, i) => (i >= 1 && i <= 3 ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ')).join('\n'));
+console.log(`\ngeometric-mean speedup of tuned dispatch over the default: ${Math.exp(logs.reduce((x, y) => x + y, 0) / logs.length).toFixed(3)}x over ${logs.length} shapes`);
