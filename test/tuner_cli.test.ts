@@ -4,12 +4,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { keyString } from '../src/tuner/key.js';
 import { UNTUNED_COLUMNS } from '../src/tuner/record.js';
 import { readShapesFile } from '../src/tuner/shapes.js';
 import { readTunedFile } from '../src/tuner/tuned_file.js';
 import { row, runCli, runNode, scratchDir, spec, tunedFileText } from './tuner_helpers.js';
 
+const TINY_LLAMA = {
+  hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2,
+  rms_norm_eps: 1e-5, rope_theta: 10000, vocab_size: 50, tie_word_embeddings: false,
+};
 const FAST = ['--warmup', '0', '--iters', '2', '--fast-iters', '1', '--top-k', '2', '--max-ms-per-shape', '1500', '--rotating-mb', '0'];
 
 describe('gemmkit tune (CLI)', () => {
@@ -105,10 +110,42 @@ describe('gemmkit tune (CLI)', () => {
     expect(readFileSync(f, 'utf8')).toBe(text);
   });
 
-  it('error: --model before the models module exists says so', async () => {
-    const r = await runCli(['tune', '--model', 'x.safetensors', '--batch', '1']);
+  it('error: --model with a file that is not a model names it', async () => {
+    const r = await runCli(['tune', '--model', '/nonexistent/x.safetensors', '--batch', '1']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/--model needs the models module|x\.safetensors/);
+    expect(r.stderr).toMatch(/--model \/nonexistent\/x\.safetensors: /);
+  });
+
+  it('--model --batch tunes exactly the GEMMs forward runs, and forward then dispatches from the file', async () => {
+    const dir = scratchDir();
+    const model = join(dir, 'llama');
+    writeRandomLlamaCheckpoint(model, TINY_LLAMA, { dtype: 'bf16', seed: 1 });
+    const out = join(dir, 'tuned.csv');
+    const r = await runCli(['tune', '--model', model, '--batch', '1,3', '--out', out, '--quiet', ...FAST]);
+    expect(r.code, r.stderr).toBe(0);
+    const want = await modelGemmShapes(model, [1, 3]);
+    const rows = readTunedFile(out).rows;
+    // q/k/v/o, gate/up/down and the head at two batch sizes; k_proj and v_proj share a key.
+    expect(new Set(rows.map(keyString))).toEqual(new Set(want.map((s) => keyString({ ...s, dtypeB: s.dtype, outDtype: s.dtypeC, transA: false }))));
+    for (const row of rows) expect(row).toMatchObject({ dtypeA: 'f32', dtypeB: 'bf16', outDtype: 'f32', transB: true });
+    // A decode step of the loaded model: every weight GEMM finds its tuned row.
+    const check = `
+      import { loadModel, forward, createKVCache, explain, setTunedFile } from './src/index.js';
+      import { observeLinear } from './src/models/index.js';
+      setTunedFile(${JSON.stringify(out)});
+      const model = await loadModel(${JSON.stringify(model)});
+      const sources = [];
+      observeLinear((c) => sources.push(explain(c.x, c.weight.weight, { transB: true, bias: c.bias, activation: c.activation, outDtype: 'f32' }).source));
+      await forward(model, [[1, 2, 3]]);
+      const cache = createKVCache(model, 1, 8);
+      await forward(model, [5], { cache });
+      console.log(JSON.stringify(sources));
+    `;
+    const f = await runNode(['--input-type=module', '-e', check]);
+    expect(f.code, f.stderr).toBe(0);
+    const sources = JSON.parse(f.stdout) as string[];
+    expect(sources.length).toBeGreaterThan(8);
+    expect(new Set(sources)).toEqual(new Set(['tuned']));
   });
 
   it('gemmkit info prints the machine, the libraries and the tuned files', async () => {

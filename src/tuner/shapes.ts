@@ -6,9 +6,10 @@
 //            i.e. transB, with dtype torch.float32 / torch.float16 / torch.bfloat16.
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
-import { type DType, isDType } from '../dtype.js';
+import type { DType } from '../dtype.js';
 import type { Activation } from '../native.js';
-import { ACTIVATIONS, type GemmSpec } from './key.js';
+import { modelGemmShapes } from '../models/index.js';
+import type { GemmSpec } from './key.js';
 import { UNTUNED_COLUMNS, parseUntunedRecord } from './record.js';
 import { MAGIC_LINE, readTunedFile } from './tuned_file.js';
 
@@ -120,37 +121,21 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
   );
 }
 
-/** What the models module (src/models) is expected to export for --model. */
-interface ModelGemmShape {
-  name: string;
-  m: number;
-  n: number;
-  k: number;
-  transB: boolean;
-  dtype: DType;
-  bias: boolean;
-  activation: Activation;
-}
-
 /**
- * The GEMMs forward() runs for a safetensors model at each batch size, from the models module's
- * modelGemmShapes(); a clear error while that module is not part of this build.
+ * The GEMMs forward() runs for a model (a gemmkit MLP .safetensors or a Llama checkpoint) at each batch
+ * size, from the models module: activations (A) and results are f32, the weight (B) keeps its dtype and
+ * is applied as x @ W^T. A GEMM forward runs with beta = 1 (a fused residual add) is tuned with beta = 0:
+ * beta is not part of the key, and it changes the work by one read of C.
  */
 export async function modelShapes(path: string, batches: number[], d: ShapeDefaults): Promise<GemmSpec[]> {
-  let mod: { modelGemmShapes?: (p: string, b: number[]) => Promise<ModelGemmShape[]> };
+  let shapes;
   try {
-    const where = '../models/index.js';
-    mod = (await import(where)) as typeof mod;
-  } catch {
-    throw new ShapeError('--model needs the models module (src/models), which this build of gemmkit does not have yet');
+    shapes = await modelGemmShapes(path, batches);
+  } catch (e) {
+    throw new ShapeError(`--model ${path}: ${(e as Error).message}`);
   }
-  if (typeof mod.modelGemmShapes !== 'function') throw new ShapeError('--model: src/models does not export modelGemmShapes()');
-  const shapes = await mod.modelGemmShapes(path, batches);
-  return shapes.map((s) => {
-    if (!isDType(s.dtype) || !ACTIVATIONS.includes(s.activation)) throw new ShapeError(`--model ${path}: weight ${s.name} has an unsupported dtype or activation`);
-    return {
-      m: s.m, n: s.n, k: s.k, dtypeA: s.dtype, dtypeB: s.dtype, outDtype: d.outDtype ?? s.dtype, transA: false,
-      transB: s.transB, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
-    };
-  });
+  return shapes.map((s) => ({
+    m: s.m, n: s.n, k: s.k, dtypeA: s.dtypeA, dtypeB: s.dtype, outDtype: d.outDtype ?? s.dtypeC, transA: false,
+    transB: s.transB, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
+  }));
 }
