@@ -181,7 +181,8 @@ class CpuBackend : public Backend {
     const double started = nowMicroseconds();
     const int total = opts.warmup + opts.iterations;
     for (int it = 0; it < total; it++) {
-      const size_t i = size_t(it) % copies;
+      // The rotation continues across calls, so one-iteration calls do not all reuse (cached) copy 0.
+      const size_t i = timing_.next++ % copies;
       Buffers buf{timing_.a[i].data(), timing_.b[i].data(), timing_.c.data(), timing_.bias.data()};
       const double t0 = nowMicroseconds();
       s = run(p, config, buf);
@@ -199,6 +200,7 @@ class CpuBackend : public Backend {
     size_t bytesA = 0, bytesB = 0, bytesC = 0, bytesBias = 0;
     std::vector<std::vector<uint16_t>> a, b;
     std::vector<uint16_t> c, bias;
+    size_t next = 0;  // the copy the next timed run uses
   };
 
   void prepareTimingInputs(const Problem& p, int64_t rotatingBytes) const {

@@ -12,6 +12,7 @@
 #include "../core/reference_gemm.h"
 #include "../cpu/cpu_backend.h"
 #include "../cpu/micro_kernels.h"
+#include "../cpu/system_blas.h"
 
 using namespace gemmkit;
 
@@ -80,6 +81,7 @@ int main() {
     }
     Problem probe;
     configs.push_back(be->heuristic(probe));
+    for (const SystemBlas& blas : systemBlasLibraries()) configs.push_back(blas.config);  // f32 problems only
     for (const std::string& config : configs) {
       for (const auto& s : sizes) {
         for (int t = 0; t < 4; t++) {
@@ -97,6 +99,8 @@ int main() {
             p.hasBias = t >= 2;
             p.activation = t == 2 ? Activation::Relu : Activation::None;
             p.beta = t == 1 ? 2.0f : 0.0f;
+            bool allF32 = p.dtypeA == DType::F32 && p.dtypeB == DType::F32 && p.dtypeC == DType::F32;
+            if (isSystemBlasConfig(config) && !allF32) continue;
             checkOne(*be, config, p, rng);
           }
         }

@@ -4,12 +4,13 @@
 //   3. check: in fast-pass order, each candidate is compared with the reference (check.ts) until topK
 //      have passed; a failing one is recorded `incorrect` and never chosen. Only candidates that can
 //      still win are checked: on a large shape a check costs as much as a timed run;
-//   4. final: the default and the topK, timed longer in interleaved rounds (drift on a shared machine
-//      hits all alike); the lowest median wins, unless it beats the default by less than noisePct, in
-//      which case the default stays (a win inside the noise is no win, and risks a loss).
+//   4. final: the default and the topK, one run each in turn for `iters` rounds (drift on a shared
+//      machine hits all alike, and no config is timed right after itself); the lowest median wins,
+//      unless it beats the default by less than noisePct, in which case the default stays (a win
+//      inside the noise is no win, and risks a loss).
 // maxMsPerShape bounds a shape: the fast pass stops trying candidates at half of it and the final
-// rounds shrink to fit (at least one timed run per round). Timing itself runs natively (timeConfig), so
-// no JavaScript runs between timed iterations.
+// rounds shrink to fit (at least three). Timing runs natively (timeConfig): the clock brackets the
+// GEMM alone, never JavaScript.
 //
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, ProblemDesc } from '../native.js';
@@ -26,7 +27,7 @@ export interface TunerBackend {
 export interface TuneOptions {
   /** Untimed runs before each final round's timed runs. */
   warmup: number;
-  /** Timed runs per finalist in the final rounds (fewer when the shape's time budget is short). */
+  /** Timed runs per finalist in the final rounds (fewer, but at least 3, when the shape's budget is short). */
   iters: number;
   /** Timed runs per candidate in the fast pass. */
   fastIters: number;
@@ -214,16 +215,18 @@ export async function tuneShape(
   }
   if (contenders.length === 0) return finish('no candidate passed the numerical check');
 
-  // 4. Final rounds, interleaved.
-  const rounds = 3;
+  // 4. Final rounds: one run of each contender in turn, `iters` times, so every run follows a run of
+  // another config, as in a model, and drift hits all alike. (Timed back to back, a config can look
+  // several percent faster than it is when it follows other GEMMs.)
   const samples = new Map<string, number[]>(contenders.map((r) => [r.config, []]));
   const finalMs = Math.max(0, opts.maxMsPerShape - elapsed());
+  const slowest = Math.max(...contenders.map((r) => r.fastUs!));
+  const rounds = Math.max(3, Math.min(opts.iters, Math.floor((finalMs * 1000) / (slowest * contenders.length))));
   for (let round = 0; round < rounds; round++) {
     for (const r of contenders) {
-      const perRoundMs = finalMs / contenders.length / rounds;
-      const iterations = Math.max(1, Math.min(Math.ceil(opts.iters / rounds), Math.floor((perRoundMs * 1000) / r.fastUs!)));
+      if (r.status === 'failed') continue;
       try {
-        samples.get(r.config)!.push(...(await time(r.config, round === 0 ? opts.warmup : 0, iterations)));
+        samples.get(r.config)!.push(...(await time(r.config, round === 0 ? opts.warmup : 0, 1)));
       } catch (e) {
         Object.assign(r, { status: 'failed', message: (e as Error).message });
       }
