@@ -19,7 +19,7 @@ import { type DType, isDType } from '../dtype.js';
 import type { NativeAddon } from '../native.js';
 import { VERSION } from '../version.js';
 import { withFileLock } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue } from './key.js';
 
 export const MAGIC_LINE = '# gemmkit tuned GEMM configs, format 1';
 export const VALIDATOR_KEYS = ['gemmkit', 'backend', 'device', 'arch', 'libraries', 'threads'] as const;
@@ -106,7 +106,11 @@ export function rowToRecord(r: TunedRow): string[] {
 
 export function formatTunedFile(validators: Validators, rows: TunedRow[]): string {
   const head = [MAGIC_LINE, ...VALIDATOR_KEYS.map((k) => `# ${k}: ${validators[k]}`)].join('\n') + '\n';
-  const sorted = [...rows].sort((x, y) => (keyString(x) < keyString(y) ? -1 : keyString(x) > keyString(y) ? 1 : 0));
+  // Grouped by key without M, then by M, so a file reads like a table of batch sizes.
+  const sorted = [...rows].sort((x, y) => {
+    const a = keyWithoutM(x), b = keyWithoutM(y);
+    return a < b ? -1 : a > b ? 1 : x.m - y.m;
+  });
   return head + stringify([[...TUNED_COLUMNS], ...sorted.map(rowToRecord)]);
 }
 
