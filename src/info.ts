@@ -1,4 +1,4 @@
-import { cpuNative, type NativeDevice, type NativeKernel } from './native.js';
+import { cpuNative, type NativeDevice, type NativeKernel, type NativeLibrary } from './native.js';
 import { VERSION } from './version.js';
 
 export interface GemmkitInfo {
@@ -12,6 +12,8 @@ export interface GemmkitInfo {
   threads: number;
   /** Every CPU micro-kernel compiled in, and whether this CPU can run it. */
   kernels: NativeKernel[];
+  /** System BLAS libraries found at run time; each is a tuner candidate (see README, Tuning). */
+  libraries: NativeLibrary[];
   compiler: string;
 }
 
@@ -27,6 +29,7 @@ export function info(): GemmkitInfo {
     cpu: n.cpu,
     threads: n.threads,
     kernels: n.kernels,
+    libraries: n.libraries,
     compiler: n.compiler,
   };
 }

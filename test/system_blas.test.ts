@@ -51,7 +51,7 @@ describe('system BLAS candidates', () => {
   });
 
   it('info() lists the libraries that tuned files are validated against', () => {
-    expect(info()).toBeTruthy();
+    expect(info().libraries).toEqual(libraries);
     for (const l of libraries) expect(l.path).toBeTruthy();
   });
 });

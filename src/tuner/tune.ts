@@ -53,7 +53,6 @@ export const DEFAULT_TUNE_OPTIONS: TuneOptions = {
 export type CandidateStatus =
   | 'winner' // chosen
   | 'finalist' // checked, timed in the final rounds, not chosen
-  | 'passed' // fast and checked, but not in the final rounds
   | 'fast' // timed in the fast pass, not checked (enough candidates passed before it)
   | 'dropped' // slower than dropFactor x the best in the fast pass
   | 'incorrect' // failed the numerical check; never chosen
@@ -89,7 +88,7 @@ export interface ShapeResult {
 }
 
 export type TuneEvent =
-  | { type: 'shape-start'; index: number; total: number; spec: GemmSpec; candidates: number }
+  | { type: 'shape-start'; index: number; total: number; spec: GemmSpec }
   | { type: 'candidate'; index: number; done: number; total: number; bestUs: number }
   | { type: 'shape-done'; index: number; total: number; result: ShapeResult };
 
@@ -208,10 +207,7 @@ export async function tuneShape(
   const ranked = live.slice(1).map((c) => results.get(c)!).filter((r) => r.status === 'fast').sort((x, y) => x.fastUs! - y.fastUs!);
   for (const r of ranked) {
     if (contenders.length - (contenders.includes(def) ? 1 : 0) >= opts.topK) break;
-    if (await verify(r)) {
-      r.status = 'passed';
-      contenders.push(r);
-    }
+    if (await verify(r)) contenders.push(r);
   }
   if (contenders.length === 0) return finish('no candidate passed the numerical check');
 
@@ -328,7 +324,7 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
   const worker = async (device: number, indices: number[]) => {
     for (const index of indices) {
       const spec = shapes[index];
-      run.onEvent?.({ type: 'shape-start', index: started++, total: shapes.length, spec, candidates: 0 });
+      run.onEvent?.({ type: 'shape-start', index: started++, total: shapes.length, spec });
       const r = await tuneShape(backend, run.cpu, spec, opts, validators, device, (done, total, bestUs) =>
         run.onEvent?.({ type: 'candidate', index, done, total, bestUs }));
       if (r.row && run.out) await updateTunedFile(run.out, validators, [r.row]);
