@@ -1,7 +1,8 @@
 // matmul / matmulSync: validate user input, build the flat problem description, run it natively.
 import { type DType, isDType } from './dtype.js';
 import { formatShape, shapeSize } from './errors.js';
-import { type Activation, type NativeAddon, type ProblemDesc, cpuNative } from './native.js';
+import { type Activation, type NativeAddon, type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
+import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 import { dispatchConfig } from './tuner/dispatch.js';
 
@@ -11,7 +12,10 @@ export type { Activation };
 export interface MatmulOptions {
   /** a is stored transposed: [K, M] (or [B, K, M]). */
   transA?: boolean;
-  /** b is stored transposed: [N, K] (or [B, N, K]); `x @ W^T` for a Linear weight W: [out, in]. */
+  /**
+   * b is stored transposed: [N, K] (or [B, N, K]); `x @ W^T` for a Linear weight W: [out, in].
+   * For a PackedWeight b it may be omitted; if given it must be what prepack was given.
+   */
   transB?: boolean;
   /** Scales op(a) op(b). Default 1. */
   alpha?: number;
@@ -96,6 +100,19 @@ export function resolveBackend(where: string, backend: unknown): NativeAddon {
   throw new TypeError(`${where}: backend must be one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(backend)}`);
 }
 
+// A PackedWeight as b: a data-less stand-in with the source weight's dtype and shape, for the checks below.
+function packedSource(w: PackedWeight): Tensor {
+  const empty = w.dtype === 'f32' ? new Float32Array(0) : new Uint16Array(0);
+  return Object.assign(Object.create(Tensor.prototype) as Tensor, { dtype: w.dtype, shape: w.shape, data: empty, device: 'cpu' });
+}
+
+function checkPackedTransB(where: string, w: PackedWeight, v: unknown): boolean {
+  if (v === undefined) return w.transB;
+  const t = checkFlag(where, 'transB', v);
+  if (t !== w.transB) throw new TypeError(`${where}: transB is ${t} but b was prepacked with transB=${w.transB}`);
+  return t;
+}
+
 /**
  * Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. Without
  * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts).
@@ -111,9 +128,12 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     }
   }
   const a = checkTensor(where, 'a', aIn);
-  const b = checkTensor(where, 'b', bIn);
+  // b is a Tensor or a PackedWeight (prepack.ts); the packed one stands for its 2-D source weight.
+  const packed = bIn instanceof PackedWeight ? bIn : undefined;
+  const packedHandle: NativePackedWeight | undefined = packed?.nativeHandle(where);
+  const b = packed ? packedSource(packed) : checkTensor(where, 'b', bIn);
   const transA = checkFlag(where, 'transA', opts.transA);
-  const transB = checkFlag(where, 'transB', opts.transB);
+  const transB = packed ? checkPackedTransB(where, packed, opts.transB) : checkFlag(where, 'transB', opts.transB);
   const alpha = checkScalar(where, 'alpha', opts.alpha, 1);
   const beta = checkScalar(where, 'beta', opts.beta, 0);
 
@@ -165,7 +185,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     if (out.shape.length !== outShape.length || out.shape.some((d, i) => d !== outShape[i])) {
       throw new RangeError(`${where}: out is ${formatShape(out.shape)} but the result of ${formatShape(a.shape)} x ${formatShape(b.shape)} is ${formatShape(outShape)}`);
     }
-    for (const [name, t] of [['a', a], ['b', b], ['bias', bias]] as const) {
+    for (const [name, t] of [['a', a], ['b', packed ? undefined : b], ['bias', bias]] as const) {
       if (t && overlaps(out, t)) throw new TypeError(`${where}: out shares memory with ${name}; the result would overwrite its own input`);
     }
   } else {
@@ -192,14 +212,17 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     dtypeC: out.dtype,
     alpha, beta, activation,
     a: a.data,
-    b: b.data,
     c: out.data,
   };
+  if (packedHandle) desc.packedB = packedHandle;
+  else desc.b = b.data;
   if (bias) {
     desc.bias = bias.data;
     desc.biasDtype = bias.dtype;
   }
-  if (tuned && opts.config === undefined) desc.config = dispatchConfig(native, desc);
+  // A prepacked weight fixes the kernel and kc (its layout), which the tuned table's keys do not describe:
+  // its calls take the heuristic for that layout, or opts.config.
+  if (tuned && opts.config === undefined && !packedHandle) desc.config = dispatchConfig(native, desc);
   return { native, desc, out };
 }
 
@@ -208,14 +231,14 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
  * a: [M, K] or [B, M, K] ([K, M] / [B, K, M] with transA); b: [K, N] or [B, K, N] ([N, K] with transB).
  * Resolves to `out` (or a new tensor): [M, N], or [B, M, N] when either input is batched.
  */
-export async function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Promise<Tensor> {
+export async function matmul(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Promise<Tensor> {
   const call = prepareMatmul('matmul', a, b, opts);
   await call.native.matmulAsync(call.desc);
   return call.out;
 }
 
 /** The synchronous twin of matmul, for small calls where a promise costs more than the GEMM. */
-export function matmulSync(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
+export function matmulSync(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Tensor {
   const call = prepareMatmul('matmulSync', a, b, opts);
   call.native.matmulSync(call.desc);
   return call.out;

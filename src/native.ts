@@ -35,6 +35,28 @@ export interface ProblemDesc {
   b?: Float32Array | Uint16Array;
   c?: Float32Array | Uint16Array;
   bias?: Float32Array | Uint16Array;
+  /** A prepack() handle replacing b; k, n and dtypeB must be the weight's. */
+  packedB?: NativePackedWeight;
+}
+
+/** The weight given to prepack(), as the B operand of a problem: op(B) is [k, n]. */
+export interface WeightDesc {
+  config: string; // blocked-GEMM config whose kernel and kc fix the packed layout
+  k: number;
+  n: number;
+  transB: boolean;
+  ldb: number;
+  dtypeB: DType;
+  b: Float32Array | Uint16Array;
+}
+
+/** The native object holding a packed weight; its memory goes when it is collected or disposed. */
+export interface NativePackedWeight {
+  /** "<kernel id>.kc<KC>", null once disposed. */
+  readonly layout: string | null;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
 }
 
 export interface NativeDevice {
@@ -50,6 +72,8 @@ export interface NativeKernel {
   mr: number;
   nr: number;
   available: boolean;
+  /** 'blocked' (packed Goto/BLIS frame) or 'gemv' (weight streaming for small M). */
+  family: 'blocked' | 'gemv';
 }
 
 /** A library whose version can change tuning results (the CPU addon: each system BLAS it loaded). */
@@ -94,6 +118,9 @@ export interface NativeAddon {
    * given, the unrounded result and the root-sum-square magnitude of the summed terms ([batch, m, n]).
    */
   referenceAsync(desc: ProblemDesc, c64?: Float64Array, scale64?: Float64Array): Promise<void>;
+  prepack(desc: WeightDesc): NativePackedWeight;
+  /** The blocked config a weight for this problem is packed for when none is named. */
+  defaultPackedConfig(desc: ProblemDesc): string;
 }
 
 export const packageRoot = fileURLToPath(new URL('..', import.meta.url));

@@ -8,9 +8,11 @@
 #include "../core/reference_gemm.h"
 #include "../cpu/cpu_backend.h"
 #include "../cpu/cpu_features.h"
+#include "../cpu/gemv.h"
 #include "../cpu/micro_kernels.h"
 #include "../cpu/system_blas.h"
 #include "../cpu/thread_pool.h"
+#include "packed_weight_handle.h"
 #include "problem_args.h"
 
 namespace gemmkit {
@@ -202,6 +204,12 @@ Napi::Value referenceAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// defaultPackedConfig(desc) -> the blocked config a weight is prepacked for when the caller names none.
+Napi::Value defaultPackedConfig(const Napi::CallbackInfo& info) {
+  UnpackedCall call = unpackCall(info.Env(), info[0], false);
+  return Napi::String::New(info.Env(), cpuDefaultPackedConfig(call.problem).name());
+}
+
 Napi::Object deviceObject(Napi::Env env, const DeviceInfo& d) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", d.name);
@@ -233,7 +241,18 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     k.Set("mr", ks[i].mr);
     k.Set("nr", ks[i].nr);
     k.Set("available", isaAvailable(ks[i].isa));
+    k.Set("family", "blocked");
     kernels.Set(uint32_t(i), k);
+  }
+  for (const GemvKernel& g : gemvKernels()) {
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("id", g.id);
+    k.Set("isa", isaName(g.isa));
+    k.Set("mr", 0);
+    k.Set("nr", 0);
+    k.Set("available", isaAvailable(g.isa));
+    k.Set("family", "gemv");
+    kernels.Set(kernels.Length(), k);
   }
   out.Set("kernels", kernels);
   std::vector<const Backend*> backends = allBackends();
@@ -283,6 +302,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("supports", Napi::Function::New(env, supports, "supports"));
   exports.Set("timeConfig", Napi::Function::New(env, timeConfig, "timeConfig"));
   exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
+  exports.Set("PackedWeightHandle", PackedWeightHandle::define(env));
+  exports.Set("prepack", Napi::Function::New(env, PackedWeightHandle::prepack, "prepack"));
+  exports.Set("defaultPackedConfig", Napi::Function::New(env, defaultPackedConfig, "defaultPackedConfig"));
   return exports;
 }
 

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "packed_weight_handle.h"
+
 namespace gemmkit {
 
 namespace {
@@ -111,6 +113,19 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   Napi::Value bias = d.Get("bias");
   p.hasBias = !bias.IsUndefined() && !bias.IsNull();
   if (p.hasBias) p.dtypeBias = getDType(env, d, "biasDtype");
+  Napi::Value packed = d.Get("packedB");
+  if (!packed.IsUndefined() && !packed.IsNull()) {
+    PackedWeightHandle* h = PackedWeightHandle::unwrapIfHandle(packed);
+    if (!h) throwType(env, "packedB must be a handle returned by prepack");
+    call.packedB = h->weight();
+    if (!call.packedB) throwType(env, "packedB was disposed");
+    const PackedWeight& w = *call.packedB;
+    if (w.k != p.k || w.n != p.n || w.dtype != p.dtypeB || p.strideB != 0) {
+      throwRange(env, "the prepacked weight is op(B) [" + std::to_string(w.k) + ", " + std::to_string(w.n) + "] " +
+                          dtypeName(w.dtype) + " but the problem is " + p.describe());
+    }
+    p.packedB = w.layout();
+  }
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);
   // Every index the kernels form must fit comfortably in int64 arithmetic.
@@ -123,10 +138,35 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   if (withBuffers) {
     Buffers& b = call.buffers;
     b.a = typedData(env, d, "a", p.dtypeA, extent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), &call.keepAlive);
-    b.b = typedData(env, d, "b", p.dtypeB, extent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
+    if (call.packedB) {
+      b.b = call.packedB.get();
+    } else {
+      b.b = typedData(env, d, "b", p.dtypeB, extent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
+    }
     b.c = typedData(env, d, "c", p.dtypeC, extent(p.batch, p.strideC, p.m, p.ldc, p.n), &call.keepAlive);
     if (p.hasBias) b.bias = typedData(env, d, "bias", p.dtypeBias, p.n, &call.keepAlive);
   }
+  return call;
+}
+
+UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue) {
+  if (!descValue.IsObject()) throwType(env, "weight description must be an object");
+  Napi::Object d = descValue.As<Napi::Object>();
+  UnpackedCall call;
+  call.config = getString(d, "config");
+  Problem& p = call.problem;
+  p.k = getDim(env, d, "k");
+  p.n = getDim(env, d, "n");
+  p.transB = getBool(d, "transB");
+  p.ldb = getDim(env, d, "ldb");
+  p.dtypeB = getDType(env, d, "dtypeB");
+  p.m = 1;
+  p.lda = p.k > 0 ? p.k : 1;
+  p.ldc = p.n > 0 ? p.n : 1;
+  Status s = checkProblem(p);
+  if (!s.isOk()) throw statusError(env, s);
+  if (double(p.rowsB()) * double(p.ldb) > 9.0e15) throwRange(env, "weight " + p.describe() + " is too large to index");
+  call.buffers.b = typedData(env, d, "b", p.dtypeB, extent(1, 0, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
   return call;
 }
 

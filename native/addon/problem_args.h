@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../cpu/packed_weight.h"
 
 namespace gemmkit {
 
@@ -17,12 +18,17 @@ struct UnpackedCall {
   Problem problem;
   Buffers buffers;
   std::vector<Napi::ObjectReference> keepAlive;  // the typed arrays, held while work is in flight
+  std::shared_ptr<const PackedWeight> packedB;   // a prepacked B, held while work is in flight
 };
 
 // desc: { backend, config?, m, n, k, batch, transA, transB, lda, ldb, ldc, strideA, strideB, strideC,
-//         dtypeA, dtypeB, dtypeC, alpha, beta, activation, biasDtype?, a?, b?, c?, bias? }
-// With withBuffers, a, b and c are required and sized for the problem. Throws a JS error when invalid.
+//         dtypeA, dtypeB, dtypeC, alpha, beta, activation, biasDtype?, a?, b?, c?, bias?, packedB? }
+// With withBuffers, a, b and c are required and sized for the problem. packedB (a prepack() handle)
+// replaces b: it must match k, n and dtypeB. Throws a JS error when invalid.
 UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers);
+
+// The weight description of prepack(): { config, k, n, transB, ldb, dtypeB, b } as the B of a problem.
+UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue);
 
 // The JS error for a failed Status: TypeError, RangeError or Error, by status code.
 Napi::Error statusError(const Napi::Env& env, const Status& s);

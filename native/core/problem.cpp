@@ -11,6 +11,7 @@ std::string Problem::describe() const {
   s += std::string(" ") + (transA ? "t" : "n") + (transB ? "t" : "n");
   if (hasBias) s += " bias";
   if (activation != Activation::None) s += std::string(" ") + activationName(activation);
+  if (!packedB.empty()) s += " prepacked " + packedB;
   return s;
 }
 

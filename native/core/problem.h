@@ -25,6 +25,10 @@ struct Problem {
   bool hasBias = false;         // bias: [n], added after alpha/beta, before the activation
   DType dtypeBias = DType::F32;
   Activation activation = Activation::None;
+  // Empty when B is a plain matrix. Otherwise B is a prepacked weight (Buffers.b points to the backend's
+  // packed object) and this names its layout, e.g. "avx512.f32.14x32.kc384" on the CPU: the layout fixes
+  // the kernel and depth block of every config that can run the problem.
+  std::string packedB;
 
   double flops() const { return 2.0 * double(m) * double(n) * double(k) * double(batch); }
   int64_t rowsA() const { return transA ? k : m; }   // stored shape of A
@@ -37,7 +41,7 @@ struct Problem {
 // Pointers for one call; the problem's strides say how they are walked.
 struct Buffers {
   const void* a = nullptr;     // A: batch x rowsA() x lda
-  const void* b = nullptr;     // B: batch x rowsB() x ldb (or a prepacked weight, see the backend)
+  const void* b = nullptr;     // B: batch x rowsB() x ldb, or the backend's prepacked weight (packedB)
   void* c = nullptr;           // C: batch x m x ldc, read when beta != 0
   const void* bias = nullptr;  // bias: [n] when hasBias
 };

@@ -8,7 +8,13 @@ namespace gemmkit {
 
 // The configuration used when nothing is tuned: the widest ISA this CPU has, cache blocks from the
 // kernel's register block, one thread for problems too small to be worth splitting.
+// Small M (up to kGemvMaxM) streams the weight through the GEMV family; a prepacked B runs the blocked
+// kernel and kc it was packed for.
 CpuConfig cpuHeuristic(const Problem& p);
+
+// The kernel and kc a weight is prepacked for when the caller does not say: the blocked kernel the
+// heuristic would use for this problem's dtypes (p.m is irrelevant).
+CpuConfig cpuDefaultPackedConfig(const Problem& p);
 
 void registerCpuBackend();
 

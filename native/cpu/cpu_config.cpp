@@ -3,22 +3,32 @@
 #include <cstdlib>
 #include <vector>
 
+#include "gemv.h"
 #include "micro_kernels.h"
 
 namespace gemmkit {
 
 std::string CpuConfig::name() const {
+  if (isGemv()) return "cpu." + kernel + ".ks" + std::to_string(ks) + ".t" + std::to_string(threads);
   return "cpu." + kernel + ".mc" + std::to_string(mc) + ".kc" + std::to_string(kc) + ".nc" + std::to_string(nc) +
          ".t" + std::to_string(threads);
 }
 
 Status CpuConfig::valid() const {
+  if (isGemv()) {
+    if (!findGemvKernel(kernel)) return outOfRange("unknown GEMV kernel '" + kernel + "' in config " + name());
+    if (ks < 1 || ks > 64) return outOfRange("config " + name() + ": ks must be in [1, 64]");
+    if (threads < 1 || threads > 1024) return outOfRange("config " + name() + ": threads must be in [1, 1024]");
+    return Status::ok();
+  }
   const MicroKernel* k = findMicroKernel(kernel);
   if (!k) return outOfRange("unknown micro-kernel '" + kernel + "' in config " + name());
   if (mc < k->mr || mc > 8192 || mc % k->mr != 0) {
     return outOfRange("config " + name() + ": mc must be a multiple of MR=" + std::to_string(k->mr) + " in [MR, 8192]");
   }
-  if (kc < 1 || kc > 8192) return outOfRange("config " + name() + ": kc must be in [1, 8192]");
+  if (kc < 1 || kc > 8192 || kc % k->kAlign != 0) {
+    return outOfRange("config " + name() + ": kc must be a multiple of " + std::to_string(k->kAlign) + " in [1, 8192]");
+  }
   if (nc < k->nr || nc > 65536 || nc % k->nr != 0) {
     return outOfRange("config " + name() + ": nc must be a multiple of NR=" + std::to_string(k->nr) + " in [NR, 65536]");
   }
@@ -50,8 +60,20 @@ Status CpuConfig::parse(const std::string& name, CpuConfig* out) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
+  if (parts.size() == 5 && parts[0] == "cpu" && parts[1] == "gemv") {
+    // cpu . gemv . <isa> . ks . t
+    CpuConfig g;
+    g.kernel = parts[1] + "." + parts[2];
+    if (!parseField(parts[3], "ks", &g.ks) || !parseField(parts[4], "t", &g.threads)) {
+      return outOfRange("'" + name + "' is not a cpu GEMV config name (expected cpu.gemv.<isa>.ks<N>.t<N>)");
+    }
+    Status s = g.valid();
+    if (!s.isOk()) return s;
+    *out = g;
+    return Status::ok();
+  }
   // cpu . <isa> . <dtype> . <MRxNR> . mc . kc . nc . t
-  if (parts.size() < 6 || parts[0] != "cpu") {
+  if (parts.size() < 6 || parts[0] != "cpu" || parts[1] == "gemv") {
     return outOfRange("'" + name + "' is not a cpu config name (expected cpu.<kernel>.mc<N>.kc<N>.nc<N>.t<N>)");
   }
   CpuConfig c;

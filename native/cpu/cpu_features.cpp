@@ -4,8 +4,12 @@
 #include <fstream>
 #include <thread>
 
+#include <cstdlib>
+
 #if defined(__linux__)
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -109,6 +113,27 @@ std::vector<std::string> CpuFeatures::names() const {
   if (avx512fp16) out.push_back("avx512_fp16");
   if (amxBf16) out.push_back("amx_bf16");
   return out;
+}
+
+bool amxTilePermission(bool emulated, std::string* why) {
+  const char* refuse = std::getenv("GEMMKIT_CPU_AMX_REFUSE");
+  if (refuse && std::strcmp(refuse, "1") == 0) {
+    if (why) *why = "AMX tile-data permission refused (simulated by GEMMKIT_CPU_AMX_REFUSE=1)";
+    return false;
+  }
+  if (emulated) return true;
+#if defined(__linux__) && GEMMKIT_X86
+  static const long result = [] {
+    const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA);
+  }();
+  if (result == 0) return true;
+  if (why) *why = "the kernel refused AMX tile-data permission (arch_prctl ARCH_REQ_XCOMP_PERM failed)";
+  return false;
+#else
+  if (why) *why = "AMX needs Linux on x86-64";
+  return false;
+#endif
 }
 
 const CpuFeatures& cpuFeatures() {

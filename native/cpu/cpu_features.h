@@ -23,4 +23,10 @@ struct CpuFeatures {
 
 const CpuFeatures& cpuFeatures();
 
+// Linux hands out AMX tile-data state only on request (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA));
+// the first call asks once for the process and remembers the answer. For the emulated AMX kernel the
+// request is simulated (granted). GEMMKIT_CPU_AMX_REFUSE=1 makes the request report refusal, so the
+// fallback can be tested. On refusal, *why says so.
+bool amxTilePermission(bool emulated, std::string* why);
+
 }  // namespace gemmkit

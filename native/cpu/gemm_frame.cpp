@@ -4,7 +4,9 @@
 #include <new>
 #include <vector>
 
+#include "epilogue.h"
 #include "pack.h"
+#include "packed_weight.h"
 #include "thread_pool.h"
 
 namespace gemmkit {
@@ -15,22 +17,22 @@ namespace {
 class ScratchBuffer {
  public:
   ~ScratchBuffer() { std::free(data_); }
-  float* get(size_t floats) {
-    if (floats > capacity_) {
+  void* get(size_t bytes) {
+    if (bytes > capacity_) {
       std::free(data_);
-      size_t bytes = (floats * sizeof(float) + 63) & ~size_t(63);
-      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      size_t rounded = (bytes + 63) & ~size_t(63);
+      data_ = std::aligned_alloc(64, rounded);
       if (!data_) {
         capacity_ = 0;
         throw std::bad_alloc();
       }
-      capacity_ = floats;
+      capacity_ = rounded;
     }
     return data_;
   }
 
  private:
-  float* data_ = nullptr;
+  void* data_ = nullptr;
   size_t capacity_ = 0;
 };
 
@@ -39,34 +41,21 @@ thread_local ScratchBuffer packedA, packedB, accumulator;
 inline int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceilDiv(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-// Applies what the micro-kernels leave out: bias, activation and, for f16/bf16 outputs, beta and the
-// rounding from the f32 accumulator. acc: [m1-m0, nb] tile of the f32 accumulator with row stride ldacc.
-void finalizeTile(const Problem& p, const float* acc, int64_t ldacc, void* c, const float* bias, int64_t m0,
-                  int64_t m1, int64_t jc, int64_t nb) {
-  const bool outF32 = p.dtypeC == DType::F32;
-  if (outF32 && !bias && p.activation == Activation::None) return;
-  for (int64_t i = m0; i < m1; i++) {
-    const float* arow = acc + (i - m0) * ldacc;
-    const int64_t crow = i * p.ldc + jc;
-    for (int64_t j = 0; j < nb; j++) {
-      float v = arow[j];
-      if (!outF32 && p.beta != 0.0f) v += p.beta * loadAsF32(c, p.dtypeC, crow + j);
-      if (bias) v += bias[jc + j];
-      storeFromF32(c, p.dtypeC, crow + j, applyActivation(p.activation, v));
-    }
-  }
-}
-
-// Computes rows [m0, m1) x columns [n0, n1) of one batch item's C.
+// Computes rows [m0, m1) x columns [n0, n1) of one batch item's C. b is the stored B of this item, or the
+// prepacked weight (pw) when the problem has one.
 void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
-                   void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                   const PackedWeight* pw, void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const bool outF32 = p.dtypeC == DType::F32;
   const int MR = uk.mr, NR = uk.nr;
   const int64_t kcMax = p.k < cfg.kc ? p.k : cfg.kc;
+  const int64_t kPadMax = uk.paddedK(kcMax);
   const int64_t mcMax = (m1 - m0) < cfg.mc ? (m1 - m0) : cfg.mc;
   const int64_t ncMax = (n1 - n0) < cfg.nc ? (n1 - n0) : cfg.nc;
-  float* Ap = packedA.get(size_t(roundUp(mcMax, MR) * kcMax) + 1);  // Ap: ceil(mc/MR) slivers of [kc][MR]
-  float* Bp = packedB.get(size_t(roundUp(ncMax, NR) * kcMax) + 1);  // Bp: ceil(nc/NR) slivers of [kc][NR]
+  // Ap: ceil(mc/MR) slivers of [kPad][MR], Bp: ceil(nc/NR) slivers of [kPad][NR], in the kernel's formats.
+  char* Ap = static_cast<char*>(packedA.get(size_t(roundUp(mcMax, MR) * kPadMax) * panelElementSize(uk.aFormat) + 64));
+  char* Bp = pw ? nullptr
+                : static_cast<char*>(packedB.get(size_t(roundUp(ncMax, NR) * kPadMax) * panelElementSize(uk.bFormat) + 64));
+  const int aSize = panelElementSize(uk.aFormat), bSize = panelElementSize(uk.bFormat);
   for (int64_t jc = n0; jc < n1; jc += cfg.nc) {
     const int64_t nb = (n1 - jc) < cfg.nc ? (n1 - jc) : cfg.nc;
     // The f32 accumulator: C itself for f32 outputs, else scratch [m1-m0, nb] kept across all K blocks.
@@ -76,7 +65,7 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
       acc = static_cast<float*>(c) + m0 * p.ldc + jc;
       ldacc = p.ldc;
     } else {
-      acc = accumulator.get(size_t((m1 - m0) * nb));
+      acc = static_cast<float*>(accumulator.get(size_t((m1 - m0) * nb) * sizeof(float)));
       ldacc = nb;
     }
     if (p.k == 0) {
@@ -90,22 +79,25 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
     }
     for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
       const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
-      // beta applies once, on the first K block; for f16/bf16 outputs finalizeTile applies it.
+      const int64_t kPad = uk.paddedK(kb);
+      // beta applies once, on the first K block; for f16/bf16 outputs finalizeRows applies it.
       const float betaK = pc == 0 ? (outF32 ? p.beta : 0.0f) : 1.0f;
-      packB(p, b, pc, kb, jc, nb, NR, Bp);
+      if (!pw) packB(p, b, pc, kb, kPad, jc, nb, NR, uk.bFormat, Bp, kPad * NR);
       for (int64_t ic = m0; ic < m1; ic += cfg.mc) {
         const int64_t mb = (m1 - ic) < cfg.mc ? (m1 - ic) : cfg.mc;
-        packA(p, a, ic, mb, pc, kb, MR, Ap);
+        packA(p, a, ic, mb, pc, kb, kPad, MR, uk.aFormat, Ap);
         for (int64_t jr = 0; jr < nb; jr += NR) {
           const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
+          const void* bSliver = pw ? pw->sliver((jc + jr) / NR, pc) : Bp + (jr / NR) * kPad * NR * bSize;
           for (int64_t ir = 0; ir < mb; ir += MR) {
             const int mr = int((mb - ir) < MR ? (mb - ir) : MR);
-            uk.run(kb, Ap + ir * kb, Bp + jr * kb, acc + (ic - m0 + ir) * ldacc + jr, ldacc, mr, nr, p.alpha, betaK);
+            uk.run(kb, Ap + (ir / MR) * kPad * MR * aSize, bSliver, acc + (ic - m0 + ir) * ldacc + jr, ldacc, mr, nr,
+                   p.alpha, betaK);
           }
         }
       }
     }
-    finalizeTile(p, acc, ldacc, c, bias, m0, m1, jc, nb);
+    finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
   }
 }
 
@@ -131,6 +123,7 @@ TaskGrid chooseTaskGrid(int64_t m, int64_t n, int mr, int nr, int threads) {
 
 Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const Buffers& buf) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
+  const PackedWeight* pw = p.packedB.empty() ? nullptr : static_cast<const PackedWeight*>(buf.b);
   std::vector<float> bias;  // bias: [n] as f32, converted once per call
   if (p.hasBias) {
     bias.resize(size_t(p.n));
@@ -153,10 +146,42 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
     const int64_t m1 = m0 + tileM < p.m ? m0 + tileM : p.m;
     const int64_t n1 = n0 + tileN < p.n ? n0 + tileN : p.n;
     const char* a = static_cast<const char*>(buf.a) + item * p.strideA * sizeA;
-    const char* b = static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
+    const char* b = pw ? nullptr : static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
     char* c = static_cast<char*>(buf.c) + item * p.strideC * sizeC;
-    gemmRectangle(p, cfg, uk, a, b, c, p.hasBias ? bias.data() : nullptr, m0, m1, n0, n1);
+    gemmRectangle(p, cfg, uk, a, b, pw, c, p.hasBias ? bias.data() : nullptr, m0, m1, n0, n1);
   });
+  return Status::ok();
+}
+
+Status prepackWeight(const Problem& p, const void* b, const MicroKernel& kernel, int kc,
+                     std::unique_ptr<PackedWeight>* out) {
+  if (!panelAccepts(kernel.bFormat, p.dtypeB)) {
+    return unsupported(std::string("kernel ") + kernel.id + " packs bf16 weights only, not " + dtypeName(p.dtypeB));
+  }
+  if (kc < 1 || kc % kernel.kAlign != 0) {
+    return outOfRange("kc " + std::to_string(kc) + " is not a positive multiple of " + std::to_string(kernel.kAlign) +
+                      " for kernel " + kernel.id);
+  }
+  std::unique_ptr<PackedWeight> w(new PackedWeight());
+  w->kernel = &kernel;
+  w->kc = kc;
+  w->k = p.k;
+  w->n = p.n;
+  w->dtype = p.dtypeB;
+  w->transB = p.transB;
+  const int64_t lastBlock = p.k == 0 ? 0 : (p.k - 1) / kc * kc;
+  const int64_t paddedDepth = p.k == 0 ? 0 : lastBlock + kernel.paddedK(p.k - lastBlock);
+  w->sliverStride = paddedDepth * kernel.nr;
+  const int64_t slivers = ceilDiv(p.n, kernel.nr);
+  w->bytes = size_t(slivers * w->sliverStride) * panelElementSize(kernel.bFormat);
+  w->data = std::aligned_alloc(64, (w->bytes + 64) & ~size_t(63));
+  if (!w->data) return Status(StatusCode::OutOfMemory, "out of memory packing a weight of " + std::to_string(w->bytes) + " bytes");
+  for (int64_t pc = 0; pc < p.k; pc += kc) {
+    const int64_t kb = p.k - pc < kc ? p.k - pc : kc;
+    void* dst = static_cast<char*>(w->data) + pc * kernel.nr * panelElementSize(kernel.bFormat);
+    packB(p, b, pc, kb, kernel.paddedK(kb), 0, p.n, kernel.nr, kernel.bFormat, dst, w->sliverStride);
+  }
+  *out = std::move(w);
   return Status::ok();
 }
 

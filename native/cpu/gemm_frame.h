@@ -11,6 +11,7 @@
 namespace gemmkit {
 
 // Runs p with the given config. The config must be valid and its kernel available (the caller checks).
+// When p.packedB is set, buf.b is a PackedWeight packed for this kernel and cfg.kc (the caller checks).
 Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& kernel, const Buffers& buf);
 
 // How C is split over tasks: tm x tn rectangles per batch item. Exposed for tests and the heuristic.

@@ -7,8 +7,10 @@ namespace gemmkit {
 namespace {
 
 template <int MR, int NR>
-void microKernelScalar(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
+void microKernelScalar(int64_t kc, const void* ApIn, const void* BpIn, float* C, int64_t ldc, int mr, int nr,
                        float alpha, float beta) {
+  const float* Ap = static_cast<const float*>(ApIn);  // [kc][MR]
+  const float* Bp = static_cast<const float*>(BpIn);  // [kc][NR]
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; k++) {
     const float* a = Ap + k * MR;
@@ -28,7 +30,7 @@ void microKernelScalar(int64_t kc, const float* Ap, const float* Bp, float* C, i
 }  // namespace
 
 void addScalarKernels(std::vector<MicroKernel>& out) {
-  out.push_back({"scalar.f32.4x8", Isa::Scalar, 4, 8, microKernelScalar<4, 8>});
+  out.push_back({"scalar.f32.4x8", Isa::Scalar, 4, 8, PanelFormat::F32, PanelFormat::F32, 1, microKernelScalar<4, 8>});
 }
 
 }  // namespace gemmkit

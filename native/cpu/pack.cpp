@@ -1,88 +1,70 @@
 #include "pack.h"
 
 #include <cstring>
-#include <type_traits>
+
+#include "cpu_features.h"
 
 namespace gemmkit {
 
-namespace {
-
-struct Bf16Bits { uint16_t bits; };
-struct F16Bits { uint16_t bits; };
-
-template <typename T>
-inline float loadElem(const void* base, int64_t i);
-template <>
-inline float loadElem<float>(const void* base, int64_t i) { return static_cast<const float*>(base)[i]; }
-template <>
-inline float loadElem<Bf16Bits>(const void* base, int64_t i) {
-  return bf16ToF32(static_cast<const uint16_t*>(base)[i]);
-}
-template <>
-inline float loadElem<F16Bits>(const void* base, int64_t i) {
-  return f16ToF32(static_cast<const uint16_t*>(base)[i]);
-}
-
-// Element (x, l) of the source is src[x * strideX + l * strideK], for x in [0, count), l in [0, kb).
-// Output: ceil(count / R) slivers, each [kb][R], rows past `count` zero.
-template <typename T>
-void packSlivers(const void* src, int64_t count, int64_t kb, int R, int64_t strideX, int64_t strideK, float* out) {
+void packSliversPortable(DType t, const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideX,
+                         int64_t strideK, PanelFormat format, void* out, int64_t sliverStride) {
+  const bool f32Panel = format == PanelFormat::F32;
   for (int64_t s = 0; s * R < count; s++) {
-    int64_t rs = count - s * R < R ? count - s * R : R;
-    float* dst = out + s * kb * R;
-    int64_t x0 = s * R;
-    if (strideX == 1) {
-      // The sliver's R values are contiguous in the source for each l: copy rows of the panel.
-      for (int64_t l = 0; l < kb; l++) {
-        int64_t base = x0 + l * strideK;
-        float* d = dst + l * R;
-        if (std::is_same<T, float>::value) {
-          std::memcpy(d, static_cast<const float*>(src) + base, size_t(rs) * sizeof(float));
-        } else {
-          for (int64_t r = 0; r < rs; r++) d[r] = loadElem<T>(src, base + r);
+    const int64_t x0 = s * R;
+    const int64_t rs = count - x0 < R ? count - x0 : R;
+    if (f32Panel) {
+      float* dst = static_cast<float*>(out) + s * sliverStride;
+      for (int64_t l = 0; l < kPad; l++) {
+        for (int r = 0; r < R; r++) {
+          dst[l * R + r] = (r < rs && l < kb) ? loadAsF32(src, t, (x0 + r) * strideX + l * strideK) : 0.0f;
         }
-        for (int64_t r = rs; r < R; r++) d[r] = 0.0f;
       }
     } else {
-      // Each source row x is contiguous along l: read it once, scatter with stride R.
-      for (int64_t r = 0; r < rs; r++) {
-        int64_t base = (x0 + r) * strideX;
-        for (int64_t l = 0; l < kb; l++) dst[l * R + r] = loadElem<T>(src, base + l * strideK);
-      }
-      for (int64_t r = rs; r < R; r++) {
-        for (int64_t l = 0; l < kb; l++) dst[l * R + r] = 0.0f;
+      // bf16 panels copy bf16 bits unchanged (panelAccepts() admits only bf16 sources).
+      const uint16_t* s16 = static_cast<const uint16_t*>(src);
+      uint16_t* dst = static_cast<uint16_t*>(out) + s * sliverStride;
+      for (int64_t l = 0; l < kPad; l++) {
+        for (int r = 0; r < R; r++) {
+          dst[panelIndex(format, l, r, R)] = (r < rs && l < kb) ? s16[(x0 + r) * strideX + l * strideK] : uint16_t(0);
+        }
       }
     }
   }
 }
 
-void packAny(DType t, const void* src, int64_t offset, int64_t count, int64_t kb, int R, int64_t strideX,
-             int64_t strideK, float* out) {
-  const char* base = static_cast<const char*>(src) + offset * dtypeSize(t);
-  switch (t) {
-    case DType::F32: packSlivers<float>(base, count, kb, R, strideX, strideK, out); break;
-    case DType::F16: packSlivers<F16Bits>(base, count, kb, R, strideX, strideK, out); break;
-    case DType::BF16: packSlivers<Bf16Bits>(base, count, kb, R, strideX, strideK, out); break;
-  }
+void packSlivers(DType t, const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideX,
+                 int64_t strideK, PanelFormat format, void* out, int64_t sliverStride) {
+#if defined(__x86_64__)
+  static const bool avx512 = cpuFeatures().avx512;
+  if (avx512 && packSliversAvx512(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride)) return;
+#endif
+  packSliversPortable(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride);
 }
 
+namespace {
+const void* offsetBy(const void* base, DType t, int64_t elements) {
+  return static_cast<const char*>(base) + elements * dtypeSize(t);
+}
 }  // namespace
 
-void packA(const Problem& p, const void* a, int64_t i0, int64_t mb, int64_t p0, int64_t kb, int mr, float* Ap) {
+void packA(const Problem& p, const void* a, int64_t i0, int64_t mb, int64_t p0, int64_t kb, int64_t kPad, int R,
+           PanelFormat format, void* Ap) {
   // op(A)(i, l) = transA ? A[l][i] : A[i][l]
+  const int64_t stride = kPad * R;
   if (p.transA) {
-    packAny(p.dtypeA, a, p0 * p.lda + i0, mb, kb, mr, 1, p.lda, Ap);
+    packSlivers(p.dtypeA, offsetBy(a, p.dtypeA, p0 * p.lda + i0), mb, kb, kPad, R, 1, p.lda, format, Ap, stride);
   } else {
-    packAny(p.dtypeA, a, i0 * p.lda + p0, mb, kb, mr, p.lda, 1, Ap);
+    packSlivers(p.dtypeA, offsetBy(a, p.dtypeA, i0 * p.lda + p0), mb, kb, kPad, R, p.lda, 1, format, Ap, stride);
   }
 }
 
-void packB(const Problem& p, const void* b, int64_t p0, int64_t kb, int64_t j0, int64_t nb, int nr, float* Bp) {
+void packB(const Problem& p, const void* b, int64_t p0, int64_t kb, int64_t kPad, int64_t j0, int64_t nb, int R,
+           PanelFormat format, void* Bp, int64_t sliverStride) {
   // op(B)(l, j) = transB ? B[j][l] : B[l][j]
   if (p.transB) {
-    packAny(p.dtypeB, b, j0 * p.ldb + p0, nb, kb, nr, p.ldb, 1, Bp);
+    packSlivers(p.dtypeB, offsetBy(b, p.dtypeB, j0 * p.ldb + p0), nb, kb, kPad, R, p.ldb, 1, format, Bp, sliverStride);
   } else {
-    packAny(p.dtypeB, b, p0 * p.ldb + j0, nb, kb, nr, 1, p.ldb, Bp);
+    packSlivers(p.dtypeB, offsetBy(b, p.dtypeB, p0 * p.ldb + j0), nb, kb, kPad, R, 1, p.ldb, format, Bp, sliverStride);
   }
 }
 

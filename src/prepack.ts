@@ -1,0 +1,113 @@
+// prepack: a weight packed once in the layout of the CPU kernel that will read it, for matmul's b.
+// Inference weights are constant, so packing them once removes packing (transposition, dtype widening)
+// from every call. Results equal the unpacked call with the same config bit for bit.
+import { type DType, isDType } from './dtype.js';
+import { formatShape } from './errors.js';
+import { type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
+import { Tensor, checkTensorData, describeValue } from './tensor.js';
+
+export interface PrepackOptions {
+  /** The weight is stored [N, K] and applied as x @ W^T (matmul's transB). Default false: stored [K, N]. */
+  transB?: boolean;
+  /**
+   * dtype of the inputs `a` it will be multiplied with (default: the weight's dtype). It picks the kernel:
+   * bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the f32 ones.
+   */
+  inputDtype?: DType;
+  /** A blocked-GEMM config name (as matmul's config) whose kernel and kc fix the layout. Default: the heuristic's. */
+  config?: string;
+}
+
+const PREPACK_KEYS = new Set(['transB', 'inputDtype', 'config']);
+
+/** A weight in a kernel's packed layout; pass it to matmul / matmulSync as `b`. */
+export class PackedWeight {
+  /** dtype of the weight it was packed from. */
+  readonly dtype: DType;
+  /** Shape of the weight as stored when packed ([N, K] with transB, else [K, N]). */
+  readonly shape: readonly number[];
+  readonly transB: boolean;
+  /** op(B) is [k, n]. */
+  readonly k: number;
+  readonly n: number;
+  /** "<kernel id>.kc<KC>": the kernel and depth block every config using this weight must have. */
+  readonly layout: string;
+  /** Bytes of packed data (released by dispose() or when the handle is collected). */
+  readonly bytes: number;
+  readonly #handle: NativePackedWeight;
+
+  /** @internal Use prepack(). */
+  constructor(handle: NativePackedWeight, dtype: DType, shape: readonly number[], transB: boolean) {
+    this.#handle = handle;
+    this.dtype = dtype;
+    this.shape = Object.freeze([...shape]);
+    this.transB = transB;
+    this.k = transB ? shape[1] : shape[0];
+    this.n = transB ? shape[0] : shape[1];
+    this.layout = handle.layout ?? '';
+    this.bytes = handle.bytes;
+  }
+
+  get disposed(): boolean {
+    return this.#handle.disposed;
+  }
+
+  /** Frees the packed data now instead of at collection. Calls already running finish normally. */
+  dispose(): void {
+    this.#handle.dispose();
+  }
+
+  /** @internal The native handle, or an Error naming the caller when disposed. */
+  nativeHandle(where: string): NativePackedWeight {
+    if (this.#handle.disposed) {
+      throw new Error(`${where}: b is a PackedWeight (${formatShape(this.shape)} ${this.dtype}, ${this.layout}) that was disposed`);
+    }
+    return this.#handle;
+  }
+}
+
+/**
+ * Packs `weight` for the CPU kernel that will multiply it, once. `weight` is [K, N], or [N, K] with
+ * transB (a Linear weight [out, in] applied as x @ W^T).
+ */
+export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
+  const where = 'prepack';
+  if (!(weight instanceof Tensor)) throw new TypeError(`${where}: weight must be a Tensor, got ${describeValue(weight)}`);
+  if (opts !== undefined && (opts === null || typeof opts !== 'object')) {
+    throw new TypeError(`${where}: options must be an object, got ${describeValue(opts)}`);
+  }
+  const o = opts ?? {};
+  for (const key of Object.keys(o)) {
+    if (!PREPACK_KEYS.has(key)) throw new TypeError(`${where}: unknown option '${key}' (known: ${[...PREPACK_KEYS].join(', ')})`);
+  }
+  if (o.transB !== undefined && typeof o.transB !== 'boolean') {
+    throw new TypeError(`${where}: transB must be a boolean, got ${describeValue(o.transB)}`);
+  }
+  if (o.inputDtype !== undefined && !isDType(o.inputDtype)) {
+    throw new TypeError(`${where}: inputDtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(o.inputDtype)}`);
+  }
+  if (o.config !== undefined && (typeof o.config !== 'string' || o.config.length === 0)) {
+    throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(o.config)}`);
+  }
+  checkTensorData(`${where}: weight`, weight.dtype, weight.shape, weight.data, weight.data.length);
+  if (weight.shape.length !== 2) {
+    throw new RangeError(`${where}: weight is ${formatShape(weight.shape)}; expected a 2-D [K, N] (or [N, K] with transB)`);
+  }
+  const transB = o.transB ?? false;
+  const [rows, cols] = weight.shape;
+  const k = transB ? cols : rows, n = transB ? rows : cols;
+  const native = cpuNative();
+  let config = o.config;
+  if (config === undefined) {
+    // The blocked kernel the heuristic would use for inputs of this dtype times this weight.
+    const dtypeA = o.inputDtype ?? weight.dtype;
+    const desc: ProblemDesc = {
+      backend: 'cpu', m: 1, n, k, batch: 1, transA: false, transB,
+      lda: Math.max(1, k), ldb: Math.max(1, cols), ldc: Math.max(1, n), strideA: 0, strideB: 0, strideC: 0,
+      dtypeA, dtypeB: weight.dtype, dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
+    };
+    config = native.defaultPackedConfig(desc);
+  }
+  const handle = native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data });
+  return new PackedWeight(handle, weight.dtype, weight.shape, transB);
+}
