@@ -74,6 +74,10 @@ export interface NativeKernel {
   available: boolean;
   /** 'blocked' (packed Goto/BLIS frame) or 'gemv' (weight streaming for small M). */
   family: 'blocked' | 'gemv';
+  /** kc of its configs must be a multiple of this (packed depth is padded to it). */
+  kAlign: number;
+  /** 'any' dtype (converted while packing), or 'bf16': only problems whose a and b are both bf16. */
+  inputs: 'any' | 'bf16';
 }
 
 /** A library whose version can change tuning results (the CPU addon: each system BLAS it loaded). */

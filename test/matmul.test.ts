@@ -69,22 +69,32 @@ describe('matmul: every micro-kernel forced in turn', () => {
   it('this machine offers the scalar kernel and its SIMD kernels', () => {
     const ids = kernels.map((kr) => kr.id);
     expect(ids).toContain('scalar.f32.4x8');
+    expect(ids).toContain('gemv.scalar');
     const features = info().cpu.features;
     if (features.includes('avx2') && features.includes('fma')) expect(ids.some((id) => id.startsWith('avx2.'))).toBe(true);
-    if (features.includes('avx512')) expect(ids.some((id) => id.startsWith('avx512.'))).toBe(true);
+    if (features.includes('avx512')) expect(ids).toEqual(expect.arrayContaining(['avx512.f32.14x32', 'gemv.avx512']));
+    if (features.includes('avx512_bf16')) expect(ids).toContain('avx512bf16.bf16.14x32');
   });
+  const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
   for (const kr of kernels) {
-    // Blocks of two register tiles and a short K block, so every loop of the frame wraps several times.
-    const configs = [
-      `cpu.${kr.id}.mc${2 * kr.mr}.kc13.nc${2 * kr.nr}.t1`,
-      `cpu.${kr.id}.mc${3 * kr.mr}.kc64.nc${3 * kr.nr}.t2`,
-      `cpu.${kr.id}.mc${kr.mr}.kc300.nc${kr.nr}.t3`,
-    ];
+    // Blocked: blocks of two register tiles and a short K block, so every loop of the frame wraps several
+    // times. GEMV: K split into parts, with several thread counts.
+    const configs = kr.family === 'gemv'
+      ? [`cpu.${kr.id}.ks1.t1`, `cpu.${kr.id}.ks3.t2`, `cpu.${kr.id}.ks2.t3`]
+      : [
+          `cpu.${kr.id}.mc${2 * kr.mr}.kc${roundUp(13, kr.kAlign)}.nc${2 * kr.nr}.t1`,
+          `cpu.${kr.id}.mc${3 * kr.mr}.kc${roundUp(64, kr.kAlign)}.nc${3 * kr.nr}.t2`,
+          `cpu.${kr.id}.mc${kr.mr}.kc${roundUp(300, kr.kAlign)}.nc${kr.nr}.t3`,
+        ];
+    const dtypePairs: [DType, DType][] = kr.inputs === 'bf16' ? [['bf16', 'bf16']] : [['f32', 'f32'], ['bf16', 'bf16'], ['f16', 'f32']];
+    const extra: Shape3[] = kr.family === 'gemv'
+      ? [[16, 67, 33], [3, 129, 257], [2, 5, 0]]
+      : [[2 * kr.mr + 1, 2 * kr.nr - 1, 27], [kr.mr - 1, kr.nr + 1, 14], [kr.mr, kr.nr, 33]];
     it(`${kr.id}`, () => {
       let seed = 5;
-      for (const [m, n, k] of AWKWARD.filter(([m]) => m < 250).concat([[2 * kr.mr + 1, 2 * kr.nr - 1, 27], [kr.mr - 1, kr.nr + 1, 14]])) {
+      for (const [m, n, k] of AWKWARD.filter(([m]) => m < 250).concat(extra)) {
         for (const [ta, tb] of TRANSPOSES) {
-          for (const [da, db] of [['f32', 'f32'], ['bf16', 'bf16'], ['f16', 'f32']] as [DType, DType][]) {
+          for (const [da, db] of dtypePairs) {
             const { a, b } = operands(m, n, k, ta, tb, da, db, seed++);
             const ref = referenceMatmul(a, b, { transA: ta, transB: tb });
             for (const config of configs) {
@@ -217,9 +227,13 @@ describe('matmul: batched', () => {
 describe('matmul: thread count does not change results', () => {
   it('1, 2 and 3 threads give bit-identical results', () => {
     const a = randTensor([150, 300], 'f32', 1), b = randTensor([300, 170], 'f32', 2);
-    const kernel = info().kernels.filter((kr) => kr.available).at(-1)!;
-    const results = [1, 2, 3].map((t) => matmulSync(a, b, { config: `cpu.${kernel.id}.mc${4 * kernel.mr}.kc128.nc${4 * kernel.nr}.t${t}` }));
-    expect(Array.from(results[1].data)).toEqual(Array.from(results[0].data));
-    expect(Array.from(results[2].data)).toEqual(Array.from(results[0].data));
+    for (const kernel of info().kernels.filter((kr) => kr.available && kr.inputs === 'any')) {
+      const config = (t: number) => kernel.family === 'gemv'
+        ? `cpu.${kernel.id}.ks2.t${t}`
+        : `cpu.${kernel.id}.mc${4 * kernel.mr}.kc128.nc${4 * kernel.nr}.t${t}`;
+      const results = [1, 2, 3].map((t) => matmulSync(a, b, { config: config(t) }));
+      expect(Array.from(results[1].data), config(2)).toEqual(Array.from(results[0].data));
+      expect(Array.from(results[2].data), config(3)).toEqual(Array.from(results[0].data));
+    }
   });
 });

@@ -242,6 +242,8 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     k.Set("nr", ks[i].nr);
     k.Set("available", isaAvailable(ks[i].isa));
     k.Set("family", "blocked");
+    k.Set("kAlign", ks[i].kAlign);
+    k.Set("inputs", ks[i].aFormat == PanelFormat::F32 && ks[i].bFormat == PanelFormat::F32 ? "any" : "bf16");
     kernels.Set(uint32_t(i), k);
   }
   for (const GemvKernel& g : gemvKernels()) {
@@ -252,6 +254,8 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     k.Set("nr", 0);
     k.Set("available", isaAvailable(g.isa));
     k.Set("family", "gemv");
+    k.Set("kAlign", 1);
+    k.Set("inputs", "any");
     kernels.Set(kernels.Length(), k);
   }
   out.Set("kernels", kernels);
