@@ -102,8 +102,9 @@ describe('prepack: lifetime and errors', () => {
     expect(() => prepack(tensor([1], [1, 1]), { transB: 1 as unknown as boolean })).toThrow(TypeError);
     expect(() => prepack(tensor([1], [1, 1]), { colour: 1 } as never)).toThrow(/unknown option 'colour'/);
     if (blocked.some((k) => k.inputs === 'bf16')) {
-      const id = blocked.find((k) => k.inputs === 'bf16')!.id;
-      expect(() => prepack(intTensor([4, 4], 'f32', 1), { config: `cpu.${id}.mc64.kc64.nc64.t1` })).toThrow(/bf16 weights only/);
+      const k = blocked.find((x) => x.inputs === 'bf16')!;
+      const config = `cpu.${k.id}.mc${2 * k.mr}.kc64.nc${2 * k.nr}.t1`;
+      expect(() => prepack(intTensor([4, 4], 'f32', 1), { config })).toThrow(/bf16 weights only/);
     }
     expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { out: tensor([0, 0], [1, 2]) })).toThrow(RangeError);
   });
