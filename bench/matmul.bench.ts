@@ -1,66 +1,213 @@
-// npm run bench: GFLOP/s of the default CPU kernel on square GEMMs and on inference shapes
-// (x @ W^T with W 4096x4096), f32 and bf16, on 1 thread and on every thread.
-// Medians of several timed runs (tinybench); run on a quiet machine, and compare ratios within one run.
+// npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries, in one run
+// and one table (issue 3's targets), then GFLOP/s on square and inference shapes for 1 thread and the
+// whole pool (issue 2's rows). Every figure is the median of timed calls that rotate through enough input
+// copies to keep operands out of the last-level cache (at least 128 MiB; 1 GiB of weights for the decode
+// bandwidth row). Ceilings and peers come from bench/peers (set them up once with `npm run bench:peers`);
+// without them those columns say so. Hold the machine's exclusive lock while it runs (see README).
+//   --quick          small shapes and short timing (CI smoke run)
+//   --time-ms MS     timing budget per measurement (default 400; quick 20)
+//   --no-peers       skip ceilings and peers
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Bench } from 'tinybench';
-import { type DType, info, matmulSync, Tensor } from '../src/index.js';
+import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
 
 const { values: args } = parseArgs({
   options: {
-    quick: { type: 'boolean', default: false }, // shorter timing, for a smoke run
+    quick: { type: 'boolean', default: false },
     'time-ms': { type: 'string' },
+    'no-peers': { type: 'boolean', default: false },
   },
 });
-const timeMs = Number(args['time-ms'] ?? (args.quick ? 150 : 600));
-
-interface Case {
-  label: string;
-  a: Tensor;
-  b: Tensor;
-  transB: boolean;
-  flops: number;
-}
-
-function cases(dtype: DType): Case[] {
-  const out: Case[] = [];
-  for (const n of [256, 512, 1024, 2048]) {
-    out.push({ label: `square ${n}`, a: randomTensor([n, n], dtype, 1), b: randomTensor([n, n], dtype, 2), transB: false, flops: 2 * n ** 3 });
-  }
-  const w = randomTensor([4096, 4096], dtype, 3); // W: [out, in], applied as x @ W^T
-  for (const m of [1, 8, 32, 128]) {
-    out.push({ label: `M=${m} x W 4096x4096^T`, a: randomTensor([m, 4096], dtype, 4), b: w, transB: true, flops: 2 * m * 4096 * 4096 });
-  }
-  return out;
-}
-
-function configWithThreads(c: Case, threads: number): string {
-  const { native, desc } = prepareMatmul('bench', c.a, c.b, { transB: c.transB });
-  return native.heuristic(desc).replace(/\.t\d+$/, `.t${threads}`);
-}
-
+const quick = args.quick;
+const timeMs = Number(args['time-ms'] ?? (quick ? 20 : 400));
 const inf = info();
-console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads`);
-const threadCounts = [...new Set([1, inf.threads])];
-const rows: string[][] = [['shape', 'dtype', 'threads', 'median ms', 'GFLOP/s', 'config']];
+const pool = inf.threads;
+const MiB = 1024 * 1024;
+
+// ---- the peers module (bench/peers, issue 3's peer libraries), when present in this checkout --------
+interface PeerShape { m: number; n: number; k: number; transB: boolean; dtype: 'f32' | 'bf16'; outDtype?: 'f32' | 'bf16' }
+interface PeerResult { peer: string; shape: PeerShape; medianMs: number; gflops: number; note?: string; impl?: string }
+interface Ceilings { threads: number; fmaF32Gflops: number; avx512Bf16Gflops?: number; amxBf16Gflops?: number; readGBps: number; amxNote?: string; note?: string }
+interface PeersModule {
+  peerStatus(): { peer: string; available: boolean; detail: string }[];
+  runPeers(shapes: PeerShape[], opts: { threads: number; timeMs?: number }): Promise<PeerResult[]>;
+  measureCeilings(threads: number, opts?: { readMiB?: number }): Promise<Ceilings>;
+}
+async function loadPeers(): Promise<PeersModule | undefined> {
+  if (args['no-peers']) return undefined;
+  const file = fileURLToPath(new URL('./peers/index.ts', import.meta.url));
+  if (!existsSync(file)) return undefined;
+  const specifier = './peers/index.js'; // a variable, so the typecheck does not need the module
+  return (await import(specifier)) as PeersModule;
+}
+
+// ---- timing -----------------------------------------------------------------------------------------
+interface Operands { a: Tensor; b: Tensor | PackedWeight }
+
+/** Median ms of matmulSync over rotating operand sets, with the given config. */
+function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: string): number {
+  const call = (o: Operands) => matmulSync(o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB, outDtype, config });
+  call(sets[0]);
+  const times: number[] = [];
+  const started = performance.now();
+  for (let i = 0; times.length < 3 || (performance.now() - started < timeMs && times.length < 2000); i++) {
+    const t0 = performance.now();
+    call(sets[i % sets.length]);
+    times.push(performance.now() - t0);
+  }
+  times.sort((x, y) => x - y);
+  return times[times.length >> 1];
+}
+
+function heuristicConfig(o: Operands, transB: boolean, threads?: number): string {
+  const { native, desc } = prepareMatmul('bench', o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB });
+  const c = native.heuristic(desc);
+  return threads === undefined ? c : c.replace(/\.t\d+$/, `.t${threads}`);
+}
+
+/** Operand copies whose weights total at least `bytes` (and at least one). */
+function operandSets(m: number, n: number, k: number, transB: boolean, dtype: DType, bytes: number, packed: boolean): Operands[] {
+  const weightBytes = n * k * (dtype === 'f32' ? 4 : 2);
+  const copies = Math.max(1, Math.min(64, Math.ceil(bytes / Math.max(1, weightBytes + m * k * 4))));
+  return Array.from({ length: copies }, (_, i) => {
+    const w = randomTensor(transB ? [n, k] : [k, n], dtype, 2 + 2 * i);
+    return { a: randomTensor([m, k], dtype, 3 + 2 * i), b: packed ? prepack(w, { transB }) : w };
+  });
+}
+
+// ---- the table --------------------------------------------------------------------------------------
+const rows: string[][] = [['target', 'shape', 'dtype', 'gemmkit', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
+const fx = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
+function row(target: string, shape: string, dtype: string, ours: string, ms: number, value: string, vs: string, theirs: string, ratio: number, goal: number | undefined) {
+  const met = goal === undefined || !Number.isFinite(ratio) ? '' : ratio >= goal ? 'yes' : 'NO';
+  rows.push([target, shape, dtype, ours, fx(ms, 3), value, vs, theirs, Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a', goal === undefined ? '' : `>= ${goal}`, met]);
+  console.log(rows.at(-1)!.join(' | '));
+}
+function printTable(t: string[][]): void {
+  const widths = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
+  for (const r of t) console.log(r.map((x, i) => (x ?? '').padEnd(widths[i])).join('  ').trimEnd());
+}
+const shortConfig = (c: string) => c.replace(/^cpu\./, '');
+
+console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
+const peers = await loadPeers();
+let ceilings: Ceilings | undefined;
+if (peers) {
+  for (const s of peers.peerStatus()) console.log(`  peer ${s.peer.padEnd(18)} ${s.available ? '' : '(not available) '}${s.detail}`);
+  ceilings = await peers.measureCeilings(pool, quick ? { readMiB: 256 } : {});
+  console.log(`ceilings (${pool} threads): f32 FMA ${fx(ceilings.fmaF32Gflops)} GFLOP/s, AVX512-BF16 ${fx(ceilings.avx512Bf16Gflops ?? NaN)}, ` +
+    `AMX-BF16 ${ceilings.amxBf16Gflops !== undefined ? fx(ceilings.amxBf16Gflops) : `n/a (${ceilings.amxNote ?? 'absent'})`}, read ${fx(ceilings.readGBps)} GB/s`);
+} else {
+  console.log('ceilings and peers: not measured (bench/peers is not in this checkout, or --no-peers)');
+}
+
+// Shapes of issue 3's targets.
+const squares = quick ? [256] : [1024, 2048];
+const weights: [number, number][] = quick ? [[1024, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336]]; // W [N, K]
+const decodeMs = quick ? [1, 8] : [1, 8, 32, 128];
+const peerShapes: PeerShape[] = [];
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const s of squares) peerShapes.push({ m: s, n: s, k: s, transB: false, dtype });
+  for (const [n, k] of weights) for (const m of decodeMs) peerShapes.push({ m, n, k, transB: true, dtype });
+}
+const peerResults = peers ? await peers.runPeers(peerShapes, { threads: pool, timeMs: quick ? 20 : 300 }) : [];
+const sameShape = (a: PeerShape, b: PeerShape) => a.m === b.m && a.n === b.n && a.k === b.k && a.transB === b.transB && a.dtype === b.dtype;
+function bestPeer(s: PeerShape, only?: string): PeerResult | undefined {
+  const rs = peerResults.filter((r) => sameShape(r.shape, s) && Number.isFinite(r.medianMs) && (!only || r.peer === only));
+  return rs.sort((x, y) => x.medianMs - y.medianMs)[0];
+}
+const rotate = (quick ? 16 : 128) * MiB;
+
+// f32 and bf16 square: fastest f32 peer (and the FMA peak); oneDNN for bf16.
 for (const dtype of ['f32', 'bf16'] as DType[]) {
-  for (const c of cases(dtype)) {
-    for (const threads of threadCounts) {
-      const config = configWithThreads(c, threads);
-      const bench = new Bench({ time: timeMs, iterations: 3, warmupIterations: 1, warmupTime: 0 });
-      bench.add(c.label, () => {
-        matmulSync(c.a, c.b, { transB: c.transB, config });
-      });
-      await bench.run();
-      const r = bench.tasks[0].result;
-      if (r.state !== 'completed') throw new Error(`${c.label}: benchmark ${r.state}`);
-      const ms = r.latency.p50;
-      rows.push([c.label, dtype, String(threads), ms.toFixed(3), (c.flops / ms / 1e6).toFixed(1), config]);
-      console.log(rows.at(-1)!.join('\t'));
+  for (const s of squares) {
+    const sets = operandSets(s, s, s, false, dtype, rotate, false);
+    const config = heuristicConfig(sets[0], false);
+    const ms = timeOurs(sets, false, dtype, config);
+    const gf = (2 * s ** 3) / ms / 1e6;
+    const shape: PeerShape = { m: s, n: s, k: s, transB: false, dtype: dtype as 'f32' | 'bf16' };
+    const p = bestPeer(shape, dtype === 'bf16' ? 'onednn' : undefined);
+    const goal = dtype === 'f32' ? 1.0 : 1.5;
+    row(`${dtype} square vs ${dtype === 'f32' ? 'fastest peer' : 'oneDNN bf16'}`, `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`,
+      p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, goal);
+    if (dtype === 'f32' && ceilings) {
+      row('f32 square vs FMA peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'FMA peak', `${fx(ceilings.fmaF32Gflops)} GF/s`, gf / ceilings.fmaF32Gflops, 0.8);
+    }
+    if (dtype === 'bf16' && ceilings?.avx512Bf16Gflops) {
+      row('bf16 square vs BF16 peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'AVX512-BF16 peak', `${fx(ceilings.avx512Bf16Gflops)} GF/s`, gf / ceilings.avx512Bf16Gflops, undefined);
     }
   }
 }
+
+// Inference x @ W^T: f32 vs the fastest peer, bf16 vs oneDNN (reordered weights), ours unpacked and prepacked.
+for (const dtype of ['f32', 'bf16'] as DType[]) {
+  for (const [n, k] of weights) {
+    for (const packed of [false, true]) {
+      const sets = operandSets(decodeMs.at(-1)!, n, k, true, dtype, rotate, packed);
+      for (const m of decodeMs) {
+        const ms_ = sets.map((o) => ({ a: randomTensor([m, k], dtype, 7), b: o.b }));
+        const config = heuristicConfig(ms_[0], true);
+        const ms = timeOurs(ms_, true, dtype, config);
+        const gf = (2 * m * n * k) / ms / 1e6;
+        const p = bestPeer({ m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' }, dtype === 'bf16' ? 'onednn' : undefined);
+        row(`${dtype} x@W^T ${packed ? 'prepacked' : 'unpacked'} vs ${dtype === 'f32' ? 'fastest peer' : 'oneDNN bf16'}`, `M=${m} W ${n}x${k}`, dtype,
+          shortConfig(config), ms, `${fx(gf)} GF/s`, p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, 1.2);
+      }
+      sets.length = 0;
+    }
+  }
+}
+
+// Decode bandwidth: M = 1 with bf16 weights cycling through at least 1 GiB, vs the measured read bandwidth.
+{
+  const [n, k] = quick ? [1024, 1024] : [4096, 14336];
+  for (const packed of [false, true]) {
+    const sets = operandSets(1, n, k, true, 'bf16', (quick ? 64 : 1024) * MiB, packed);
+    const config = heuristicConfig(sets[0], true);
+    const ms = timeOurs(sets, true, 'bf16', config);
+    const gbps = (n * k * 2) / ms / 1e6;
+    row(`M=1 bf16 weight bandwidth (${sets.length} weights, ${fx((sets.length * n * k * 2) / 2 ** 30, 2)} GiB)${packed ? ' prepacked' : ''}`, `M=1 W ${n}x${k}`, 'bf16',
+      shortConfig(config), ms, `${fx(gbps)} GB/s`, 'read bandwidth', ceilings ? `${fx(ceilings.readGBps)} GB/s` : '-', ceilings ? gbps / ceilings.readGBps : NaN, 0.85);
+  }
+}
+
+// Prepacked vs unpacked at small M.
+{
+  const [n, k] = quick ? [1024, 1024] : [4096, 4096];
+  for (const dtype of ['f32', 'bf16'] as DType[]) {
+    const plain = operandSets(32, n, k, true, dtype, rotate, false);
+    const packed = plain.map((o) => ({ a: o.a, b: prepack(o.b as Tensor, { transB: true }) }));
+    for (const m of quick ? [1, 32] : [1, 2, 4, 8, 16, 32]) {
+      const pl = plain.map((o) => ({ a: randomTensor([m, k], dtype, 9), b: o.b }));
+      const pk = packed.map((o, i) => ({ a: pl[i].a, b: o.b }));
+      const cu = heuristicConfig(pl[0], true), cp = heuristicConfig(pk[0], true);
+      const mu = timeOurs(pl, true, dtype, cu), mp = timeOurs(pk, true, dtype, cp);
+      row('prepacked vs unpacked', `M=${m} W ${n}x${k}`, dtype, shortConfig(cp), mp, `${fx((2 * m * n * k) / mp / 1e6)} GF/s`,
+        `unpacked ${shortConfig(cu)}`, `${fx(mu, 3)} ms`, mu / mp, 1.2);
+    }
+  }
+}
+
 console.log();
-const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i])).join('  '));
+printTable(rows);
+
+// Issue 2's rows: the default config on 1 thread and on the pool.
+console.log();
+const plainRows: string[][] = [['shape', 'dtype', 'threads', 'median ms', 'GFLOP/s', 'config']];
+for (const dtype of ['f32', 'bf16'] as DType[]) {
+  const cases: { label: string; m: number; n: number; k: number; transB: boolean }[] = [];
+  for (const s of quick ? [256] : [256, 512, 1024, 2048]) cases.push({ label: `square ${s}`, m: s, n: s, k: s, transB: false });
+  for (const m of quick ? [1, 8] : [1, 8, 32, 128]) cases.push({ label: `M=${m} x W 4096x4096^T`, m, n: quick ? 1024 : 4096, k: quick ? 1024 : 4096, transB: true });
+  for (const c of cases) {
+    const sets = operandSets(c.m, c.n, c.k, c.transB, dtype, rotate, false);
+    for (const threads of [...new Set([1, pool])]) {
+      const config = heuristicConfig(sets[0], c.transB, threads);
+      const ms = timeOurs(sets, c.transB, dtype, config);
+      plainRows.push([c.label, dtype, String(threads), ms.toFixed(3), fx((2 * c.m * c.n * c.k) / ms / 1e6), config]);
+    }
+  }
+}
+printTable(plainRows);

@@ -49,7 +49,11 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
   const int MR = uk.mr, NR = uk.nr;
   const int64_t kcMax = p.k < cfg.kc ? p.k : cfg.kc;
   const int64_t kPadMax = uk.paddedK(kcMax);
-  const int64_t mcMax = (m1 - m0) < cfg.mc ? (m1 - m0) : cfg.mc;
+  // Row blocks of equal size (at most mc, a multiple of MR), so no block is a thin remainder that streams
+  // the whole B panel for a few rows. Blocking M does not change any element's arithmetic.
+  const int64_t mcBlocks = ceilDiv(m1 - m0, cfg.mc);
+  const int64_t mc = roundUp(ceilDiv(m1 - m0, mcBlocks), MR);
+  const int64_t mcMax = (m1 - m0) < mc ? (m1 - m0) : mc;
   const int64_t ncMax = (n1 - n0) < cfg.nc ? (n1 - n0) : cfg.nc;
   // Ap: ceil(mc/MR) slivers of [kPad][MR], Bp: ceil(nc/NR) slivers of [kPad][NR], in the kernel's formats.
   char* Ap = static_cast<char*>(packedA.get(size_t(roundUp(mcMax, MR) * kPadMax) * panelElementSize(uk.aFormat) + 64));
@@ -83,8 +87,8 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
       // beta applies once, on the first K block; for f16/bf16 outputs finalizeRows applies it.
       const float betaK = pc == 0 ? (outF32 ? p.beta : 0.0f) : 1.0f;
       if (!pw) packB(p, b, pc, kb, kPad, jc, nb, NR, uk.bFormat, Bp, kPad * NR);
-      for (int64_t ic = m0; ic < m1; ic += cfg.mc) {
-        const int64_t mb = (m1 - ic) < cfg.mc ? (m1 - ic) : cfg.mc;
+      for (int64_t ic = m0; ic < m1; ic += mc) {
+        const int64_t mb = (m1 - ic) < mc ? (m1 - ic) : mc;
         packA(p, a, ic, mb, pc, kb, kPad, MR, uk.aFormat, Ap);
         for (int64_t jr = 0; jr < nb; jr += NR) {
           const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
