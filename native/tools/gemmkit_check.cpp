@@ -280,7 +280,7 @@ void checkRoundingAndEpilogue(std::mt19937& rng) {
 
 // GEMMKIT_CPU_AMX_REFUSE=1: AMX (here the emulated kernel) is refused, the heuristic falls back.
 void checkAmxRefusal(const Backend& be) {
-  if (!isaAvailable(Isa::AmxEmulated)) return;
+  if (!findMicroKernel("amxemu.bf16.32x32") || !isaAvailable(Isa::AmxEmulated)) return;  // x86-64 builds only
   Problem p;
   p.m = p.n = p.k = 64;
   p.lda = p.ldb = p.ldc = 64;
