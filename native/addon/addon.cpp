@@ -255,7 +255,7 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     k.Set("available", isaAvailable(g.isa));
     k.Set("family", "gemv");
     k.Set("kAlign", 1);
-    k.Set("inputs", "any");
+    k.Set("inputs", g.bf16Only() ? "bf16" : "any");
     kernels.Set(kernels.Length(), k);
   }
   out.Set("kernels", kernels);

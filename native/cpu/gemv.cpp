@@ -74,30 +74,43 @@ Status runCpuGemv(const Problem& p, const CpuConfig& cfg, const GemvKernel& kern
     bias.resize(size_t(n));
     for (int64_t j = 0; j < n; j++) bias[size_t(j)] = loadAsF32(buf.bias, p.dtypeBias, j);
   }
-  // K parts of a multiple of 16 (one vector), fixed by ks alone.
-  const int64_t kPart = k == 0 ? 0 : roundUp(ceilDiv(k, cfg.ks), 16);
+  // K parts of a multiple of 32 (one vector of bf16), fixed by ks alone.
+  const int64_t kPart = k == 0 ? 0 : roundUp(ceilDiv(k, cfg.ks), 32);
   const int64_t parts = kPart == 0 ? 1 : ceilDiv(k, kPart);
   // N chunks: enough for the threads to share evenly; each output is computed the same way in any chunk.
   const int64_t align = p.transB ? 4 : 64;
   const int64_t chunk = roundUp(ceilDiv(n, int64_t(cfg.threads) * 4), align);
   const int64_t chunks = ceilDiv(n, chunk);
   const GemvFn fn = p.transB ? kernel.rows : kernel.columns;
-  Aligned x(size_t(m * (k > 0 ? k : 1)) * sizeof(float));          // x: [m, k] f32, op(A)
+  const bool pairs = p.transB && kernel.rowsBf16 != nullptr;  // x stays bf16 for the VDPBF16PS kernel
+  Aligned x(size_t(m * (k > 0 ? k : 1)) * sizeof(float));          // x: [m, k] f32 (or bf16), op(A)
   Aligned partial(size_t(parts * m * n) * sizeof(float));           // partial: [parts][m][n]
   const int sizeA = dtypeSize(p.dtypeA), sizeB = dtypeSize(p.dtypeB), sizeC = dtypeSize(p.dtypeC);
   for (int64_t item = 0; item < p.batch; item++) {
     const char* a = static_cast<const char*>(buf.a) + item * p.strideA * sizeA;
     const char* b = static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
     char* c = static_cast<char*>(buf.c) + item * p.strideC * sizeC;
+    uint16_t* x16 = static_cast<uint16_t*>(x.p);
     for (int64_t i = 0; i < m; i++) {
-      for (int64_t l = 0; l < k; l++) x.f()[i * k + l] = loadAsF32(a, p.dtypeA, p.transA ? l * p.lda + i : i * p.lda + l);
+      for (int64_t l = 0; l < k; l++) {
+        const int64_t at = p.transA ? l * p.lda + i : i * p.lda + l;
+        if (pairs) {
+          x16[i * k + l] = reinterpret_cast<const uint16_t*>(a)[at];
+        } else {
+          x.f()[i * k + l] = loadAsF32(a, p.dtypeA, at);
+        }
+      }
     }
     if (k > 0) {
       ThreadPool::instance().parallelFor(int(parts * chunks), cfg.threads, [&](int task) {
         const int64_t part = task / chunks, ch = task % chunks;
         const int64_t n0 = ch * chunk, n1 = n0 + chunk < n ? n0 + chunk : n;
         const int64_t k0 = part * kPart, k1 = k0 + kPart < k ? k0 + kPart : k;
-        fn(x.f(), k, m, b, p.dtypeB, p.ldb, n0, n1, k0, k1, partial.f() + part * m * n, n);
+        if (pairs) {
+          kernel.rowsBf16(x16, k, m, reinterpret_cast<const uint16_t*>(b), p.ldb, n0, n1, k0, k1, partial.f() + part * m * n, n);
+        } else {
+          fn(x.f(), k, m, b, p.dtypeB, p.ldb, n0, n1, k0, k1, partial.f() + part * m * n, n);
+        }
       });
     }
     // Sum the parts in order, scale, and write C (f32) or the f32 accumulator that finalize rounds.

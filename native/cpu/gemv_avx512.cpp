@@ -171,10 +171,65 @@ GEMMKIT_AVX512 void gemvColumnsAvx512(const float* x, int64_t ldx, int64_t m, co
   }
 }
 
+#define GEMMKIT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+// MB rows of bf16 x times RB rows of bf16 W over [k0, k1): VDPBF16PS adds 16 pairs of products per
+// instruction (the tail is masked to zero, which adds nothing).
+template <int MB, int RB>
+GEMMKIT_AVX512BF16 inline void rowsBlockBf16(const uint16_t* x, int64_t ldx, const uint16_t* w, int64_t ldw, int64_t j,
+                                             int64_t k0, int64_t k1, float* y, int64_t ldy) {
+  __m512 acc[MB][RB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[i][r] = _mm512_setzero_ps();
+  }
+  for (int64_t l = k0; l < k1; l += 32) {
+    const __mmask32 m = k1 - l >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (k1 - l)) - 1u);
+    __m512bh wv[RB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (j + r) * ldw + l + 512), _MM_HINT_T0);
+      wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + (j + r) * ldw + l);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; i++) {
+      __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + i * ldx + l);
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; r++) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], xv, wv[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) y[i * ldy + j + r] = _mm512_reduce_add_ps(acc[i][r]);
+  }
+}
+
+template <int RB>
+GEMMKIT_AVX512BF16 inline void rowsAllXBf16(const uint16_t* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t ldw,
+                                            int64_t j, int64_t k0, int64_t k1, float* y, int64_t ldy) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) rowsBlockBf16<4, RB>(x + i * ldx, ldx, w, ldw, j, k0, k1, y + i * ldy, ldy);
+  switch (m - i) {
+    case 3: rowsBlockBf16<3, RB>(x + i * ldx, ldx, w, ldw, j, k0, k1, y + i * ldy, ldy); break;
+    case 2: rowsBlockBf16<2, RB>(x + i * ldx, ldx, w, ldw, j, k0, k1, y + i * ldy, ldy); break;
+    case 1: rowsBlockBf16<1, RB>(x + i * ldx, ldx, w, ldw, j, k0, k1, y + i * ldy, ldy); break;
+  }
+}
+
+GEMMKIT_AVX512BF16 void gemvRowsBf16Pairs(const uint16_t* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t ldw,
+                                          int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* y, int64_t ldy) {
+  int64_t j = n0;
+  for (; j + 4 <= n1; j += 4) rowsAllXBf16<4>(x, ldx, m, w, ldw, j, k0, k1, y, ldy);
+  for (; j < n1; j++) rowsAllXBf16<1>(x, ldx, m, w, ldw, j, k0, k1, y, ldy);
+}
+
 }  // namespace
 
 void addGemvAvx512Kernels(std::vector<GemvKernel>& out) {
   out.push_back({"gemv.avx512", Isa::Avx512, gemvRowsAvx512, gemvColumnsAvx512});
+  out.push_back({"gemv.avx512bf16", Isa::Avx512Bf16, nullptr, gemvColumnsAvx512, gemvRowsBf16Pairs});
 }
 
 }  // namespace gemmkit
