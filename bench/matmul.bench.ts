@@ -79,7 +79,7 @@ function operandSets(m: number, n: number, k: number, transB: boolean, dtype: DT
 }
 
 // ---- the table --------------------------------------------------------------------------------------
-const rows: string[][] = [['target', 'shape', 'dtype', 'gemmkit', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
+const rows: string[][] = [['target', 'shape', 'dtype', 'gemmkit kernel', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
 const fx = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
 function row(target: string, shape: string, dtype: string, ours: string, ms: number, value: string, vs: string, theirs: string, ratio: number, goal: number | undefined) {
   const met = goal === undefined || !Number.isFinite(ratio) ? '' : ratio >= goal ? 'yes' : 'NO';
@@ -90,7 +90,8 @@ function printTable(t: string[][]): void {
   const widths = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
   for (const r of t) console.log(r.map((x, i) => (x ?? '').padEnd(widths[i])).join('  ').trimEnd());
 }
-const shortConfig = (c: string) => c.replace(/^cpu\./, '');
+// The kernel and thread count of a config name (the cache blocks are the heuristic's; see README).
+const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|ks\d+)\.t(\d+)$/, ' t$2');
 
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
 const peers = await loadPeers();
@@ -131,13 +132,13 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
     const shape: PeerShape = { m: s, n: s, k: s, transB: false, dtype: dtype as 'f32' | 'bf16' };
     const p = bestPeer(shape, dtype === 'bf16' ? 'onednn' : undefined);
     const goal = dtype === 'f32' ? 1.0 : 1.5;
-    row(`${dtype} square vs ${dtype === 'f32' ? 'fastest peer' : 'oneDNN bf16'}`, `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`,
+    row(`${dtype} square vs ${dtype === 'f32' ? 'best peer' : 'oneDNN'}`, `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`,
       p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, goal);
     if (dtype === 'f32' && ceilings) {
       row('f32 square vs FMA peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'FMA peak', `${fx(ceilings.fmaF32Gflops)} GF/s`, gf / ceilings.fmaF32Gflops, 0.8);
     }
     if (dtype === 'bf16' && ceilings?.avx512Bf16Gflops) {
-      row('bf16 square vs BF16 peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'AVX512-BF16 peak', `${fx(ceilings.avx512Bf16Gflops)} GF/s`, gf / ceilings.avx512Bf16Gflops, undefined);
+      row('bf16 square vs BF16 peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'BF16 peak', `${fx(ceilings.avx512Bf16Gflops)} GF/s`, gf / ceilings.avx512Bf16Gflops, undefined);
     }
   }
 }
@@ -153,7 +154,7 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
         const ms = timeOurs(ms_, true, dtype, config);
         const gf = (2 * m * n * k) / ms / 1e6;
         const p = bestPeer({ m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' }, dtype === 'bf16' ? 'onednn' : undefined);
-        row(`${dtype} x@W^T ${packed ? 'prepacked' : 'unpacked'} vs ${dtype === 'f32' ? 'fastest peer' : 'oneDNN bf16'}`, `M=${m} W ${n}x${k}`, dtype,
+        row(`${dtype} x@W^T ${packed ? 'prepacked' : 'unpacked'} vs ${dtype === 'f32' ? 'best peer' : 'oneDNN'}`, `M=${m} W ${n}x${k}`, dtype,
           shortConfig(config), ms, `${fx(gf)} GF/s`, p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, 1.2);
       }
       sets.length = 0;
@@ -169,7 +170,7 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
     const config = heuristicConfig(sets[0], true);
     const ms = timeOurs(sets, true, 'bf16', config);
     const gbps = (n * k * 2) / ms / 1e6;
-    row(`M=1 bf16 weight bandwidth (${sets.length} weights, ${fx((sets.length * n * k * 2) / 2 ** 30, 2)} GiB)${packed ? ' prepacked' : ''}`, `M=1 W ${n}x${k}`, 'bf16',
+    row(`M=1 bf16 over ${fx((sets.length * n * k * 2) / 2 ** 30, 2)} GiB${packed ? ' prepacked' : ''}`, `M=1 W ${n}x${k}`, 'bf16',
       shortConfig(config), ms, `${fx(gbps)} GB/s`, 'read bandwidth', ceilings ? `${fx(ceilings.readGBps)} GB/s` : '-', ceilings ? gbps / ceilings.readGBps : NaN, 0.85);
   }
 }
@@ -186,7 +187,7 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
       const cu = heuristicConfig(pl[0], true), cp = heuristicConfig(pk[0], true);
       const mu = timeOurs(pl, true, dtype, cu), mp = timeOurs(pk, true, dtype, cp);
       row('prepacked vs unpacked', `M=${m} W ${n}x${k}`, dtype, shortConfig(cp), mp, `${fx((2 * m * n * k) / mp / 1e6)} GF/s`,
-        `unpacked ${shortConfig(cu)}`, `${fx(mu, 3)} ms`, mu / mp, 1.2);
+        shortConfig(cu), `${fx(mu, 3)} ms`, mu / mp, 1.2);
     }
   }
 }
