@@ -48,6 +48,7 @@ interface TuneCliOptions {
   transA: boolean;
   transB: boolean;
   bias: boolean;
+  prepacked: boolean;
   activation: Activation;
   warmup: number;
   iters: number;
@@ -75,7 +76,9 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
   if (o.device !== undefined && o.devices) cmd.error('error: give either --device or --devices, not both');
   if (o.iters < 1 || o.fastIters < 1) cmd.error('error: --iters and --fast-iters must be >= 1');
   if (o.dropFactor < 1) cmd.error('error: --drop-factor must be >= 1');
-  const defaults: ShapeDefaults = { dtype: o.dtype, outDtype: o.outDtype, transA: o.transA, transB: o.transB, bias: o.bias, activation: o.activation };
+  const defaults: ShapeDefaults = {
+    dtype: o.dtype, outDtype: o.outDtype, transA: o.transA, transB: o.transB, bias: o.bias, activation: o.activation, prepacked: o.prepacked,
+  };
   const shapes: GemmSpec[] = [];
   for (const s of o.shape) shapes.push(parseShapeArg(s, defaults));
   for (const f of o.shapes) shapes.push(...readShapesFile(f, defaults));
@@ -118,6 +121,7 @@ program
   .option('--trans-a', 'A is stored transposed ([K, M]) for --shape', false)
   .option('--trans-b', 'B is stored transposed ([N, K], x @ W^T) for --shape', false)
   .option('--bias', 'with a bias epilogue, for --shape', false)
+  .option('--prepacked', 'B is a prepack()ed weight, for --shape and --shapes (--model always is)', false)
   .addOption(new Option('--activation <act>', 'activation epilogue for --shape').choices([...ACTIVATIONS]).default('none'))
   .option('--warmup <n>', 'untimed runs before the final timing', integer(0), DEFAULT_TUNE_OPTIONS.warmup)
   .option('--iters <n>', 'timed runs per finalist', integer(1), DEFAULT_TUNE_OPTIONS.iters)

@@ -4,7 +4,7 @@ import { formatShape, shapeSize } from './errors.js';
 import { type Activation, type NativeAddon, type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
 import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
-import { dispatchConfig } from './tuner/dispatch.js';
+import { dispatch, packedLayoutOf } from './tuner/dispatch.js';
 
 export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
 export type { Activation };
@@ -43,6 +43,8 @@ export interface PreparedMatmul {
   native: NativeAddon;
   desc: ProblemDesc;
   out: Tensor;
+  /** b, when it is a prepack()ed weight (desc then carries its handle, or its source after dispatch). */
+  packed?: PackedWeight;
 }
 
 function checkTensor(where: string, name: string, x: unknown): Tensor {
@@ -185,7 +187,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     if (out.shape.length !== outShape.length || out.shape.some((d, i) => d !== outShape[i])) {
       throw new RangeError(`${where}: out is ${formatShape(out.shape)} but the result of ${formatShape(a.shape)} x ${formatShape(b.shape)} is ${formatShape(outShape)}`);
     }
-    for (const [name, t] of [['a', a], ['b', packed ? undefined : b], ['bias', bias]] as const) {
+    for (const [name, t] of [['a', a], ['b', packed ? packed.source : b], ['bias', bias]] as const) {
       if (t && overlaps(out, t)) throw new TypeError(`${where}: out shares memory with ${name}; the result would overwrite its own input`);
     }
   } else {
@@ -220,10 +222,20 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     desc.bias = bias.data;
     desc.biasDtype = bias.dtype;
   }
-  // A prepacked weight fixes the kernel and kc (its layout), which the tuned table's keys do not describe:
-  // its calls take the heuristic for that layout, or opts.config.
-  if (tuned && opts.config === undefined && !packedHandle) desc.config = dispatchConfig(native, desc);
-  return { native, desc, out };
+  // A prepared weight runs on its packed panel or, for configs that read B as stored (GEMV for small M,
+  // a system BLAS), on the source prepack() kept.
+  const readSource = () => {
+    delete desc.packedB;
+    desc.b = packed!.sourceFor(where).data;
+  };
+  if (tuned && opts.config === undefined) {
+    const choice = dispatch(native, desc, packed?.dispatchRef());
+    desc.config = choice.config;
+    if (choice.weight === 'source') readSource();
+  } else if (packed && opts.config !== undefined && packedLayoutOf(native, desc.backend, opts.config) === null) {
+    readSource();
+  }
+  return { native, desc, out, packed };
 }
 
 /**

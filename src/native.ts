@@ -37,6 +37,11 @@ export interface ProblemDesc {
   bias?: Float32Array | Uint16Array;
   /** A prepack() handle replacing b; k, n and dtypeB must be the weight's. */
   packedB?: NativePackedWeight;
+  /**
+   * Problems without buffers (timing, heuristic, supports): B is prepacked in this layout
+   * ("<kernel id>.kc<KC>"); the backend packs its own copies to time it.
+   */
+  packedLayout?: string;
 }
 
 /** The weight given to prepack(), as the B operand of a problem: op(B) is [k, n]. */
@@ -115,6 +120,11 @@ export interface NativeAddon {
   candidates(desc: ProblemDesc): string[];
   /** null when `config` can run the problem on this machine, else the reason it cannot. */
   supports(desc: ProblemDesc, config: string): string | null;
+  /**
+   * The prepacked layout `config` reads B in, or null when it reads B as stored (prepacking does not
+   * apply to it). Absent on backends without prepacked weights.
+   */
+  packedLayout?(backend: string, config: string): string | null;
   /** Per-iteration microseconds of `config` on inputs the backend allocates (desc needs no buffers). */
   timeConfig(desc: ProblemDesc, config: string, opts: NativeTimingOptions): Promise<number[]>;
   /**

@@ -5,6 +5,7 @@ import { type DType, isDType } from './dtype.js';
 import { formatShape } from './errors.js';
 import { type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
+import { type PreparedWeightRef, tunedPackedConfig } from './tuner/dispatch.js';
 
 export interface PrepackOptions {
   /** The weight is stored [N, K] and applied as x @ W^T (matmul's transB). Default false: stored [K, N]. */
@@ -14,11 +15,21 @@ export interface PrepackOptions {
    * bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the f32 ones.
    */
   inputDtype?: DType;
-  /** A blocked-GEMM config name (as matmul's config) whose kernel and kc fix the layout. Default: the heuristic's. */
+  /**
+   * A blocked-GEMM config name (as matmul's config) whose kernel and kc fix the layout. Default: the
+   * layout of the loaded tuned table's winner for this weight at its largest tuned M (see `npm run tune
+   * -- --prepacked` / `--model`), else the heuristic's.
+   */
   config?: string;
+  /**
+   * Keep a reference to `weight` (no copy) so calls whose best config reads B as stored (GEMV for small
+   * M, a system BLAS) can run on it. Default true; false lets the source be collected, and every call
+   * then runs on the packed panel.
+   */
+  keepSource?: boolean;
 }
 
-const PREPACK_KEYS = new Set(['transB', 'inputDtype', 'config']);
+const PREPACK_KEYS = new Set(['transB', 'inputDtype', 'config', 'keepSource']);
 
 /** A weight in a kernel's packed layout; pass it to matmul / matmulSync as `b`. */
 export class PackedWeight {
@@ -34,11 +45,14 @@ export class PackedWeight {
   readonly layout: string;
   /** Bytes of packed data (released by dispose() or when the handle is collected). */
   readonly bytes: number;
+  /** The weight prepack() was given, when kept (keepSource); never copied. */
+  readonly source?: Tensor;
   readonly #handle: NativePackedWeight;
 
   /** @internal Use prepack(). */
-  constructor(handle: NativePackedWeight, dtype: DType, shape: readonly number[], transB: boolean) {
+  constructor(handle: NativePackedWeight, dtype: DType, shape: readonly number[], transB: boolean, source?: Tensor) {
     this.#handle = handle;
+    this.source = source;
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.transB = transB;
@@ -55,6 +69,24 @@ export class PackedWeight {
   /** Frees the packed data now instead of at collection. Calls already running finish normally. */
   dispose(): void {
     this.#handle.dispose();
+  }
+
+  /** @internal What tuned dispatch needs to know of this weight. */
+  dispatchRef(): PreparedWeightRef {
+    return { layout: this.layout, hasSource: this.source !== undefined };
+  }
+
+  /** @internal The kept source for a config that reads B as stored; an Error naming the caller when gone. */
+  sourceFor(where: string): Tensor {
+    if (!this.source) {
+      throw new Error(`${where}: the config reads the weight as stored, but b is a PackedWeight made with keepSource: false`);
+    }
+    checkTensorData(`${where}: b (the source of a PackedWeight)`, this.source.dtype, this.source.shape, this.source.data, this.size);
+    return this.source;
+  }
+
+  private get size(): number {
+    return this.shape[0] * this.shape[1];
   }
 
   /** @internal The native handle, or an Error naming the caller when disposed. */
@@ -86,6 +118,9 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   if (o.inputDtype !== undefined && !isDType(o.inputDtype)) {
     throw new TypeError(`${where}: inputDtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(o.inputDtype)}`);
   }
+  if (o.keepSource !== undefined && typeof o.keepSource !== 'boolean') {
+    throw new TypeError(`${where}: keepSource must be a boolean, got ${describeValue(o.keepSource)}`);
+  }
   if (o.config !== undefined && (typeof o.config !== 'string' || o.config.length === 0)) {
     throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(o.config)}`);
   }
@@ -106,8 +141,8 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
       lda: Math.max(1, k), ldb: Math.max(1, cols), ldc: Math.max(1, n), strideA: 0, strideB: 0, strideC: 0,
       dtypeA, dtypeB: weight.dtype, dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
     };
-    config = native.defaultPackedConfig(desc);
+    config = tunedPackedConfig(native, desc) ?? native.defaultPackedConfig(desc);
   }
   const handle = native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data });
-  return new PackedWeight(handle, weight.dtype, weight.shape, transB);
+  return new PackedWeight(handle, weight.dtype, weight.shape, transB, o.keepSource === false ? undefined : weight);
 }

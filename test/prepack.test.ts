@@ -2,7 +2,7 @@
 // with the same config (and exact against the float64 reference on small integers), at awkward sizes,
 // both weight orientations, K not a multiple of kc or of the pair layout; lifetime and error paths.
 import { describe, expect, it } from 'vitest';
-import { type DType, PackedWeight, info, matmul, matmulSync, prepack, tensor } from '../src/index.js';
+import { type DType, PackedWeight, explain, info, matmul, matmulSync, prepack, tensor } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { expectMatches, intTensor, randTensor, referenceMatmul } from './helpers.js';
 
@@ -42,14 +42,21 @@ describe('prepack: packed == unpacked, bit for bit, for every blocked kernel', (
     for (const dtype of ['f32', 'bf16'] as DType[]) {
       const w = randTensor([300, 200], dtype, 3); // [N, K]
       const packed = prepack(w, { transB: true });
+      const packedOnly = prepack(w, { transB: true, keepSource: false });
+      expect(packed.source).toBe(w);
+      expect(packedOnly.source).toBeUndefined();
       for (const m of [1, 2, 8, 33]) {
         const x = randTensor([m, 200], dtype, 4 + m);
-        const { native, desc } = prepareMatmul('t', x, packed, {});
-        const config = native.heuristic(desc);
-        expect(config).toContain(packed.layout.replace(/\.kc\d+$/, ''));
-        const got = matmulSync(x, packed);
-        const want = matmulSync(x, w, { transB: true, config });
-        expect(Array.from(got.data), `${dtype} m=${m} ${config}`).toEqual(Array.from(want.data));
+        const want = (config: string) => Array.from(matmulSync(x, w, { transB: true, config }).data);
+        // With the source kept, small M reads it in place (GEMV); otherwise the packed panel.
+        const e = explain(x, packed);
+        if (e.weight === 'packed') expect(e.config).toContain(packed.layout.replace(/\.kc\d+$/, ''));
+        else expect(e.config).toMatch(/^cpu\.gemv\./);
+        expect(Array.from(matmulSync(x, packed).data), `${dtype} m=${m} ${e.config}`).toEqual(want(e.config));
+        const only = explain(x, packedOnly);
+        expect(only.weight).toBe('packed');
+        expect(only.config).toContain(packedOnly.layout.replace(/\.kc\d+$/, ''));
+        expect(Array.from(matmulSync(x, packedOnly).data), `${dtype} m=${m} ${only.config}`).toEqual(want(only.config));
       }
     }
   });
@@ -94,7 +101,12 @@ describe('prepack: lifetime and errors', () => {
     const packed = prepack(intTensor([6, 4], 'f32', 1), { transB: true }); // op(B) is [4, 6]
     expect(() => matmulSync(intTensor([2, 5], 'f32', 2), packed)).toThrow(RangeError);
     expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { transB: false })).toThrow(/prepacked with transB=true/);
-    expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { config: 'cpu.gemv.scalar.ks1.t1' })).toThrow(/prepacked/);
+    // A config that reads B as stored runs on the kept source, and is an error without one.
+    const x = intTensor([2, 4], 'f32', 2);
+    expectMatches(matmulSync(x, packed, { config: 'cpu.gemv.scalar.ks1.t1' }), referenceMatmul(x, packed.source!, { transB: true }), 4, 'gemv on the source', true);
+    const packedOnly = prepack(intTensor([6, 4], 'f32', 1), { transB: true, keepSource: false });
+    expect(() => matmulSync(x, packedOnly, { config: 'cpu.gemv.scalar.ks1.t1' })).toThrow(/keepSource: false/);
+    expect(() => prepack(intTensor([6, 4], 'f32', 1), { keepSource: 'no' as never })).toThrow(/keepSource must be a boolean/);
     expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { config: 'cpu.scalar.f32.4x8.mc8.kc7.nc8.t1' }))
       .toThrow(/packed as scalar\.f32\.4x8\.kc7, but it was prepacked as/);
     expect(() => prepack(intTensor([2, 3, 4], 'f32', 1))).toThrow(/expected a 2-D/);

@@ -161,7 +161,7 @@ describe('malformed and truncated tuned files give an error naming the file and 
     ['validator missing', (t) => t.replace(/# threads: .*\n/, ''), /:7: validator line "# threads: ..." is missing/],
     ['truncated after the validators', (t) => t.split('\n').slice(0, 7).join('\n') + '\n', /:8: the header row is missing/],
     ['header changed', (t) => t.replace('median_us', 'median'), /:8: the header must be/],
-    ['truncated mid-row', (t) => t.slice(0, t.length - 40), /:10: has \d+ fields, expected 18 \(the file is truncated/],
+    ['truncated mid-row', (t) => t.slice(0, t.length - 40), /:10: has \d+ fields, expected 19 \(the file is truncated/],
     ['a number that is not one', (t) => t.replace(/,32,64,64,/, ',32,6x4,64,'), /:\d+: column n is "6x4"; expected an integer >= 1/],
     ['an unknown status', (t) => t.replace(/,ok\n/, ',okay\n'), /:9: column status is "okay"; expected ok or unchecked/],
     ['a broken quote', (t) => t.replace(/,ok\n/, ',"ok\n'), /:\d+: not valid CSV/],

@@ -22,7 +22,7 @@ describe('gemmkit tune (CLI)', () => {
     const dir = scratchDir();
     const out = join(dir, 'tuned.csv');
     const shapes = join(dir, 'untuned.csv');
-    writeFileSync(shapes, `${UNTUNED_COLUMNS.join(',')}\ncpu,bf16,f32,false,true,bias,9,40,50\n`);
+    writeFileSync(shapes, `${UNTUNED_COLUMNS.join(',')}\ncpu,bf16,f32,false,true,plain,bias,9,40,50\n`);
     const r = await runCli(['tune', '--shape', '16x32x48', '--trans-b', '--shapes', shapes, '--out', out, ...FAST]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/shape\s+default\s+tuned\s+speedup\s+winner/);
@@ -92,7 +92,7 @@ describe('gemmkit tune (CLI)', () => {
   it('error: a malformed shapes file names the file and line', async () => {
     const dir = scratchDir();
     const f = join(dir, 'bad.csv');
-    writeFileSync(f, `${UNTUNED_COLUMNS.join(',')}\ncpu,f32,f32,false,true,none,4,4,4\ncpu,f32,f32,maybe,true,none,4,4,4\n`);
+    writeFileSync(f, `${UNTUNED_COLUMNS.join(',')}\ncpu,f32,f32,false,true,plain,none,4,4,4\ncpu,f32,f32,maybe,true,plain,none,4,4,4\n`);
     const r = await runCli(['tune', '--shapes', f]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`${f}:3: not a valid row`);
@@ -126,8 +126,8 @@ describe('gemmkit tune (CLI)', () => {
     const want = await modelGemmShapes(model, [1, 3]);
     const rows = readTunedFile(out).rows;
     // q/k/v/o, gate/up/down and the head at two batch sizes; k_proj and v_proj share a key.
-    expect(new Set(rows.map(keyString))).toEqual(new Set(want.map((s) => keyString({ ...s, dtypeB: s.dtype, outDtype: s.dtypeC, transA: false }))));
-    for (const row of rows) expect(row).toMatchObject({ dtypeA: 'f32', dtypeB: 'bf16', outDtype: 'f32', transB: true });
+    expect(new Set(rows.map(keyString))).toEqual(new Set(want.map((s) => keyString({ ...s, dtypeB: s.dtype, outDtype: s.dtypeC, transA: false, prepacked: true }))));
+    for (const row of rows) expect(row).toMatchObject({ dtypeA: 'f32', dtypeB: 'bf16', outDtype: 'f32', transB: true, prepacked: true });
     // A decode step of the loaded model: every weight GEMM finds its tuned row.
     const check = `
       import { loadModel, forward, createKVCache, explain, setTunedFile } from './src/index.js';
@@ -135,7 +135,7 @@ describe('gemmkit tune (CLI)', () => {
       setTunedFile(${JSON.stringify(out)});
       const model = await loadModel(${JSON.stringify(model)});
       const sources = [];
-      observeLinear((c) => sources.push(explain(c.x, c.weight.weight, { transB: true, bias: c.bias, activation: c.activation, outDtype: 'f32' }).source));
+      observeLinear((c) => sources.push(explain(c.x, c.weight.packed, { transB: true, bias: c.bias, activation: c.activation, outDtype: 'f32' }).source));
       await forward(model, [[1, 2, 3]]);
       const cache = createKVCache(model, 1, 8);
       await forward(model, [5], { cache });
@@ -223,7 +223,7 @@ describe('GEMMKIT_TUNED_FILE and GEMMKIT_RECORD_UNTUNED in a fresh process', () 
     expect(lines[0]).toBe(UNTUNED_COLUMNS.join(','));
     const keys = lines.slice(1);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(keys.map((l) => l.split(',').slice(6).join('x')).sort()).toEqual(['1x32x32', '2x32x32', '3x32x32', '4x32x32', '5x16x16']);
+    expect(keys.map((l) => l.split(',').slice(7).join('x')).sort()).toEqual(['1x32x32', '2x32x32', '3x32x32', '4x32x32', '5x16x16']);
     // The recorded file is a shape file the tuner reads.
     const shapes = readShapesFile(rec, { dtype: 'f32', transA: false, transB: false, bias: false, activation: 'none' });
     expect(shapes.map(keyString)).toContain(keyString(spec(5, 16, 16)));

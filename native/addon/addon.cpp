@@ -210,6 +210,18 @@ Napi::Value defaultPackedConfig(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpuDefaultPackedConfig(call.problem).name());
 }
 
+// packedLayout(backend, config) -> the prepacked layout config reads B in, or null when it reads B as stored.
+Napi::Value packedLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) {
+    throw Napi::TypeError::New(env, "gemmkit native: packedLayout(backend, config) takes two strings");
+  }
+  const Backend* backend = findBackend(info[0].As<Napi::String>().Utf8Value());
+  if (!backend) throw Napi::TypeError::New(env, "gemmkit native: backend '" + info[0].As<Napi::String>().Utf8Value() + "' is not loaded");
+  std::string layout = backend->packedLayout(info[1].As<Napi::String>().Utf8Value());
+  return layout.empty() ? env.Null() : Napi::String::New(env, layout);
+}
+
 Napi::Object deviceObject(Napi::Env env, const DeviceInfo& d) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", d.name);
@@ -304,6 +316,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));
   exports.Set("candidates", Napi::Function::New(env, candidates, "candidates"));
   exports.Set("supports", Napi::Function::New(env, supports, "supports"));
+  exports.Set("packedLayout", Napi::Function::New(env, packedLayout, "packedLayout"));
   exports.Set("timeConfig", Napi::Function::New(env, timeConfig, "timeConfig"));
   exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
   exports.Set("PackedWeightHandle", PackedWeightHandle::define(env));

@@ -125,6 +125,9 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
                           dtypeName(w.dtype) + " but the problem is " + p.describe());
     }
     p.packedB = w.layout();
+  } else if (!withBuffers) {
+    // Timing and planning problems name a layout instead of a handle: the backend packs its own copies.
+    p.packedB = getString(d, "packedLayout");
   }
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);

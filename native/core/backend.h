@@ -38,6 +38,12 @@ class Backend {
   // Ok when `config` names a valid configuration that can run `p` on this machine; else why not.
   virtual Status supports(const Problem& p, const std::string& config) const = 0;
   virtual Status run(const Problem& p, const std::string& config, const Buffers& buf) const = 0;
+  // The prepacked-weight layout `config` reads B in (Problem::packedB), or "" when it reads B as stored,
+  // so prepacking does not apply to it. Backends without prepacking keep the default.
+  virtual std::string packedLayout(const std::string& config) const {
+    (void)config;
+    return "";
+  }
   // Per-iteration wall times in microseconds of running `config` on buffers the backend allocates.
   virtual Status time(const Problem& p, const std::string& config, const TimingOptions& opts,
                       std::vector<double>* microseconds) const = 0;

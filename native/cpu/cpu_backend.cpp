@@ -1,5 +1,6 @@
 #include "cpu_backend.h"
 
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -210,6 +211,15 @@ class CpuBackend : public Backend {
 
   std::string heuristic(const Problem& p) const override { return cpuHeuristic(p).name(); }
 
+  // Blocked configs read a packed B panel whose layout is their kernel and kc; GEMV and the system BLAS
+  // read B as stored.
+  std::string packedLayout(const std::string& config) const override {
+    if (isSystemBlasConfig(config)) return "";
+    CpuConfig cfg;
+    if (!CpuConfig::parse(config, &cfg).isOk() || cfg.isGemv()) return "";
+    return cfg.kernel + ".kc" + std::to_string(cfg.kc);
+  }
+
   Status supports(const Problem& p, const std::string& config) const override {
     if (isSystemBlasConfig(config)) {
       if (!p.packedB.empty()) return unsupported("config " + config + " reads plain weights, not prepacked ones");
@@ -274,7 +284,7 @@ class CpuBackend : public Backend {
     for (int it = 0; it < total; it++) {
       // The rotation continues across calls, so one-iteration calls do not all reuse (cached) copy 0.
       const size_t i = timing_.next++ % copies;
-      const void* b = p.packedB.empty() ? static_cast<const void*>(timing_.b[i].data()) : timing_.packed[i].get();
+      const void* b = p.packedB.empty() ? static_cast<const void*>(timing_.b[i].data()) : timing_.packed[p.packedB][i].get();
       Buffers buf{timing_.a[i].data(), b, timing_.c.data(), timing_.bias.data()};
       const double t0 = nowMicroseconds();
       s = run(p, config, buf);
@@ -288,12 +298,12 @@ class CpuBackend : public Backend {
 
  private:
   // Timing inputs: copies of A and B (and one C and bias), as raw 16-bit words for every dtype, and the
-  // B copies packed when the problem's B is prepacked.
+  // B copies packed in each layout a prepacked problem asked for (kept, so configs of several layouts can
+  // be timed in turn without packing again).
   struct TimingInputs {
     size_t bytesA = 0, bytesB = 0, bytesC = 0, bytesBias = 0;
-    std::string packedB;
     std::vector<std::vector<uint16_t>> a, b;
-    std::vector<std::unique_ptr<PackedWeight>> packed;
+    std::map<std::string, std::vector<std::unique_ptr<PackedWeight>>> packed;  // layout -> one per B copy
     std::vector<uint16_t> c, bias;
     size_t next = 0;  // the copy the next timed run uses
   };
@@ -306,38 +316,38 @@ class CpuBackend : public Backend {
     size_t copies = 1;
     if (rotatingBytes > 0 && bytesA + bytesB > 0) copies = std::min<size_t>(size_t(rotatingBytes) / (bytesA + bytesB) + 1, 64);
     TimingInputs& t = timing_;
-    if (t.bytesA == bytesA && t.bytesB == bytesB && t.bytesC == bytesC && t.bytesBias >= bytesBias && t.a.size() == copies &&
-        t.packedB == p.packedB) {
-      return Status::ok();
+    if (!(t.bytesA == bytesA && t.bytesB == bytesB && t.bytesC == bytesC && t.bytesBias >= bytesBias && t.a.size() == copies)) {
+      t = TimingInputs();
+      // Small normal values in every dtype: a word 0x3cxx is ~[1, 2) as f16, ~[0.008, 0.03) as bf16, and the
+      // high half of an f32 in the same range. A multiplicative hash fills fast and never makes subnormals.
+      auto fill = [](std::vector<uint16_t>& v, size_t bytes, uint32_t seed) {
+        v.resize(bytes / 2 + 1);
+        for (size_t i = 0; i < v.size(); i++) v[i] = uint16_t(0x3c00u + ((uint32_t(i) + seed) * 2654435761u >> 22) % 0x300u);
+      };
+      t.a.resize(copies);
+      t.b.resize(copies);
+      for (size_t i = 0; i < copies; i++) {
+        fill(t.a[i], bytesA, uint32_t(2 * i));
+        fill(t.b[i], bytesB, uint32_t(2 * i + 1));
+      }
+      fill(t.c, bytesC, 7);
+      fill(t.bias, bytesBias, 9);
+      t.bytesA = bytesA;
+      t.bytesB = bytesB;
+      t.bytesC = bytesC;
+      t.bytesBias = bytesBias;
     }
-    t = TimingInputs();
-    // Small normal values in every dtype: a word 0x3cxx is ~[1, 2) as f16, ~[0.008, 0.03) as bf16, and the
-    // high half of an f32 in the same range. A multiplicative hash fills fast and never makes subnormals.
-    auto fill = [](std::vector<uint16_t>& v, size_t bytes, uint32_t seed) {
-      v.resize(bytes / 2 + 1);
-      for (size_t i = 0; i < v.size(); i++) v[i] = uint16_t(0x3c00u + ((uint32_t(i) + seed) * 2654435761u >> 22) % 0x300u);
-    };
-    t.a.resize(copies);
-    t.b.resize(copies);
-    t.packed.resize(copies);
-    for (size_t i = 0; i < copies; i++) {
-      fill(t.a[i], bytesA, uint32_t(2 * i));
-      fill(t.b[i], bytesB, uint32_t(2 * i + 1));
-      if (!p.packedB.empty()) {
-        const MicroKernel* k;
-        int kc;
-        if (!parseLayout(p.packedB, &k, &kc)) return outOfRange("unknown packed layout " + p.packedB);
-        Status s = prepackWeight(p, t.b[i].data(), *k, kc, &t.packed[i]);
+    if (!p.packedB.empty() && t.packed.count(p.packedB) == 0) {
+      const MicroKernel* k;
+      int kc;
+      if (!parseLayout(p.packedB, &k, &kc)) return outOfRange("unknown packed layout " + p.packedB);
+      std::vector<std::unique_ptr<PackedWeight>> packed(copies);
+      for (size_t i = 0; i < copies; i++) {
+        Status s = prepackWeight(p, t.b[i].data(), *k, kc, &packed[i]);
         if (!s.isOk()) return s;
       }
+      t.packed[p.packedB] = std::move(packed);
     }
-    fill(t.c, bytesC, 7);
-    fill(t.bias, bytesBias, 9);
-    t.bytesA = bytesA;
-    t.bytesB = bytesB;
-    t.bytesC = bytesC;
-    t.bytesBias = bytesBias;
-    t.packedB = p.packedB;
     return Status::ok();
   }
 

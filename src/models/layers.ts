@@ -1,5 +1,7 @@
 // The building blocks of gemmkit's models. Activations are f32 tensors; weights stay in the dtype they
-// were stored in (f32, f16 or bf16) and the GEMM converts them while packing, accumulating in f32.
+// were stored in (f32, f16 or bf16) and are prepacked once at load into the layout of the kernel that will
+// read them (converted to that kernel's input type), accumulating in f32. The source is kept, so calls
+// whose best kernel reads the weight as stored (GEMV when decoding one token) read it in place.
 //
 // Every weight GEMM of every model goes through linearForward(), with its weight made ready once at load by
 // prepareWeight(): those two functions are the single place where the weight's engine form is decided.
@@ -8,20 +10,28 @@
 import type { DType } from '../dtype.js';
 import { formatShape } from '../errors.js';
 import { type Activation, matmul, matmulSync } from '../matmul.js';
+import { type PackedWeight, prepack } from '../prepack.js';
 import { Tensor } from '../tensor.js';
 
 /** A Linear weight in the engine's preferred form, made once at load. */
 export interface PreparedWeight {
   /** [out, in] row-major, applied as x @ W^T (transB). */
   readonly weight: Tensor;
+  /** The same weight prepacked for f32 activations (its source is `weight`); what every call passes. */
+  readonly packed: PackedWeight;
   readonly outFeatures: number;
   readonly inFeatures: number;
   readonly dtype: DType;
 }
 
+/**
+ * Prepacks a Linear weight for f32 activations, in the layout the loaded tuned table chose for it (or
+ * the heuristic's): load the tuned file (GEMMKIT_TUNED_FILE or setTunedFile) before loading the model.
+ */
 export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
   if (weight.shape.length !== 2) throw new RangeError(`${name}: a Linear weight must be [out, in], got ${formatShape(weight.shape)}`);
-  return { weight, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype };
+  const packed = prepack(weight, { transB: true, inputDtype: 'f32' });
+  return { weight, packed, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype };
 }
 
 // Below `syncBelowMacs` multiply-adds a GEMM runs synchronously: handing it to the thread pool and back
@@ -39,7 +49,7 @@ export interface GemmExtras {
 }
 
 /** act(alpha * a @ op(b) + bias) (+ residual in place), f32 out; small ones run synchronously. */
-export async function gemm(a: Tensor, b: Tensor, extras: GemmExtras = {}): Promise<Tensor> {
+export async function gemm(a: Tensor, b: Tensor | PackedWeight, extras: GemmExtras = {}): Promise<Tensor> {
   const { bias, activation, alpha, residual, transB } = extras;
   const opts = {
     transB: transB ?? false, bias, activation, alpha,
@@ -73,7 +83,7 @@ export function observeLinear(fn: ((call: LinearCall) => void) | undefined): voi
  */
 export function linearForward(x: Tensor, w: PreparedWeight, bias?: Tensor, activation: Activation = 'none', residual?: Tensor): Promise<Tensor> {
   linearObserver?.({ x, weight: w, bias, activation, residual });
-  return gemm(x, w.weight, { transB: true, bias, activation, residual });
+  return gemm(x, w.packed, { transB: true, bias, activation, residual });
 }
 
 /** A Linear layer: weight [out, in], optional bias [out], an optional fused activation. */

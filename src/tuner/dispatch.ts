@@ -3,6 +3,7 @@
 // then the padded-M bucket (the smallest tuned M >= its M, at most BUCKET_MAX_FACTOR times larger, with
 // everything else equal), then falls back to the backend's heuristic. With GEMMKIT_RECORD_UNTUNED set,
 // every key without an exact row is recorded for tuning.
+import type { PackedWeight } from '../prepack.js';
 import type { Tensor } from '../tensor.js';
 import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
 import type { NativeAddon, ProblemDesc } from '../native.js';
@@ -33,6 +34,10 @@ class TunedTable {
 
   get size(): number {
     return this.exact.size;
+  }
+
+  rows(): IterableIterator<TunedRow> {
+    return this.exact.values();
   }
 
   lookup(spec: GemmSpec): { row: TunedRow; bucket: boolean } | undefined {
@@ -139,16 +144,24 @@ export function tunedFiles(): TunedFileStatus[] {
   return fileStatus.map((s) => ({ ...s }));
 }
 
-function specOf(desc: ProblemDesc): GemmSpec {
+function specOf(desc: ProblemDesc, prepacked: boolean): GemmSpec {
   return {
     m: desc.m, n: desc.n, k: desc.k, dtypeA: desc.dtypeA, dtypeB: desc.dtypeB, outDtype: desc.dtypeC,
-    transA: desc.transA, transB: desc.transB, bias: desc.bias !== undefined, activation: desc.activation,
+    transA: desc.transA, transB: desc.transB, prepacked, bias: desc.bias !== undefined, activation: desc.activation,
   };
+}
+
+/** What dispatch needs to know of a prepack()ed b. */
+export interface PreparedWeightRef {
+  /** The layout the handle holds ("<kernel id>.kc<KC>"). */
+  layout: string;
+  /** The weight as given to prepack() is kept, so configs that read B as stored can run on it. */
+  hasSource: boolean;
 }
 
 export interface Explanation {
   backend: string;
-  /** The config that runs. */
+  /** The config that runs ('' on a plain call: the backend's heuristic, resolved natively). */
   config: string;
   /** forced: opts.config; tuned: the exact key's row; bucket: a padded-M row; default: the heuristic. */
   source: 'forced' | 'tuned' | 'bucket' | 'default';
@@ -157,54 +170,130 @@ export interface Explanation {
   key: string;
   /** The row used (tuned and bucket), with the file and line it came from. */
   row?: TunedRow;
+  /** For a prepack()ed b: whether the config reads its packed panel or the weight as stored. */
+  weight?: 'packed' | 'source';
 }
 
-function decide(native: NativeAddon, desc: ProblemDesc, forced: string | undefined): Explanation {
-  const spec = specOf(desc);
-  const key = `${desc.backend}|${keyString(spec)}`;
-  if (forced) return { backend: desc.backend, config: forced, source: 'forced', reason: 'opts.config names the config', key };
-  const table = ensureLoaded().get(desc.backend);
-  const heuristic = () => native.heuristic(desc);
-  if (desc.batch !== 1) {
-    return { backend: desc.backend, config: heuristic(), source: 'default', reason: 'batched GEMMs are not tuned; the heuristic picks', key };
+const layoutCache = new Map<string, string | null>(); // backend|config -> packed layout it reads
+
+/** The prepacked layout `config` reads B in, or null when it reads B as stored (cached per config). */
+export function packedLayoutOf(native: NativeAddon, backend: string, config: string): string | null {
+  const key = `${backend}|${config}`;
+  let layout = layoutCache.get(key);
+  if (layout === undefined) {
+    layout = native.packedLayout?.(backend, config) ?? null;
+    layoutCache.set(key, layout);
   }
-  const hit = table?.lookup(spec);
-  if (hit) {
-    const where = `${hit.row.file}:${hit.row.line}`;
-    return hit.bucket
-      ? { backend: desc.backend, config: hit.row.config, source: 'bucket', row: hit.row, key,
-          reason: `M=${spec.m} is not tuned; using the row for M=${hit.row.m} (${where}), the nearest tuned M within ${BUCKET_MAX_FACTOR}x` }
-      : { backend: desc.backend, config: hit.row.config, source: 'tuned', row: hit.row, key, reason: `tuned row ${where}` };
-  }
-  const files = fileStatus.filter((f) => f.used).length;
-  return {
-    backend: desc.backend, config: heuristic(), source: 'default', key,
-    reason: files === 0 ? 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks'
-      : `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`,
-  };
+  return layout;
+}
+
+// The plain problem of a prepacked call, for the heuristic: without the handle it may pick a kernel that
+// reads B as stored (GEMV for small M).
+function withoutHandle(desc: ProblemDesc): ProblemDesc {
+  const { packedB: _packedB, ...plain } = desc;
+  return plain;
 }
 
 /**
- * The config a matmul call without opts.config runs: the tuned row's, or '' for the backend's heuristic.
- * Cheap when nothing is tuned or recorded (one Map lookup otherwise); records misses when asked.
+ * The one decision behind matmul and explain: which config runs, why, and for a prepack()ed b which form
+ * of the weight it reads. A prepared weight follows the tuned row (or the heuristic) when that config can
+ * run on what the weight holds: its packed layout, or the kept source for configs that read B as stored;
+ * otherwise the heuristic for its packed layout runs, and the reason says why. `resolve` fills in the
+ * heuristic's config name on plain calls (matmul leaves that to the native side).
  */
-export function dispatchConfig(native: NativeAddon, desc: ProblemDesc): string {
-  const loaded = ensureLoaded();
-  const table = loaded.get(desc.backend);
-  if (!table && recordPath === undefined) return '';
-  if (desc.batch !== 1) return '';
-  const spec = specOf(desc);
+function decide(native: NativeAddon, desc: ProblemDesc, forced: string | undefined, weight: PreparedWeightRef | undefined,
+  record: boolean, resolve: boolean): Explanation {
+  const spec = specOf(desc, weight !== undefined);
+  const key = `${desc.backend}|${keyString(spec)}`;
+  const formFor = (config: string): 'packed' | 'source' | undefined => {
+    if (!weight) return undefined;
+    const layout = packedLayoutOf(native, desc.backend, config);
+    if (layout === null) return weight.hasSource ? 'source' : undefined;
+    return layout === weight.layout ? 'packed' : undefined;
+  };
+  const packedDefault = (why: string): Explanation => ({
+    backend: desc.backend, config: native.heuristic(desc), source: 'default', key, weight: 'packed',
+    reason: `${why}; the heuristic for the weight's packed layout ${weight!.layout} runs`,
+  });
+  if (forced) {
+    // A forced config the weight cannot serve runs on the packed panel, where the backend says why not.
+    const form = weight ? formFor(forced) ?? 'packed' : undefined;
+    return { backend: desc.backend, config: forced, source: 'forced', reason: 'opts.config names the config', key, ...(form ? { weight: form } : {}) };
+  }
+  if (desc.batch !== 1) {
+    const config = weight || resolve ? native.heuristic(desc) : '';
+    return { backend: desc.backend, config, source: 'default', reason: 'batched GEMMs are not tuned; the heuristic picks', key,
+      ...(weight ? { weight: 'packed' as const } : {}) };
+  }
+  const table = ensureLoaded().get(desc.backend);
   const hit = table?.lookup(spec);
-  if (recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
+  if (record && recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
     recordUntuned(recordPath, desc.backend, spec);
   }
-  return hit ? hit.row.config : '';
+  if (hit) {
+    const where = `${hit.row.file}:${hit.row.line}`;
+    const form = formFor(hit.row.config);
+    if (weight && form === undefined) {
+      const wants = packedLayoutOf(native, desc.backend, hit.row.config);
+      return packedDefault(wants === null
+        ? `tuned row ${where} (${hit.row.config}) reads the weight as stored, but this PackedWeight keeps only its packed form (keepSource: false)`
+        : `tuned row ${where} (${hit.row.config}) reads a weight packed as ${wants}, but this one is packed as ${weight.layout}`);
+    }
+    const common = { backend: desc.backend, config: hit.row.config, row: hit.row, key, ...(form ? { weight: form } : {}) };
+    return hit.bucket
+      ? { ...common, source: 'bucket',
+          reason: `M=${spec.m} is not tuned; using the row for M=${hit.row.m} (${where}), the nearest tuned M within ${BUCKET_MAX_FACTOR}x` }
+      : { ...common, source: 'tuned', reason: `tuned row ${where}` };
+  }
+  const files = fileStatus.filter((f) => f.used).length;
+  const reason = files === 0 ? 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks'
+    : `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`;
+  if (weight) {
+    const config = native.heuristic(withoutHandle(desc));
+    const form = formFor(config);
+    if (form === undefined) return packedDefault(reason);
+    return { backend: desc.backend, config, source: 'default', reason, key, weight: form };
+  }
+  return { backend: desc.backend, config: resolve ? native.heuristic(desc) : '', source: 'default', reason, key };
 }
 
-/** Which config matmul(a, b, opts) would run, and why (tuned, bucket, default or forced). */
-export function explain(a: Tensor, b: Tensor, opts?: MatmulOptions): Explanation {
-  const { native, desc } = prepareMatmul('explain', a, b, opts, false);
-  return decide(native, desc, opts?.config);
+/**
+ * What a matmul call without opts.config runs: the tuned row's config, or '' for the backend's heuristic
+ * (resolved natively), and for a prepack()ed b which form of the weight to pass. Cheap when nothing is
+ * tuned or recorded (one Map lookup otherwise); records misses when asked.
+ */
+export function dispatch(native: NativeAddon, desc: ProblemDesc, weight?: PreparedWeightRef): { config: string; weight?: 'packed' | 'source' } {
+  if (!weight && !ensureLoaded().get(desc.backend) && recordPath === undefined) return { config: '' };
+  const d = decide(native, desc, undefined, weight, true, false);
+  return { config: d.config, weight: d.weight };
+}
+
+/**
+ * The config a weight for `desc` is prepacked for when a tuned table is loaded: the winner of the tuned
+ * row with the largest M among the prepacked rows for this weight (same dtypes, transposes, N and K) whose
+ * config reads a packed layout. Large M is where packing pays; smaller Ms follow that layout or read the
+ * kept source. undefined when no such row exists.
+ */
+export function tunedPackedConfig(native: NativeAddon, desc: ProblemDesc): string | undefined {
+  const table = ensureLoaded().get(desc.backend);
+  if (!table) return undefined;
+  let best: TunedRow | undefined;
+  for (const r of table.rows()) {
+    if (!r.prepacked || r.n !== desc.n || r.k !== desc.k || r.dtypeA !== desc.dtypeA || r.dtypeB !== desc.dtypeB) continue;
+    if (r.transA !== desc.transA || r.transB !== desc.transB) continue;
+    if (packedLayoutOf(native, desc.backend, r.config) === null) continue;
+    if (!best || r.m > best.m) best = r;
+  }
+  return best?.config;
+}
+
+/**
+ * Which config matmul(a, b, opts) would run, and why (tuned, bucket, default or forced); for a
+ * prepack()ed b also which form of the weight it reads.
+ */
+export function explain(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Explanation {
+  const { native, desc, packed } = prepareMatmul('explain', a, b, opts, false);
+  return decide(native, desc, opts?.config, packed?.dispatchRef(), false, true);
 }
 
 export { TunedFileError };

@@ -18,6 +18,11 @@ export interface GemmSpec {
   transB: boolean;
   bias: boolean;
   activation: Activation;
+  /**
+   * B is a prepared weight (prepack()): blocked configs are timed and run on B packed once, in their
+   * own layout; configs that read B as stored (GEMV, a system BLAS) read it in place. Default false.
+   */
+  prepacked?: boolean;
   /** Where the shape came from (a model's weight name, a file and line), for messages only. */
   label?: string;
 }
@@ -49,9 +54,18 @@ export function parseEpilogue(s: string): { bias: boolean; activation: Activatio
   return { bias, activation: act };
 }
 
+/** 'prepacked' or 'plain': how B reaches the GEMM (the tuned file's weight column). */
+export function weightColumn(prepacked: boolean | undefined): 'prepacked' | 'plain' {
+  return prepacked ? 'prepacked' : 'plain';
+}
+
+export function parseWeightColumn(s: string): boolean | undefined {
+  return s === 'prepacked' ? true : s === 'plain' ? false : undefined;
+}
+
 /** The key without M: the padded-M bucket lookup searches the tuned Ms under it. */
 export function keyWithoutM(s: Omit<GemmSpec, 'm'>): string {
-  return `${dtypeColumn(s.dtypeA, s.dtypeB)}|${s.outDtype}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${epilogueName(s.bias, s.activation)}|${s.n}|${s.k}`;
+  return `${dtypeColumn(s.dtypeA, s.dtypeB)}|${s.outDtype}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${weightColumn(s.prepacked)}|${epilogueName(s.bias, s.activation)}|${s.n}|${s.k}`;
 }
 
 export function keyString(s: GemmSpec): string {
@@ -61,7 +75,7 @@ export function keyString(s: GemmSpec): string {
 /** "128x4096x4096 bf16->bf16 nt bias" for tables and messages. */
 export function describeSpec(s: GemmSpec): string {
   const epi = epilogueName(s.bias, s.activation);
-  return `${s.m}x${s.n}x${s.k} ${dtypeColumn(s.dtypeA, s.dtypeB)}->${s.outDtype} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}${epi === 'none' ? '' : ` ${epi}`}`;
+  return `${s.m}x${s.n}x${s.k} ${dtypeColumn(s.dtypeA, s.dtypeB)}->${s.outDtype} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}${s.prepacked ? ' prepacked' : ''}${epi === 'none' ? '' : ` ${epi}`}`;
 }
 
 /**

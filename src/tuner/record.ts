@@ -5,26 +5,27 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { withFileLockSync } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
 import { isDType } from '../dtype.js';
 
-export const UNTUNED_COLUMNS = ['backend', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'epilogue', 'm', 'n', 'k'] as const;
+export const UNTUNED_COLUMNS = ['backend', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'weight', 'epilogue', 'm', 'n', 'k'] as const;
 
 export function untunedLine(backend: string, s: GemmSpec): string {
-  return [backend, dtypeColumn(s.dtypeA, s.dtypeB), s.outDtype, s.transA, s.transB, epilogueName(s.bias, s.activation), s.m, s.n, s.k].join(',');
+  return [backend, dtypeColumn(s.dtypeA, s.dtypeB), s.outDtype, s.transA, s.transB, weightColumn(s.prepacked), epilogueName(s.bias, s.activation), s.m, s.n, s.k].join(',');
 }
 
 /** Parses one record of the untuned format; undefined when a field is malformed. */
 export function parseUntunedRecord(f: string[]): (GemmSpec & { backend: string }) | undefined {
   if (f.length !== UNTUNED_COLUMNS.length) return undefined;
   const dt = parseDtypeColumn(f[1]);
-  const epi = parseEpilogue(f[5]);
-  const dims = f.slice(6).map((x) => (/^[0-9]+$/.test(x) ? Number(x) : NaN));
+  const prepacked = parseWeightColumn(f[5]);
+  const epi = parseEpilogue(f[6]);
+  const dims = f.slice(7).map((x) => (/^[0-9]+$/.test(x) ? Number(x) : NaN));
   const bools = [f[3], f[4]].map((x) => (x === 'true' ? true : x === 'false' ? false : undefined));
-  if (!/^[a-z0-9]+$/.test(f[0]) || !dt || !isDType(f[2]) || !epi || bools.includes(undefined)) return undefined;
+  if (!/^[a-z0-9]+$/.test(f[0]) || !dt || !isDType(f[2]) || prepacked === undefined || !epi || bools.includes(undefined)) return undefined;
   if (dims.some((d) => !Number.isSafeInteger(d) || d < 1)) return undefined;
   return {
-    backend: f[0], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[2], transA: bools[0]!, transB: bools[1]!,
+    backend: f[0], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[2], transA: bools[0]!, transB: bools[1]!, prepacked,
     bias: epi.bias, activation: epi.activation, m: dims[0], n: dims[1], k: dims[2],
   };
 }

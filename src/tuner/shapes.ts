@@ -21,6 +21,8 @@ export interface ShapeDefaults {
   transB: boolean;
   bias: boolean;
   activation: Activation;
+  /** B will be a prepack()ed weight (see GemmSpec.prepacked). Default false. */
+  prepacked?: boolean;
 }
 
 export class ShapeError extends Error {
@@ -39,7 +41,7 @@ export function parseShapeArg(s: string, d: ShapeDefaults): GemmSpec {
   }
   return {
     m: dims[0], n: dims[1], k: dims[2], dtypeA: d.dtype, dtypeB: d.dtype, outDtype: d.outDtype ?? d.dtype,
-    transA: d.transA, transB: d.transB, bias: d.bias, activation: d.activation, label: `--shape ${s}`,
+    transA: d.transA, transB: d.transB, bias: d.bias, activation: d.activation, prepacked: d.prepacked ?? false, label: `--shape ${s}`,
   };
 }
 
@@ -77,7 +79,7 @@ function gradlibShapes(path: string, records: { record: string[]; info: { lines:
     out.push({
       m: Number(dims[0]), n: Number(dims[1]), k: Number(dims[2]), dtypeA: dtype, dtypeB: dtype,
       outDtype: dtypeOf(iOut, 'outdtype', undefined) ?? dtype, transA: false, transB: true,
-      bias: bool(iBias, 'bias'), activation: 'none', label: at,
+      bias: bool(iBias, 'bias'), activation: 'none', prepacked: d.prepacked ?? false, label: at,
     });
   }
   return out;
@@ -94,7 +96,7 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
   if (text.startsWith(MAGIC_LINE)) {
     return readTunedFile(path).rows.map((r) => ({
       m: r.m, n: r.n, k: r.k, dtypeA: r.dtypeA, dtypeB: r.dtypeB, outDtype: r.outDtype, transA: r.transA,
-      transB: r.transB, bias: r.bias, activation: r.activation, label: `${path}:${r.line}`,
+      transB: r.transB, prepacked: r.prepacked, bias: r.bias, activation: r.activation, label: `${path}:${r.line}`,
     }));
   }
   let records: { record: string[]; info: { lines: number } }[];
@@ -114,6 +116,9 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
     });
   }
   const lower = header.map((h) => h.toLowerCase());
+  if (lower[0] === 'backend') {
+    throw new ShapeError(`${path}:1: the header ${JSON.stringify(header.join(','))} is not ${UNTUNED_COLUMNS.join(',')} (the GEMMKIT_RECORD_UNTUNED format)`);
+  }
   if (lower.includes('m') && lower.includes('n') && lower.includes('k')) return gradlibShapes(path, records, d);
   throw new ShapeError(
     `${path}:1: unknown shape file header ${JSON.stringify(header.join(','))}; expected ${UNTUNED_COLUMNS.join(',')} ` +
@@ -123,9 +128,10 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
 
 /**
  * The GEMMs forward() runs for a model (a gemmkit MLP .safetensors or a Llama checkpoint) at each batch
- * size, from the models module: activations (A) and results are f32, the weight (B) keeps its dtype and
- * is applied as x @ W^T. A GEMM forward runs with beta = 1 (a fused residual add) is tuned with beta = 0:
- * beta is not part of the key, and it changes the work by one read of C.
+ * size, from the models module: activations (A) and results are f32, the weight (B) keeps its dtype, is
+ * applied as x @ W^T and is prepacked at load, so the shapes are tuned as prepacked. A GEMM forward runs
+ * with beta = 1 (a fused residual add) is tuned with beta = 0: beta is not part of the key, and it
+ * changes the work by one read of C.
  */
 export async function modelShapes(path: string, batches: number[], d: ShapeDefaults): Promise<GemmSpec[]> {
   let shapes;
@@ -136,6 +142,6 @@ export async function modelShapes(path: string, batches: number[], d: ShapeDefau
   }
   return shapes.map((s) => ({
     m: s.m, n: s.n, k: s.k, dtypeA: s.dtypeA, dtypeB: s.dtype, outDtype: d.outDtype ?? s.dtypeC, transA: false,
-    transB: s.transB, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
+    transB: s.transB, prepacked: true, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
   }));
 }

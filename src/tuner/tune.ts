@@ -99,6 +99,11 @@ function median(xs: number[]): number {
 }
 
 /** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
+/** What fixes a prepared weight's packed layout: the weight itself, whatever M, epilogue and out dtype. */
+export function weightKey(s: GemmSpec): string {
+  return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
+}
+
 export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDesc {
   const { m, n, k } = spec;
   return {
@@ -116,14 +121,25 @@ export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDe
  */
 export async function tuneShape(
   backend: TunerBackend, cpu: NativeAddon, spec: GemmSpec, opts: TuneOptions, validators: Validators,
-  device = 0, onCandidate?: (done: number, total: number, bestUs: number) => void,
+  device = 0, onCandidate?: (done: number, total: number, bestUs: number) => void, packedLayout?: string,
 ): Promise<ShapeResult> {
   const started = performance.now();
   const elapsed = () => performance.now() - started;
   const native = backend.native;
   const desc = specDesc(backend.name, spec, device);
-  const defaultConfig = native.heuristic(desc);
-  const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig)];
+  // A prepacked spec times each blocked config on B packed once in its own layout (as prepack() would
+  // hold it); configs that read B as stored (GEMV, system BLAS) time on plain B. Results are identical.
+  const layoutOf = (config: string) => (spec.prepacked ? native.packedLayout?.(backend.name, config) ?? null : null);
+  const descFor = (config: string): ProblemDesc => {
+    const layout = layoutOf(config);
+    return layout === null ? desc : { ...desc, packedLayout: layout };
+  };
+  // A prepared weight holds one packed layout (see tune()): once it is fixed, only configs that read it,
+  // or that read B as stored, can run on the weight, and the default is what dispatch would run then.
+  const fits = (config: string) => packedLayout === undefined || [null, packedLayout].includes(layoutOf(config));
+  let defaultConfig = native.heuristic(desc);
+  if (!fits(defaultConfig)) defaultConfig = native.heuristic({ ...desc, packedLayout });
+  const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig && fits(c))];
   const results = new Map<string, CandidateResult>();
   for (const config of names) results.set(config, { config, kernel: kernelOfConfig(config), status: 'fast' });
   const result: ShapeResult = {
@@ -137,10 +153,10 @@ export async function tuneShape(
   };
   const rotatingBytes = Math.round(opts.rotatingMb * 1024 * 1024);
   const time = (config: string, warmup: number, iterations: number, maxMs = 0) =>
-    native.timeConfig(desc, config, { warmup, iterations, rotatingBytes, maxMs });
+    native.timeConfig(descFor(config), config, { warmup, iterations, rotatingBytes, maxMs });
 
   for (const config of names) {
-    const why = native.supports(desc, config);
+    const why = native.supports(descFor(config), config);
     if (why !== null) Object.assign(results.get(config)!, { status: 'unsupported', message: why });
   }
   const def = results.get(defaultConfig)!;
@@ -302,11 +318,18 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
     if (why) throw new Error(`devices ${devices[0]} and ${d} differ, so their results cannot share one file: ${why}`);
   }
   let present = new Set<string>();
+  // weightKey -> [M, layout] of the largest-M prepacked row whose winner reads a packed layout.
+  const fileLayouts = new Map<string, [number, string]>();
   if (run.out && existsSync(run.out)) {
     const file = readTunedFile(run.out); // a malformed file is an error, never overwritten
     const why = validatorMismatch(run.out, file.validators, validators);
     if (why) throw new Error(`${why}. Write to another --out file, or delete this one.`);
     present = new Set(file.rows.map(keyString));
+    for (const r of file.rows) {
+      const layout = r.prepacked ? backend.native.packedLayout?.(backend.name, r.config) ?? null : null;
+      const have = fileLayouts.get(weightKey(r));
+      if (layout !== null && (!have || r.m > have[0])) fileLayouts.set(weightKey(r), [r.m, layout]);
+    }
   }
   const seen = new Set<string>();
   const shapes: GemmSpec[] = [];
@@ -319,20 +342,45 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
     else shapes.push(s);
   }
   if (resumed.length > 0) run.onNote?.(`--resume: ${resumed.length} shape(s) already in ${run.out}, skipped`);
+  // A prepared weight is packed once, in one layout (prepack() takes it from the row with the largest tuned
+  // M whose winner reads a packed layout). So its shapes are tuned largest M first, on one device, and once
+  // a winner fixes the layout, smaller Ms choose among configs that read it or read B as stored.
+  const order = shapes.map((_, i) => i).sort((x, y) => {
+    const a = shapes[x], b = shapes[y];
+    if (!a.prepacked || !b.prepacked) return Number(!!a.prepacked) - Number(!!b.prepacked) || x - y;
+    const ka = weightKey(a), kb = weightKey(b);
+    return ka < kb ? -1 : ka > kb ? 1 : b.m - a.m;
+  });
+  // weightKey -> packed layout fixed by a winner (or by the rows already in the out file, which prepack()
+  // will see too)
+  const layouts = new Map<string, string>([...fileLayouts].map(([k, [, layout]]) => [k, layout]));
   const results: ShapeResult[] = new Array(shapes.length);
   let started = 0;
   const worker = async (device: number, indices: number[]) => {
     for (const index of indices) {
       const spec = shapes[index];
       run.onEvent?.({ type: 'shape-start', index: started++, total: shapes.length, spec });
+      const wk = spec.prepacked ? weightKey(spec) : undefined;
       const r = await tuneShape(backend, run.cpu, spec, opts, validators, device, (done, total, bestUs) =>
-        run.onEvent?.({ type: 'candidate', index, done, total, bestUs }));
+        run.onEvent?.({ type: 'candidate', index, done, total, bestUs }), wk === undefined ? undefined : layouts.get(wk));
+      if (wk !== undefined && r.winner && !layouts.has(wk)) {
+        const layout = backend.native.packedLayout?.(backend.name, r.winner) ?? null;
+        if (layout !== null) layouts.set(wk, layout);
+      }
       if (r.row && run.out) await updateTunedFile(run.out, validators, [r.row]);
       results[index] = r;
       run.onEvent?.({ type: 'shape-done', index, total: shapes.length, result: r });
     }
   };
-  await Promise.all(devices.map((d, i) => worker(d, shapes.map((_, j) => j).filter((j) => j % devices.length === i))));
+  // Round-robin over devices by weight group (plain shapes each form their own group).
+  const groups: number[][] = [];
+  for (const i of order) {
+    const last = groups.at(-1);
+    const prev = last ? shapes[last[0]] : undefined;
+    if (prev && prev.prepacked && shapes[i].prepacked && weightKey(prev) === weightKey(shapes[i])) last!.push(i);
+    else groups.push([i]);
+  }
+  await Promise.all(devices.map((d, i) => worker(d, groups.filter((_, g) => g % devices.length === i).flat())));
   return { validators, results, resumed, devices };
 }
 

@@ -19,14 +19,14 @@ import { type DType, isDType } from '../dtype.js';
 import type { NativeAddon } from '../native.js';
 import { VERSION } from '../version.js';
 import { withFileLock } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
 
 export const MAGIC_LINE = '# gemmkit tuned GEMM configs, format 1';
 export const VALIDATOR_KEYS = ['gemmkit', 'backend', 'device', 'arch', 'libraries', 'threads'] as const;
 export type Validators = Record<(typeof VALIDATOR_KEYS)[number], string>;
 
 export const TUNED_COLUMNS = [
-  'backend', 'arch', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'epilogue', 'm', 'n', 'k',
+  'backend', 'arch', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'weight', 'epilogue', 'm', 'n', 'k',
   'kernel', 'config', 'median_us', 'tflops', 'default_us', 'speedup', 'max_error', 'status',
 ] as const;
 
@@ -98,7 +98,7 @@ function formatNumber(x: number): string {
 export function rowToRecord(r: TunedRow): string[] {
   return [
     r.backend, r.arch, dtypeColumn(r.dtypeA, r.dtypeB), r.outDtype, String(r.transA), String(r.transB),
-    epilogueName(r.bias, r.activation), String(r.m), String(r.n), String(r.k), r.kernel, r.config,
+    weightColumn(r.prepacked), epilogueName(r.bias, r.activation), String(r.m), String(r.n), String(r.k), r.kernel, r.config,
     formatNumber(r.medianUs), formatNumber(r.tflops), formatNumber(r.defaultUs), formatNumber(r.speedup),
     Number.isNaN(r.maxError) ? '' : r.maxError.toExponential(3), r.status,
   ];
@@ -114,43 +114,48 @@ export function formatTunedFile(validators: Validators, rows: TunedRow[]): strin
   return head + stringify([[...TUNED_COLUMNS], ...sorted.map(rowToRecord)]);
 }
 
+type Column = (typeof TUNED_COLUMNS)[number];
+
 function parseRow(path: string, line: number, f: string[], validators: Validators): TunedRow {
-  const bad = (column: string, want: string) =>
-    new TunedFileError(path, line, `column ${column} is ${JSON.stringify(f[TUNED_COLUMNS.indexOf(column as never)])}; expected ${want}`);
-  const int = (i: number, min: number) => {
-    const v = f[i];
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw bad(TUNED_COLUMNS[i], `an integer >= ${min}`);
+  const field = (column: Column) => f[TUNED_COLUMNS.indexOf(column)];
+  const bad = (column: Column, want: string) =>
+    new TunedFileError(path, line, `column ${column} is ${JSON.stringify(field(column))}; expected ${want}`);
+  const int = (column: Column, min: number) => {
+    const v = field(column);
+    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw bad(column, `an integer >= ${min}`);
     return Number(v);
   };
-  const num = (i: number, allowEmpty = false) => {
-    const v = f[i];
+  const num = (column: Column, allowEmpty = false) => {
+    const v = field(column);
     if (allowEmpty && v === '') return NaN;
     const x = Number(v);
-    if (v === '' || !Number.isFinite(x) || x < 0) throw bad(TUNED_COLUMNS[i], 'a non-negative number');
+    if (v === '' || !Number.isFinite(x) || x < 0) throw bad(column, 'a non-negative number');
     return x;
   };
-  const bool = (i: number) => {
-    if (f[i] !== 'true' && f[i] !== 'false') throw bad(TUNED_COLUMNS[i], 'true or false');
-    return f[i] === 'true';
+  const bool = (column: Column) => {
+    if (field(column) !== 'true' && field(column) !== 'false') throw bad(column, 'true or false');
+    return field(column) === 'true';
   };
-  if (f[0] !== validators.backend) throw bad('backend', `"${validators.backend}" (the file's backend validator)`);
-  if (f[1] !== validators.arch) throw bad('arch', `"${validators.arch}" (the file's arch validator)`);
-  const dt = parseDtypeColumn(f[2]);
+  if (field('backend') !== validators.backend) throw bad('backend', `"${validators.backend}" (the file's backend validator)`);
+  if (field('arch') !== validators.arch) throw bad('arch', `"${validators.arch}" (the file's arch validator)`);
+  const dt = parseDtypeColumn(field('dtype'));
   if (!dt) throw bad('dtype', "f32, f16, bf16 or two of them as 'a*b'");
-  if (!isDType(f[3])) throw bad('out_dtype', 'f32, f16 or bf16');
-  const epi = parseEpilogue(f[6]);
+  if (!isDType(field('out_dtype'))) throw bad('out_dtype', 'f32, f16 or bf16');
+  const prepacked = parseWeightColumn(field('weight'));
+  if (prepacked === undefined) throw bad('weight', 'plain or prepacked');
+  const epi = parseEpilogue(field('epilogue'));
   if (!epi) throw bad('epilogue', "none, bias, relu, gelu, silu or 'bias+<activation>'");
-  if (!/^[a-z0-9][a-z0-9._-]*$/.test(f[10])) throw bad('kernel', 'a kernel name');
-  if (!/^[a-z0-9][a-z0-9._-]*$/.test(f[11])) throw bad('config', 'a config name');
-  if (f[17] !== 'ok' && f[17] !== 'unchecked') throw bad('status', 'ok or unchecked');
-  const medianUs = num(12);
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(field('kernel'))) throw bad('kernel', 'a kernel name');
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(field('config'))) throw bad('config', 'a config name');
+  if (field('status') !== 'ok' && field('status') !== 'unchecked') throw bad('status', 'ok or unchecked');
+  const medianUs = num('median_us');
   if (medianUs <= 0) throw bad('median_us', 'a positive number');
   return {
-    backend: f[0], arch: f[1], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[3] as DType,
-    transA: bool(4), transB: bool(5), bias: epi.bias, activation: epi.activation,
-    m: int(7, 1), n: int(8, 1), k: int(9, 1), kernel: f[10], config: f[11],
-    medianUs, tflops: num(13), defaultUs: num(14), speedup: num(15), maxError: num(16, true),
-    status: f[17] as RowStatus, file: path, line,
+    backend: field('backend'), arch: field('arch'), dtypeA: dt[0], dtypeB: dt[1], outDtype: field('out_dtype') as DType,
+    transA: bool('trans_a'), transB: bool('trans_b'), prepacked, bias: epi.bias, activation: epi.activation,
+    m: int('m', 1), n: int('n', 1), k: int('k', 1), kernel: field('kernel'), config: field('config'),
+    medianUs, tflops: num('tflops'), defaultUs: num('default_us'), speedup: num('speedup'), maxError: num('max_error', true),
+    status: field('status') as RowStatus, file: path, line,
   };
 }
 
