@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "host_device.h"
+
 namespace gemmkit {
 
 enum class Activation : int32_t { None = 0, Relu = 1, Gelu = 2, Silu = 3 };
@@ -28,7 +30,7 @@ inline bool parseActivation(const char* s, Activation* out) {
   return false;
 }
 
-inline double applyActivation(Activation a, double x) {
+GEMMKIT_HD inline double applyActivation(Activation a, double x) {
   switch (a) {
     case Activation::None: return x;
     case Activation::Relu: return x > 0.0 ? x : (x == x ? 0.0 : x);  // NaN passes through
@@ -38,7 +40,7 @@ inline double applyActivation(Activation a, double x) {
   return x;
 }
 
-inline float applyActivation(Activation a, float x) {
+GEMMKIT_HD inline float applyActivation(Activation a, float x) {
   switch (a) {
     case Activation::None: return x;
     case Activation::Relu: return x > 0.0f ? x : (x == x ? 0.0f : x);

@@ -1,16 +1,18 @@
 // Element types of the engine and exact scalar conversions between f32 and the 16-bit formats.
 // Conversions round to nearest even and keep NaN (quietened) and +-Inf; they are the reference that
-// every vectorised conversion in the kernels is checked against.
+// every vectorised conversion in the kernels is checked against, and GPU kernels call them directly.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "host_device.h"
+
 namespace gemmkit {
 
 enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
-inline int dtypeSize(DType t) { return t == DType::F32 ? 4 : 2; }
+GEMMKIT_HD inline int dtypeSize(DType t) { return t == DType::F32 ? 4 : 2; }
 
 inline const char* dtypeName(DType t) {
   switch (t) {
@@ -28,12 +30,18 @@ inline bool parseDType(const char* s, DType* out) {
   return false;
 }
 
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+// Device code has no std::memcpy before the vendor headers declare one; the builtin needs none.
+__device__ inline uint32_t floatBits(float f) { return __builtin_bit_cast(uint32_t, f); }
+__device__ inline float bitsFloat(uint32_t u) { return __builtin_bit_cast(float, u); }
+#else
 inline uint32_t floatBits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float bitsFloat(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+#endif
 
-inline float bf16ToF32(uint16_t h) { return bitsFloat(uint32_t(h) << 16); }
+GEMMKIT_HD inline float bf16ToF32(uint16_t h) { return bitsFloat(uint32_t(h) << 16); }
 
-inline uint16_t f32ToBf16(float f) {
+GEMMKIT_HD inline uint16_t f32ToBf16(float f) {
   uint32_t u = floatBits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN stays NaN (quiet)
   // Adding 0x7fff plus the lowest kept bit rounds half to even; overflow carries into Inf correctly.
@@ -41,7 +49,7 @@ inline uint16_t f32ToBf16(float f) {
   return uint16_t(u >> 16);
 }
 
-inline float f16ToF32(uint16_t h) {
+GEMMKIT_HD inline float f16ToF32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t man = h & 0x3ffu;
@@ -55,7 +63,7 @@ inline float f16ToF32(uint16_t h) {
   return bitsFloat(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-inline uint16_t f32ToF16(float f) {
+GEMMKIT_HD inline uint16_t f32ToF16(float f) {
   uint32_t u = floatBits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
@@ -81,7 +89,7 @@ inline uint16_t f32ToF16(float f) {
   return uint16_t(sign | q);
 }
 
-inline float loadAsF32(const void* p, DType t, int64_t i) {
+GEMMKIT_HD inline float loadAsF32(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::F32: return static_cast<const float*>(p)[i];
     case DType::F16: return f16ToF32(static_cast<const uint16_t*>(p)[i]);
@@ -90,7 +98,7 @@ inline float loadAsF32(const void* p, DType t, int64_t i) {
   return 0.0f;
 }
 
-inline void storeFromF32(void* p, DType t, int64_t i, float v) {
+GEMMKIT_HD inline void storeFromF32(void* p, DType t, int64_t i, float v) {
   switch (t) {
     case DType::F32: static_cast<float*>(p)[i] = v; break;
     case DType::F16: static_cast<uint16_t*>(p)[i] = f32ToF16(v); break;

@@ -1,0 +1,98 @@
+// The GPU runtime API under one set of names, mapped onto CUDA or, when GEMMKIT_HIP is defined (or
+// the HIP compiler runs), onto HIP. The runtime side (gpu_backend.cpp, gpu_memory.cpp) and the kernel
+// launchers are written once against these names; nothing else in the engine includes a vendor header.
+#pragma once
+
+#if defined(__HIPCC__) && !defined(GEMMKIT_HIP)
+#define GEMMKIT_HIP 1
+#endif
+
+#if defined(GEMMKIT_HIP)
+#if !defined(__HIP_PLATFORM_AMD__)
+#define __HIP_PLATFORM_AMD__ 1
+#endif
+#include <hip/hip_runtime_api.h>
+#else
+#include <cuda_runtime_api.h>
+#endif
+
+#include <string>
+
+namespace gemmkit {
+namespace vendor {
+
+#if defined(GEMMKIT_HIP)
+constexpr const char* kBackendName = "hip";
+constexpr const char* kRuntimeName = "HIP";
+using Error = hipError_t;
+using Stream = hipStream_t;
+using Event = hipEvent_t;
+using DeviceProperties = hipDeviceProp_t;
+constexpr Error kSuccess = hipSuccess;
+constexpr Error kErrorMemoryAllocation = hipErrorOutOfMemory;
+inline const char* errorName(Error e) { return hipGetErrorName(e); }
+inline const char* errorString(Error e) { return hipGetErrorString(e); }
+inline Error getLastError() { return hipGetLastError(); }
+inline Error getDeviceCount(int* n) { return hipGetDeviceCount(n); }
+inline Error setDevice(int d) { return hipSetDevice(d); }
+inline Error getDeviceProperties(DeviceProperties* p, int d) { return hipGetDeviceProperties(p, d); }
+inline Error runtimeVersion(int* v) { return hipRuntimeGetVersion(v); }
+inline Error driverVersion(int* v) { return hipDriverGetVersion(v); }
+inline Error deviceMalloc(void** p, size_t bytes) { return hipMalloc(p, bytes); }
+inline Error deviceFree(void* p) { return hipFree(p); }
+inline Error memGetInfo(size_t* freeBytes, size_t* totalBytes) { return hipMemGetInfo(freeBytes, totalBytes); }
+inline Error memcpyHostToDevice(void* dst, const void* src, size_t n, Stream s) { return hipMemcpyAsync(dst, src, n, hipMemcpyHostToDevice, s); }
+inline Error memcpyDeviceToHost(void* dst, const void* src, size_t n, Stream s) { return hipMemcpyAsync(dst, src, n, hipMemcpyDeviceToHost, s); }
+inline Error memcpyDeviceToDevice(void* dst, const void* src, size_t n, Stream s) { return hipMemcpyAsync(dst, src, n, hipMemcpyDeviceToDevice, s); }
+inline Error memsetAsync(void* dst, int value, size_t n, Stream s) { return hipMemsetAsync(dst, value, n, s); }
+inline Error streamCreate(Stream* s) { return hipStreamCreateWithFlags(s, hipStreamNonBlocking); }
+inline Error streamSynchronize(Stream s) { return hipStreamSynchronize(s); }
+inline Error eventCreate(Event* e) { return hipEventCreate(e); }
+inline Error eventDestroy(Event e) { return hipEventDestroy(e); }
+inline Error eventRecord(Event e, Stream s) { return hipEventRecord(e, s); }
+inline Error eventSynchronize(Event e) { return hipEventSynchronize(e); }
+inline Error eventElapsedMs(float* ms, Event start, Event stop) { return hipEventElapsedTime(ms, start, stop); }
+// "gfx942:sramecc+:xnack-"
+inline std::string deviceArch(const DeviceProperties& p) { return p.gcnArchName; }
+inline long long sharedMemoryPerBlock(const DeviceProperties& p) { return (long long)p.sharedMemPerBlock; }
+#else
+constexpr const char* kBackendName = "cuda";
+constexpr const char* kRuntimeName = "CUDA";
+using Error = cudaError_t;
+using Stream = cudaStream_t;
+using Event = cudaEvent_t;
+using DeviceProperties = cudaDeviceProp;
+constexpr Error kSuccess = cudaSuccess;
+constexpr Error kErrorMemoryAllocation = cudaErrorMemoryAllocation;
+inline const char* errorName(Error e) { return cudaGetErrorName(e); }
+inline const char* errorString(Error e) { return cudaGetErrorString(e); }
+inline Error getLastError() { return cudaGetLastError(); }
+inline Error getDeviceCount(int* n) { return cudaGetDeviceCount(n); }
+inline Error setDevice(int d) { return cudaSetDevice(d); }
+inline Error getDeviceProperties(DeviceProperties* p, int d) { return cudaGetDeviceProperties(p, d); }
+inline Error runtimeVersion(int* v) { return cudaRuntimeGetVersion(v); }
+inline Error driverVersion(int* v) { return cudaDriverGetVersion(v); }
+inline Error deviceMalloc(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
+inline Error deviceFree(void* p) { return cudaFree(p); }
+inline Error memGetInfo(size_t* freeBytes, size_t* totalBytes) { return cudaMemGetInfo(freeBytes, totalBytes); }
+inline Error memcpyHostToDevice(void* dst, const void* src, size_t n, Stream s) { return cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s); }
+inline Error memcpyDeviceToHost(void* dst, const void* src, size_t n, Stream s) { return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s); }
+inline Error memcpyDeviceToDevice(void* dst, const void* src, size_t n, Stream s) { return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s); }
+inline Error memsetAsync(void* dst, int value, size_t n, Stream s) { return cudaMemsetAsync(dst, value, n, s); }
+inline Error streamCreate(Stream* s) { return cudaStreamCreateWithFlags(s, cudaStreamNonBlocking); }
+inline Error streamSynchronize(Stream s) { return cudaStreamSynchronize(s); }
+inline Error eventCreate(Event* e) { return cudaEventCreate(e); }
+inline Error eventDestroy(Event e) { return cudaEventDestroy(e); }
+inline Error eventRecord(Event e, Stream s) { return cudaEventRecord(e, s); }
+inline Error eventSynchronize(Event e) { return cudaEventSynchronize(e); }
+inline Error eventElapsedMs(float* ms, Event start, Event stop) { return cudaEventElapsedTime(ms, start, stop); }
+// "sm_90"
+inline std::string deviceArch(const DeviceProperties& p) { return "sm_" + std::to_string(p.major * 10 + p.minor); }
+inline long long sharedMemoryPerBlock(const DeviceProperties& p) { return (long long)p.sharedMemPerBlockOptin; }
+#endif
+
+// "cudaErrorMemoryAllocation: out of memory"
+inline std::string describe(Error e) { return std::string(errorName(e)) + ": " + errorString(e); }
+
+}  // namespace vendor
+}  // namespace gemmkit
