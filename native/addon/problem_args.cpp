@@ -51,12 +51,6 @@ DType getDType(const Napi::Env& env, const Napi::Object& o, const char* key) {
   return t;
 }
 
-// Elements a strided matrix batch touches: the last element's index plus one (0 when empty).
-int64_t extent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols) {
-  if (batch == 0 || rows == 0 || cols == 0) return 0;
-  return (batch - 1) * stride + (rows - 1) * ld + cols;
-}
-
 void* typedData(const Napi::Env& env, const Napi::Object& desc, const char* key, DType t, int64_t needed,
                 std::vector<Napi::ObjectReference>* keep) {
   Napi::Value v = desc.Get(key);
@@ -110,6 +104,11 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   if (!parseActivation(act.c_str(), &p.activation)) {
     throwType(env, "activation must be 'none', 'relu', 'gelu' or 'silu', got '" + act + "'");
   }
+  if (!d.Get("device").IsUndefined()) {
+    const int64_t device = getDim(env, d, "device");
+    if (device > 1023) throwRange(env, "device must be a device index, got " + std::to_string(device));
+    p.device = int(device);
+  }
   Napi::Value bias = d.Get("bias");
   p.hasBias = !bias.IsUndefined() && !bias.IsNull();
   if (p.hasBias) p.dtypeBias = getDType(env, d, "biasDtype");
@@ -140,13 +139,13 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   }
   if (withBuffers) {
     Buffers& b = call.buffers;
-    b.a = typedData(env, d, "a", p.dtypeA, extent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), &call.keepAlive);
+    b.a = typedData(env, d, "a", p.dtypeA, matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), &call.keepAlive);
     if (call.packedB) {
       b.b = call.packedB.get();
     } else {
-      b.b = typedData(env, d, "b", p.dtypeB, extent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
+      b.b = typedData(env, d, "b", p.dtypeB, matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
     }
-    b.c = typedData(env, d, "c", p.dtypeC, extent(p.batch, p.strideC, p.m, p.ldc, p.n), &call.keepAlive);
+    b.c = typedData(env, d, "c", p.dtypeC, matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n), &call.keepAlive);
     if (p.hasBias) b.bias = typedData(env, d, "bias", p.dtypeBias, p.n, &call.keepAlive);
   }
   return call;
@@ -169,8 +168,13 @@ UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue) {
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);
   if (double(p.rowsB()) * double(p.ldb) > 9.0e15) throwRange(env, "weight " + p.describe() + " is too large to index");
-  call.buffers.b = typedData(env, d, "b", p.dtypeB, extent(1, 0, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
+  call.buffers.b = typedData(env, d, "b", p.dtypeB, matrixExtent(1, 0, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
   return call;
+}
+
+int64_t matrixExtent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols) {
+  if (batch == 0 || rows == 0 || cols == 0) return 0;
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
 Napi::Error statusError(const Napi::Env& env, const Status& s) {

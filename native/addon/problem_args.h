@@ -21,14 +21,17 @@ struct UnpackedCall {
   std::shared_ptr<const PackedWeight> packedB;   // a prepacked B, held while work is in flight
 };
 
-// desc: { backend, config?, m, n, k, batch, transA, transB, lda, ldb, ldc, strideA, strideB, strideC,
-//         dtypeA, dtypeB, dtypeC, alpha, beta, activation, biasDtype?, a?, b?, c?, bias?, packedB? }
+// desc: { backend, config?, device?, m, n, k, batch, transA, transB, lda, ldb, ldc, strideA, strideB,
+//         strideC, dtypeA, dtypeB, dtypeC, alpha, beta, activation, biasDtype?, a?, b?, c?, bias?, packedB? }
 // With withBuffers, a, b and c are required and sized for the problem. packedB (a prepack() handle)
 // replaces b: it must match k, n and dtypeB. Throws a JS error when invalid.
 UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers);
 
 // The weight description of prepack(): { config, k, n, transB, ldb, dtypeB, b } as the B of a problem.
 UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue);
+
+// Elements a strided matrix batch touches: the last element's index plus one (0 when empty).
+int64_t matrixExtent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols);
 
 // The JS error for a failed Status: TypeError, RangeError or Error, by status code.
 Napi::Error statusError(const Napi::Env& env, const Status& s);

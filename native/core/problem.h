@@ -29,6 +29,7 @@ struct Problem {
   // packed object) and this names its layout, e.g. "avx512.f32.14x32.kc384" on the CPU: the layout fixes
   // the kernel and depth block of every config that can run the problem.
   std::string packedB;
+  int device = 0;               // which device of the backend runs it (GPU index; the CPU has one)
 
   double flops() const { return 2.0 * double(m) * double(n) * double(k) * double(batch); }
   int64_t rowsA() const { return transA ? k : m; }   // stored shape of A

@@ -128,6 +128,7 @@ constexpr DType dtypeOf(GpuInput t) {
 
 template <GpuArch ARCH>
 struct TableOf;
+#if !defined(__HIPCC__)
 template <>
 struct TableOf<GpuArch::Sm80> {
   static constexpr const GpuConfig* rows = config_tables::kSm80;
@@ -138,6 +139,7 @@ struct TableOf<GpuArch::Sm90a> {
   static constexpr const GpuConfig* rows = config_tables::kSm90a;
   static constexpr size_t size = sizeof(config_tables::kSm90a) / sizeof(GpuConfig);
 };
+#else
 template <>
 struct TableOf<GpuArch::Gfx90a> {
   static constexpr const GpuConfig* rows = config_tables::kGfx90a;
@@ -148,6 +150,7 @@ struct TableOf<GpuArch::Gfx942> {
   static constexpr const GpuConfig* rows = config_tables::kGfx942;
   static constexpr size_t size = sizeof(config_tables::kGfx942) / sizeof(GpuConfig);
 };
+#endif
 
 // Whether this compilation builds row ROW of table ARCH (all rows unless the compile check asks for one).
 template <GpuArch ARCH, size_t ROW>

@@ -91,8 +91,14 @@ inline std::string deviceArch(const DeviceProperties& p) { return "sm_" + std::t
 inline long long sharedMemoryPerBlock(const DeviceProperties& p) { return (long long)p.sharedMemPerBlockOptin; }
 #endif
 
+// Resets the runtime's last-error state after a handled failure (non-sticky errors only).
+inline void clearLastError() { (void)getLastError(); }
+
 // "cudaErrorMemoryAllocation: out of memory"
-inline std::string describe(Error e) { return std::string(errorName(e)) + ": " + errorString(e); }
+inline std::string describe(Error e) {
+  const std::string name = errorName(e), text = errorString(e);
+  return name == text ? name : name + ": " + text;
+}
 
 }  // namespace vendor
 }  // namespace gemmkit

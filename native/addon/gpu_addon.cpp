@@ -1,0 +1,427 @@
+// The Node-API surface of a GPU addon (gemmkit_cuda.node or gemmkit_hip.node; this file is compiled
+// once per vendor). The same raw surface as the CPU addon (info, matmulSync/Async, heuristic,
+// candidates, supports, timeConfig) with device buffers in place of typed arrays, plus device memory:
+// alloc/free, upload/download/copy, synchronize, and the config tables (configs, parseConfig).
+// It only unpacks arguments and manages lifetimes; native/gpu does the work.
+#include <napi.h>
+
+#include <mutex>
+
+#include "../core/backend.h"
+#include "../gpu/config_tables.h"
+#include "../gpu/gpu_backend.h"
+#include "../gpu/gpu_runtime.h"
+#include "../gpu/kernel_table.h"
+#include "problem_args.h"
+
+namespace gemmkit {
+
+namespace {
+
+// A JS handle to device memory. free() drops the handle's share; work in flight keeps its own.
+struct DeviceBufferHandle {
+  std::shared_ptr<DeviceAllocation> allocation;
+};
+
+// Tags our externals, so a foreign External is never taken for a device buffer.
+const napi_type_tag kDeviceBufferTag = {0x67656d6d6b697400ull, 0x6465766275660001ull};
+
+[[noreturn]] void throwType(const Napi::Env& env, const std::string& msg) {
+  throw Napi::TypeError::New(env, "gemmkit native: " + msg);
+}
+
+std::shared_ptr<DeviceAllocation> allocationOf(const Napi::Env& env, const Napi::Value& v, const char* name) {
+  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kDeviceBufferTag)) {
+    throwType(env, std::string(name) + " must be a device buffer from alloc()");
+  }
+  DeviceBufferHandle* h = v.As<Napi::External<DeviceBufferHandle>>().Data();
+  if (!h->allocation) throwType(env, std::string(name) + " is a device buffer that was already freed");
+  return h->allocation;
+}
+
+Napi::Value wrapAllocation(const Napi::Env& env, std::shared_ptr<DeviceAllocation> a) {
+  auto* handle = new DeviceBufferHandle{std::move(a)};
+  Napi::External<DeviceBufferHandle> ext =
+      Napi::External<DeviceBufferHandle>::New(env, handle, [](Napi::Env, DeviceBufferHandle* h) { delete h; });
+  ext.TypeTag(&kDeviceBufferTag);
+  return ext;
+}
+
+int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t fallback) {
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throwType(env, std::string(name) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d != double(int64_t(d)) || d > 9007199254740991.0) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + name + " must be a non-negative integer");
+  }
+  return int64_t(d);
+}
+
+// A GEMM on device buffers: the problem, device pointers, and shares of the allocations so they
+// outlive the call however the JS side frees them meanwhile.
+struct DeviceCall {
+  UnpackedCall call;
+  std::vector<std::shared_ptr<DeviceAllocation>> keep;
+};
+
+void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, int64_t elements, DType t, int device,
+                    std::vector<std::shared_ptr<DeviceAllocation>>* keep) {
+  std::shared_ptr<DeviceAllocation> a = allocationOf(env, desc.Get(key), key);
+  if (a->device() != device) {
+    throwType(env, std::string(key) + " is on device " + std::to_string(a->device()) + " but the GEMM runs on device " +
+                       std::to_string(device));
+  }
+  const int64_t bytes = elements * dtypeSize(t);
+  if (bytes > a->bytes()) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + key + " has " + std::to_string(a->bytes()) +
+                                         " bytes but the problem reads " + std::to_string(bytes));
+  }
+  keep->push_back(a);
+  return a->data();
+}
+
+DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) {
+  DeviceCall dc;
+  dc.call = unpackCall(env, descValue, false);
+  const Problem& p = dc.call.problem;
+  Napi::Object d = descValue.As<Napi::Object>();
+  Buffers& b = dc.call.buffers;
+  b.a = deviceOperand(env, d, "a", matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), p.dtypeA, p.device, &dc.keep);
+  b.b = deviceOperand(env, d, "b", matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), p.dtypeB, p.device, &dc.keep);
+  b.c = deviceOperand(env, d, "c", matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n), p.dtypeC, p.device, &dc.keep);
+  if (p.hasBias) b.bias = deviceOperand(env, d, "bias", p.n, p.dtypeBias, p.device, &dc.keep);
+  return dc;
+}
+
+std::string resolveConfig(const UnpackedCall& call) {
+  return call.config.empty() ? call.backend->heuristic(call.problem) : call.config;
+}
+
+Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
+  if (config.empty()) {
+    const GpuDevice* d;
+    Status s = GpuRuntime::instance().checkKernels(dc.call.problem.device, &d);
+    if (!s.isOk()) return s;
+    return unsupported("no GPU kernel of this build runs " + dc.call.problem.describe());
+  }
+  return dc.call.backend->run(dc.call.problem, config, dc.call.buffers);
+}
+
+Napi::Value matmulSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceCall dc = unpackDeviceCall(env, info[0]);
+  Status s = runDeviceCall(dc, resolveConfig(dc.call));
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+// Runs one GEMM on a libuv thread: queues it on the device's stream and waits there, not on the
+// event loop.
+class MatmulWorker : public Napi::AsyncWorker {
+ public:
+  MatmulWorker(Napi::Env env, DeviceCall dc)
+      : Napi::AsyncWorker(env, "gemmkit.gpuMatmul"), dc_(std::move(dc)), deferred_(Napi::Promise::Deferred::New(env)) {
+    config_ = resolveConfig(dc_.call);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    status_ = runDeviceCall(dc_, config_);
+    if (!status_.isOk()) SetError(status_.message());
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
+
+ private:
+  DeviceCall dc_;
+  std::string config_;
+  Status status_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* worker = new MatmulWorker(env, unpackDeviceCall(env, info[0]));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value heuristic(const Napi::CallbackInfo& info) {
+  UnpackedCall call = unpackCall(info.Env(), info[0], false);
+  return Napi::String::New(info.Env(), call.backend->heuristic(call.problem));
+}
+
+Napi::Value candidates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  std::vector<std::string> names = call.backend->candidates(call.problem);
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
+Napi::Value supports(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  if (!info[1].IsString()) throwType(env, "config must be a string");
+  Status s = call.backend->supports(call.problem, info[1].As<Napi::String>().Utf8Value());
+  return s.isOk() ? env.Null() : Napi::String::New(env, s.message());
+}
+
+// timeConfig(desc, config, { warmup, iterations, rotatingBytes, maxMs }) -> Promise<number[]>: device
+// times in microseconds per run, from events around each launch on rotating device buffers.
+class TimeWorker : public Napi::AsyncWorker {
+ public:
+  TimeWorker(Napi::Env env, UnpackedCall call, std::string config, TimingOptions opts)
+      : Napi::AsyncWorker(env, "gemmkit.gpuTimeConfig"),
+        call_(std::move(call)),
+        config_(std::move(config)),
+        opts_(opts),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    status_ = call_.backend->time(call_.problem, config_, opts_, &microseconds_);
+    if (!status_.isOk()) SetError(status_.message());
+  }
+  void OnOK() override {
+    Napi::Array out = Napi::Array::New(Env(), microseconds_.size());
+    for (size_t i = 0; i < microseconds_.size(); i++) out.Set(uint32_t(i), microseconds_[i]);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
+
+ private:
+  UnpackedCall call_;
+  std::string config_;
+  TimingOptions opts_;
+  Status status_;
+  std::vector<double> microseconds_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value timeConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UnpackedCall call = unpackCall(env, info[0], false);
+  if (!info[1].IsString()) throwType(env, "config must be a string");
+  TimingOptions opts;
+  if (info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    opts.warmup = int(std::min<int64_t>(integerArg(env, o.Get("warmup"), "warmup", opts.warmup), 1000000));
+    opts.iterations = int(std::max<int64_t>(1, std::min<int64_t>(integerArg(env, o.Get("iterations"), "iterations", opts.iterations), 1000000)));
+    opts.rotatingBytes = integerArg(env, o.Get("rotatingBytes"), "rotatingBytes", 0);
+    opts.maxMilliseconds = double(integerArg(env, o.Get("maxMs"), "maxMs", 0));
+  }
+  auto* worker = new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// alloc(device, bytes) -> device buffer. Out of memory is an Error with code GEMMKIT_OUT_OF_MEMORY.
+Napi::Value alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t device = integerArg(env, info[0], "device", -1);
+  const int64_t bytes = integerArg(env, info[1], "bytes", -1);
+  if (device < 0 || device > 1023) throwType(env, "alloc: device must be a device index");
+  if (bytes < 0) throwType(env, "alloc: bytes must be given");
+  std::shared_ptr<DeviceAllocation> a;
+  Status s = DeviceAllocation::create(int(device), bytes, &a);
+  if (!s.isOk()) throw statusError(env, s);
+  return wrapAllocation(env, std::move(a));
+}
+
+// free(buffer): drops the handle's share now (the memory goes once no GEMM in flight uses it).
+Napi::Value freeBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  allocationOf(env, info[0], "buffer");
+  info[0].As<Napi::External<DeviceBufferHandle>>().Data()->allocation.reset();
+  return env.Undefined();
+}
+
+Napi::Value bufferInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal() || !info[0].As<Napi::Object>().CheckTypeTag(&kDeviceBufferTag)) throwType(env, "buffer must be a device buffer");
+  DeviceBufferHandle* h = info[0].As<Napi::External<DeviceBufferHandle>>().Data();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("freed", h->allocation == nullptr);
+  o.Set("device", h->allocation ? h->allocation->device() : -1);
+  o.Set("bytes", h->allocation ? double(h->allocation->bytes()) : 0.0);
+  return o;
+}
+
+struct HostBytes {
+  void* data;
+  int64_t bytes;
+};
+
+HostBytes hostBytes(const Napi::Env& env, const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray()) throwType(env, std::string(name) + " must be a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  return HostBytes{static_cast<char*>(ab.Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+}
+
+// upload(buffer, typedArray, byteOffset = 0): copies the whole typed array into the buffer.
+Napi::Value upload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<DeviceAllocation> a = allocationOf(env, info[0], "buffer");
+  HostBytes h = hostBytes(env, info[1], "source");
+  Status s = copyHostToDevice(*a, integerArg(env, info[2], "byteOffset", 0), h.data, h.bytes);
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+// download(buffer, typedArray, byteOffset = 0): fills the whole typed array from the buffer.
+Napi::Value download(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<DeviceAllocation> a = allocationOf(env, info[0], "buffer");
+  HostBytes h = hostBytes(env, info[1], "destination");
+  Status s = copyDeviceToHost(h.data, *a, integerArg(env, info[2], "byteOffset", 0), h.bytes);
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+// copy(dst, src, bytes, dstOffset = 0, srcOffset = 0): device to device on one device.
+Napi::Value copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<DeviceAllocation> dst = allocationOf(env, info[0], "destination");
+  std::shared_ptr<DeviceAllocation> src = allocationOf(env, info[1], "source");
+  Status s = copyDeviceToDevice(*dst, integerArg(env, info[3], "dstOffset", 0), *src, integerArg(env, info[4], "srcOffset", 0),
+                                integerArg(env, info[2], "bytes", 0));
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = synchronizeDevice(int(integerArg(env, info[0], "device", 0)));
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+Napi::Object configObject(Napi::Env env, const GpuConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", c.name());
+  o.Set("arch", gpuArchName(c.arch));
+  o.Set("input", gpuInputName(c.input));
+  o.Set("family", gpuFamilyName(c.family));
+  o.Set("tileM", c.tileM);
+  o.Set("tileN", c.tileN);
+  o.Set("tileK", c.tileK);
+  o.Set("warps", c.warps);
+  o.Set("stages", c.stages);
+  o.Set("splitK", c.splitK);
+  o.Set("group", c.group);
+  o.Set("threads", c.threads());
+  o.Set("sharedBytes", double(c.sharedBytes()));
+  return o;
+}
+
+// configs() -> every row of this vendor's tables, each with whether this build compiled it.
+Napi::Value configs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<Napi::Object> rows;
+  for (const GpuConfigTable& t : kGpuConfigTables) {
+    const std::vector<KernelEntry>& compiled = compiledKernels(t.arch);
+    for (size_t i = 0; i < t.size; i++) {
+      const GpuConfig& c = t.configs[i];
+      if (c.isCuda() != (std::string(gpuBackendName()) == "cuda")) continue;
+      Napi::Object o = configObject(env, c);
+      bool built = false;
+      for (const KernelEntry& e : compiled) built = built || e.config.name() == c.name();
+      o.Set("compiled", built);
+      rows.push_back(o);
+    }
+  }
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); i++) out.Set(uint32_t(i), rows[i]);
+  return out;
+}
+
+// parseConfig(name) -> the fields of a GPU config name (any vendor), or a RangeError / Error saying
+// what is wrong with it (malformed, not canonical, or over its target's limits).
+Napi::Value parseConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throwType(env, "parseConfig: name must be a string");
+  GpuConfig c;
+  Status s = GpuConfig::parse(info[0].As<Napi::String>().Utf8Value(), &c);
+  if (!s.isOk()) throw statusError(env, s);
+  return configObject(env, c);
+}
+
+Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GpuRuntime& rt = GpuRuntime::instance();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("backend", gpuBackendName());
+  out.Set("runtimeVersion", rt.runtimeVersion());
+  out.Set("driverVersion", rt.driverVersion());
+  out.Set("builtArchs", rt.builtArchs());
+  out.Set("unavailable", rt.unavailableReason());
+  Napi::Array devices = Napi::Array::New(env, size_t(rt.deviceCount()));
+  for (int i = 0; i < rt.deviceCount(); i++) {
+    const GpuDevice& d = rt.device(i);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.info.name);
+    o.Set("arch", d.info.arch);
+    o.Set("computeUnits", d.info.computeUnits);
+    o.Set("memoryBytes", double(d.info.memoryBytes));
+    o.Set("sharedBytesPerBlock", double(d.sharedPerBlock));
+    Napi::Array tables = Napi::Array::New(env, d.tables.size());
+    for (size_t j = 0; j < d.tables.size(); j++) tables.Set(uint32_t(j), gpuArchName(d.tables[j]));
+    o.Set("tables", tables);
+    o.Set("kernels", double(d.kernels.size()));
+    devices.Set(uint32_t(i), o);
+  }
+  out.Set("devices", devices);
+  std::vector<const VendorLibrary*> libs = gpuVendorLibraries();
+  Napi::Array libraries = Napi::Array::New(env, libs.size());
+  for (size_t i = 0; i < libs.size(); i++) {
+    Napi::Object l = Napi::Object::New(env);
+    l.Set("name", libs[i]->prefix());
+    l.Set("version", rt.deviceCount() > 0 ? libs[i]->version() : std::string("unknown"));
+    libraries.Set(uint32_t(i), l);
+  }
+  out.Set("libraries", libraries);
+  out.Set("compiler", Napi::String::New(env,
+#if defined(__clang__)
+                                        "clang " __clang_version__
+#elif defined(__GNUC__)
+                                        "gcc " __VERSION__
+#else
+                                        "unknown"
+#endif
+                                        ));
+  return out;
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag registered;
+  std::call_once(registered, registerVendorBackend);
+  exports.Set("info", Napi::Function::New(env, nativeInfo, "info"));
+  exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
+  exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
+  exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));
+  exports.Set("candidates", Napi::Function::New(env, candidates, "candidates"));
+  exports.Set("supports", Napi::Function::New(env, supports, "supports"));
+  exports.Set("timeConfig", Napi::Function::New(env, timeConfig, "timeConfig"));
+  exports.Set("alloc", Napi::Function::New(env, alloc, "alloc"));
+  exports.Set("free", Napi::Function::New(env, freeBuffer, "free"));
+  exports.Set("bufferInfo", Napi::Function::New(env, bufferInfo, "bufferInfo"));
+  exports.Set("upload", Napi::Function::New(env, upload, "upload"));
+  exports.Set("download", Napi::Function::New(env, download, "download"));
+  exports.Set("copy", Napi::Function::New(env, copy, "copy"));
+  exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
+  exports.Set("configs", Napi::Function::New(env, configs, "configs"));
+  exports.Set("parseConfig", Napi::Function::New(env, parseConfig, "parseConfig"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace gemmkit
+
+static Napi::Object InitGemmkitGpu(Napi::Env env, Napi::Object exports) { return gemmkit::init(env, exports); }
+
+NODE_API_MODULE(gemmkit_gpu, InitGemmkitGpu)

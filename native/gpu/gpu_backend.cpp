@@ -1,0 +1,305 @@
+#include "gpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+#include "../core/timing.h"
+#include "gpu_config.h"
+#include "kernel_table.h"
+#include "vendor_runtime.h"
+
+namespace gemmkit {
+
+namespace {
+
+std::vector<const VendorLibrary*>& libraryRegistry() {
+  static std::vector<const VendorLibrary*> libraries;
+  return libraries;
+}
+
+bool vectorAligned(const void* p, int64_t ld, int64_t stride, DType t) {
+  const int64_t size = dtypeSize(t);
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0 && (ld * size) % 16 == 0 && (stride * size) % 16 == 0;
+}
+
+GemmArgs makeArgs(const Problem& p, const Buffers& buf) {
+  GemmArgs a;
+  a.a = buf.a;
+  a.b = buf.b;
+  a.c = buf.c;
+  a.bias = buf.bias;
+  a.m = int(p.m);
+  a.n = int(p.n);
+  a.k = int(p.k);
+  a.batch = int(p.batch);
+  a.lda = p.lda;
+  a.ldb = p.ldb;
+  a.ldc = p.ldc;
+  a.strideA = p.strideA;
+  a.strideB = p.strideB;
+  a.strideC = p.strideC;
+  a.alpha = p.alpha;
+  a.beta = p.beta;
+  a.dtypeA = p.dtypeA;
+  a.dtypeB = p.dtypeB;
+  a.dtypeC = p.dtypeC;
+  a.dtypeBias = p.dtypeBias;
+  a.activation = p.activation;
+  a.transA = p.transA;
+  a.transB = p.transB;
+  a.hasBias = p.hasBias;
+  a.vectorA = vectorAligned(buf.a, p.lda, p.strideA, p.dtypeA);
+  a.vectorB = vectorAligned(buf.b, p.ldb, p.strideB, p.dtypeB);
+  return a;
+}
+
+// A rough time for `c` on `p`, in arbitrary units: waves of blocks over the device times the work of
+// one block, with the matrix units' advantage over FMA. Only compares configs for the heuristic.
+double estimatedCost(const GpuConfig& c, const Problem& p, int units) {
+  const double m = double(std::max<int64_t>(p.m, 1)), n = double(std::max<int64_t>(p.n, 1));
+  const double k = double(std::max<int64_t>(p.k, 1)), batch = double(std::max<int64_t>(p.batch, 1));
+  if (c.family == GpuFamily::Skinny) {
+    // Streams B once whatever the config; parallelism and wasted rows decide.
+    const double blocks = std::ceil(n / c.tileN) * c.splitK * batch;
+    const double fill = std::min(1.0, blocks / (2.0 * units));
+    const double bytes = n * k * (c.input == GpuInput::F32 ? 4 : 2) * batch;
+    const double reduce = c.splitK > 1 ? m * n * c.splitK * 8.0 * batch : 0.0;
+    const bool vectorColumns = p.transB || c.tileN * (c.input == GpuInput::F32 ? 4 : 2) >= 16;
+    return (bytes / fill) * (1.0 + 0.02 * (c.tileM - m)) * (vectorColumns ? 1.0 : 4.0) + reduce;
+  }
+  const double tiles = std::ceil(m / c.tileM) * std::ceil(n / c.tileN) * batch * c.splitK;
+  const double waves = std::ceil(tiles / units);
+  const double kSteps = std::ceil(std::ceil(k / c.splitK) / c.tileK) * c.tileK;
+  const double speed = c.family == GpuFamily::Simt ? 1.0 : 16.0;
+  const double reduce = c.splitK > 1 ? m * n * batch * c.splitK * 8.0 / speed : 0.0;
+  return waves * double(c.tileM) * c.tileN * kSteps / speed + reduce;
+}
+
+class GpuBackend : public Backend {
+ public:
+  explicit GpuBackend(std::vector<std::unique_ptr<VendorLibrary>> libraries) : libraries_(std::move(libraries)) {
+    for (const auto& l : libraries_) libraryRegistry().push_back(l.get());
+  }
+
+  const char* name() const override { return vendor::kBackendName; }
+
+  std::vector<DeviceInfo> devices() const override {
+    GpuRuntime& rt = GpuRuntime::instance();
+    std::vector<DeviceInfo> out;
+    for (int i = 0; i < rt.deviceCount(); i++) out.push_back(rt.device(i).info);
+    return out;
+  }
+
+  std::vector<std::string> candidates(const Problem& p) const override {
+    std::vector<std::string> out;
+    const GpuDevice* d;
+    if (!GpuRuntime::instance().checkKernels(p.device, &d).isOk()) return out;
+    for (const KernelEntry* e : d->kernels) {
+      if (fitsDevice(e->config, p, *d).isOk()) out.push_back(e->config.name());
+    }
+    if (!libraries_.empty()) {
+      std::unique_lock<std::mutex> lock;  // the libraries query the current device
+      GpuRuntime::DeviceLane* lane;
+      if (!GpuRuntime::instance().acquire(p.device, &lock, &lane).isOk()) return out;
+      for (const auto& lib : libraries_) {
+        for (std::string& n : lib->candidates(p, *d)) out.push_back(std::move(n));
+      }
+    }
+    return out;
+  }
+
+  std::string heuristic(const Problem& p) const override {
+    const GpuDevice* d;
+    if (!GpuRuntime::instance().checkKernels(p.device, &d).isOk()) return "";
+    const KernelEntry* best = nullptr;
+    double bestCost = 0.0;
+    for (const KernelEntry* e : d->kernels) {
+      if (!fitsDevice(e->config, p, *d).isOk()) continue;
+      const double cost = estimatedCost(e->config, p, d->info.computeUnits);
+      if (!best || cost < bestCost) {  // ties keep the earlier row: the device's own table first
+        best = e;
+        bestCost = cost;
+      }
+    }
+    return best ? best->config.name() : "";
+  }
+
+  Status supports(const Problem& p, const std::string& config) const override {
+    const GpuDevice* d;
+    Status s = GpuRuntime::instance().checkKernels(p.device, &d);
+    if (!s.isOk()) return s;
+    if (const VendorLibrary* lib = libraryFor(config)) {
+      std::unique_lock<std::mutex> lock;
+      GpuRuntime::DeviceLane* lane;
+      s = GpuRuntime::instance().acquire(p.device, &lock, &lane);
+      return s.isOk() ? lib->supports(p, config, *d) : s;
+    }
+    const KernelEntry* e;
+    return findKernel(p, config, *d, &e);
+  }
+
+  Status run(const Problem& p, const std::string& config, const Buffers& buf) const override {
+    Status s = checkProblem(p);
+    if (!s.isOk()) return s;
+    GpuRuntime& rt = GpuRuntime::instance();
+    const GpuDevice* d;
+    s = rt.checkKernels(p.device, &d);
+    if (!s.isOk()) return s;
+    const VendorLibrary* lib = libraryFor(config);
+    const KernelEntry* entry = nullptr;
+    std::unique_lock<std::mutex> lock;
+    GpuRuntime::DeviceLane* lane;
+    s = rt.acquire(p.device, &lock, &lane);
+    if (!s.isOk()) return s;
+    s = lib ? lib->supports(p, config, *d) : findKernel(p, config, *d, &entry);
+    if (!s.isOk()) return s;
+    if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
+    s = lib ? lib->run(p, config, buf, *d, lane->stream) : launch(*entry, p, buf, lane);
+    if (!s.isOk()) return s;
+    vendor::Error e = vendor::streamSynchronize(static_cast<vendor::Stream>(lane->stream));
+    if (e != vendor::kSuccess) {
+      return gpuError(p.device, "running " + config + " on " + p.describe() +
+                                    " (a kernel fault leaves the device unusable until the process restarts)", e);
+    }
+    return Status::ok();
+  }
+
+  Status time(const Problem& p, const std::string& config, const TimingOptions& opts,
+              std::vector<double>* microseconds) const override {
+    Status s = supports(p, config);
+    if (!s.isOk()) return s;
+    const GpuDevice& d = GpuRuntime::instance().device(p.device);
+    const int64_t bytesA = std::max<int64_t>(1, (p.batch - 1) * p.strideA + p.rowsA() * p.lda) * dtypeSize(p.dtypeA);
+    const int64_t bytesB = std::max<int64_t>(1, (p.batch - 1) * p.strideB + p.rowsB() * p.ldb) * dtypeSize(p.dtypeB);
+    const int64_t bytesC = std::max<int64_t>(1, (p.batch - 1) * p.strideC + p.m * p.ldc) * dtypeSize(p.dtypeC);
+    // Rotating copies of A and B, so a timed run does not find its inputs in L2 from the run before.
+    int64_t copies = 1;
+    if (opts.rotatingBytes > 0) copies = std::min<int64_t>(64, opts.rotatingBytes / (bytesA + bytesB) + 1);
+    // Declared before the lane lock, so they are freed after it is released.
+    std::vector<std::shared_ptr<DeviceAllocation>> as(static_cast<size_t>(copies)), bs(static_cast<size_t>(copies));
+    std::shared_ptr<DeviceAllocation> c, bias;
+    std::mt19937 rng(1234);
+    for (int64_t i = 0; i < copies; i++) {
+      s = randomDeviceBuffer(p.device, bytesA, rng, &as[size_t(i)]);
+      if (s.isOk()) s = randomDeviceBuffer(p.device, bytesB, rng, &bs[size_t(i)]);
+      if (!s.isOk()) return s;
+    }
+    s = randomDeviceBuffer(p.device, bytesC, rng, &c);
+    if (s.isOk()) s = randomDeviceBuffer(p.device, std::max<int64_t>(4, p.n * 4), rng, &bias);
+    if (!s.isOk()) return s;
+
+    const VendorLibrary* lib = libraryFor(config);
+    const KernelEntry* entry = nullptr;
+    if (!lib) findKernel(p, config, d, &entry);
+    std::unique_lock<std::mutex> lock;
+    GpuRuntime::DeviceLane* lane;
+    s = GpuRuntime::instance().acquire(p.device, &lock, &lane);
+    if (!s.isOk()) return s;
+    vendor::Stream stream = static_cast<vendor::Stream>(lane->stream);
+    vendor::Event start, stop;
+    vendor::Error created = vendor::eventCreate(&start);
+    if (created != vendor::kSuccess) return gpuError(p.device, "creating an event", created);
+    created = vendor::eventCreate(&stop);
+    if (created != vendor::kSuccess) {
+      (void)vendor::eventDestroy(start);
+      return gpuError(p.device, "creating an event", created);
+    }
+    microseconds->clear();
+    double spentMs = 0.0;
+    const int total = opts.warmup + opts.iterations;
+    for (int it = 0; it < total && s.isOk(); it++) {
+      const size_t i = size_t(it % copies);
+      Buffers buf{as[i]->data(), bs[i]->data(), c->data(), p.hasBias ? bias->data() : nullptr};
+      vendor::Error e = vendor::eventRecord(start, stream);
+      if (e == vendor::kSuccess) {
+        s = lib ? lib->run(p, config, buf, d, stream) : launch(*entry, p, buf, lane);
+        e = vendor::eventRecord(stop, stream);
+      }
+      if (e == vendor::kSuccess) e = vendor::eventSynchronize(stop);
+      float ms = 0.0f;
+      if (e == vendor::kSuccess) e = vendor::eventElapsedMs(&ms, start, stop);
+      if (e != vendor::kSuccess) s = gpuError(p.device, "timing " + config, e);
+      if (!s.isOk()) break;
+      if (it >= opts.warmup) microseconds->push_back(double(ms) * 1000.0);
+      spentMs += ms;
+      if (opts.maxMilliseconds > 0 && spentMs > opts.maxMilliseconds && !microseconds->empty()) break;
+    }
+    (void)vendor::eventDestroy(start);
+    (void)vendor::eventDestroy(stop);
+    return s;
+  }
+
+ private:
+  const VendorLibrary* libraryFor(const std::string& config) const {
+    for (const auto& lib : libraries_) {
+      const std::string prefix = std::string(lib->prefix()) + ".";
+      if (config.compare(0, prefix.size(), prefix) == 0) return lib.get();
+    }
+    return nullptr;
+  }
+
+  static Status fitsDevice(const GpuConfig& c, const Problem& p, const GpuDevice& d) {
+    Status s = gpuConfigFits(c, p);
+    if (!s.isOk()) return s;
+    if (p.batch > 2147483647) return unsupported("GPU kernels take batches below 2^31, not " + std::to_string(p.batch));
+    if (c.sharedBytes() > d.sharedPerBlock) {
+      return unsupported("config " + c.name() + " needs " + std::to_string(c.sharedBytes()) + " bytes of shared memory; " +
+                         d.info.name + " allows " + std::to_string(d.sharedPerBlock) + " per block");
+    }
+    return Status::ok();
+  }
+
+  static Status findKernel(const Problem& p, const std::string& config, const GpuDevice& d, const KernelEntry** out) {
+    GpuConfig c;
+    Status s = GpuConfig::parse(config, &c);
+    if (!s.isOk()) return s;
+    for (const KernelEntry* e : d.kernels) {
+      if (e->config.name() == config) {
+        s = fitsDevice(e->config, p, d);
+        if (s.isOk()) *out = e;
+        return s;
+      }
+    }
+    std::string tables;
+    for (GpuArch a : d.tables) tables += std::string(tables.empty() ? "" : ", ") + gpuArchName(a);
+    return unsupported("config " + config + " is not compiled for " + vendor::kBackendName + ":" + std::to_string(d.index) + " (" +
+                       d.info.name + ", " + d.info.arch + "), which runs the " + (tables.empty() ? "no" : tables) +
+                       " table(s); see the candidates");
+  }
+
+  // Queues the kernel with the lane's stream and workspace (caller holds the lane).
+  static Status launch(const KernelEntry& entry, const Problem& p, const Buffers& buf, GpuRuntime::DeviceLane* lane) {
+    Status s = GpuRuntime::instance().ensureWorkspace(p.device, lane, gpuWorkspaceBytes(entry.config, p));
+    if (!s.isOk()) return s;
+    LaunchContext ctx;
+    ctx.stream = lane->stream;
+    ctx.workspace = lane->workspace;
+    return entry.launch(entry.config, makeArgs(p, buf), ctx);
+  }
+
+  // Device memory of `bytes` filled with small values that are finite in every dtype: 16-bit patterns
+  // 0x3c00..0x3eff are in [1, 1.75) as f16 and [0.0078, 0.5) as bf16; f32 reads pairs of them.
+  static Status randomDeviceBuffer(int device, int64_t bytes, std::mt19937& rng, std::shared_ptr<DeviceAllocation>* out) {
+    Status s = DeviceAllocation::create(device, bytes, out);
+    if (!s.isOk()) return s;
+    std::vector<uint16_t> host(size_t((bytes + 1) / 2));
+    for (uint16_t& v : host) v = uint16_t(0x3c00 + rng() % 0x300);
+    return copyHostToDevice(**out, 0, host.data(), bytes);
+  }
+
+  std::vector<std::unique_ptr<VendorLibrary>> libraries_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> makeGpuBackend(std::vector<std::unique_ptr<VendorLibrary>> libraries) {
+  return std::unique_ptr<Backend>(new GpuBackend(std::move(libraries)));
+}
+
+std::vector<const VendorLibrary*> gpuVendorLibraries() { return libraryRegistry(); }
+
+const char* gpuBackendName() { return vendor::kBackendName; }
+
+}  // namespace gemmkit

@@ -1,0 +1,220 @@
+// gemmkit-gpu-check: every GPU kernel configuration this build compiled for the device, checked
+// against the float64 CPU reference without Node. Sizes come from each config's tile (tile - 1,
+// tile + 1, 2 tiles + 3) and from awkward values (1, 7, 45, 77); all four transposes; f32/f16/bf16
+// outputs; alpha, beta, bias and every activation in turn; batches with strided and broadcast B;
+// padded (unaligned) leading dimensions. Inputs are small integers, so f32 results are exact and
+// f16/bf16 ones exact up to their one rounding (activations get a small tolerance).
+//
+//   gemmkit-gpu-check [--device N] [--config NAME]... [--quick]
+// Exit status: 0 all agree, 1 a failure, 2 no usable device (the reason is printed).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/backend.h"
+#include "../core/reference_gemm.h"
+#include "../gpu/gpu_backend.h"
+#include "../gpu/gpu_config.h"
+#include "../gpu/gpu_runtime.h"
+
+using namespace gemmkit;
+
+namespace {
+
+struct HostMatrix {
+  std::vector<uint16_t> storage;  // f32 data takes two slots per element
+  void* data() { return storage.data(); }
+};
+
+HostMatrix randomMatrix(int64_t elements, DType t, std::mt19937& rng) {
+  HostMatrix m;
+  m.storage.resize(size_t(elements) * (t == DType::F32 ? 2 : 1) + 2);
+  std::uniform_int_distribution<int> small(-3, 3);  // exact in every dtype; sums exact in f32
+  for (int64_t i = 0; i < elements; i++) storeFromF32(m.data(), t, i, float(small(rng)));
+  return m;
+}
+
+int failures = 0, checks = 0;
+
+bool checkOne(const Backend& be, const std::string& config, Problem p, int pad, std::mt19937& rng) {
+  p.lda = std::max<int64_t>(1, p.colsA() + pad);
+  p.ldb = std::max<int64_t>(1, p.colsB() + pad);
+  p.ldc = std::max<int64_t>(1, p.n + pad);
+  p.strideA = p.rowsA() * p.lda;
+  p.strideB = p.batch > 1 && (p.m % 2 == 1) ? 0 : p.rowsB() * p.ldb;  // odd M: one B for every batch item
+  p.strideC = p.m * p.ldc;
+  const int64_t elemsA = std::max<int64_t>(1, (p.batch - 1) * p.strideA + p.rowsA() * p.lda);
+  const int64_t elemsB = std::max<int64_t>(1, (p.batch - 1) * p.strideB + p.rowsB() * p.ldb);
+  const int64_t elemsC = std::max<int64_t>(1, (p.batch - 1) * p.strideC + p.m * p.ldc);
+  HostMatrix a = randomMatrix(elemsA, p.dtypeA, rng), b = randomMatrix(elemsB, p.dtypeB, rng);
+  HostMatrix c0 = randomMatrix(elemsC, p.dtypeC, rng), bias = randomMatrix(std::max<int64_t>(1, p.n), p.dtypeBias, rng);
+  HostMatrix want = c0, got = c0;
+  std::vector<double> c64(size_t(p.batch * p.m * p.n) + 1);
+  Buffers hostBuf{a.data(), b.data(), want.data(), bias.data()};
+  referenceGemm(p, hostBuf, c64.data());
+
+  std::shared_ptr<DeviceAllocation> da, db, dc, dbias;
+  Status s = DeviceAllocation::create(p.device, elemsA * dtypeSize(p.dtypeA), &da);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, elemsB * dtypeSize(p.dtypeB), &db);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, elemsC * dtypeSize(p.dtypeC), &dc);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, std::max<int64_t>(1, p.n) * dtypeSize(p.dtypeBias), &dbias);
+  if (s.isOk()) s = copyHostToDevice(*da, 0, a.data(), da->bytes());
+  if (s.isOk()) s = copyHostToDevice(*db, 0, b.data(), db->bytes());
+  if (s.isOk()) s = copyHostToDevice(*dc, 0, c0.data(), dc->bytes());
+  if (s.isOk()) s = copyHostToDevice(*dbias, 0, bias.data(), dbias->bytes());
+  if (s.isOk()) s = be.run(p, config, Buffers{da->data(), db->data(), dc->data(), p.hasBias ? dbias->data() : nullptr});
+  if (s.isOk()) s = copyDeviceToHost(got.data(), *dc, 0, dc->bytes());
+  checks++;
+  const std::string label = p.describe() + " lda " + std::to_string(p.lda) + (p.beta != 0 ? " beta" : "") + " " + config;
+  if (!s.isOk()) {
+    failures++;
+    std::printf("FAIL %s: %s\n", label.c_str(), s.message().c_str());
+    return false;
+  }
+  const bool smooth = p.activation == Activation::Gelu || p.activation == Activation::Silu;
+  const double tol = p.dtypeC == DType::BF16 ? 0x1p-8 : p.dtypeC == DType::F16 ? 0x1p-11 : smooth ? 1e-6 : 0.0;
+  const double err = relativeError(p, got.data(), c64.data());
+  if (!(err <= tol)) {
+    failures++;
+    std::printf("FAIL %s: relative error %.3g > %.3g\n", label.c_str(), err, tol);
+    return false;
+  }
+  return true;
+}
+
+// The problem sizes a config is checked at: its tile edges and awkward values.
+std::vector<int64_t> sizesAround(int tile, bool quick) {
+  std::vector<int64_t> v = {1, 7, tile + 1};
+  if (!quick) {
+    v.push_back(tile > 1 ? tile - 1 : 2);
+    v.push_back(2 * int64_t(tile) + 3);
+  }
+  return v;
+}
+
+DType dtypeOf(GpuInput t, int variant) {
+  switch (t) {
+    case GpuInput::F32: return DType::F32;
+    case GpuInput::F16: return DType::F16;
+    case GpuInput::BF16: return DType::BF16;
+    case GpuInput::Any: break;
+  }
+  const DType all[] = {DType::F32, DType::BF16, DType::F16};
+  return all[variant % 3];
+}
+
+int checkConfig(const Backend& be, const GpuConfig& c, int device, bool quick, std::mt19937& rng) {
+  const int before = failures;
+  int problems = 0;
+  const std::vector<int64_t> ms = c.family == GpuFamily::Skinny ? std::vector<int64_t>{1, int64_t(c.tileM)}
+                                                                : sizesAround(c.tileM, quick);
+  const std::vector<int64_t> ns = sizesAround(c.tileN, quick);
+  const std::vector<int64_t> ks = quick ? std::vector<int64_t>{7, 45, int64_t(c.tileK) + 1}
+                                        : std::vector<int64_t>{1, 7, 45, int64_t(c.tileK) - 1, 3 * int64_t(c.tileK) + 5};
+  const DType outputs[] = {DType::F32, DType::BF16, DType::F16};
+  const Activation activations[] = {Activation::None, Activation::Relu, Activation::Gelu, Activation::Silu};
+  int variant = 0;
+  for (int64_t m : ms) {
+    for (int64_t n : ns) {
+      for (int64_t k : ks) {
+        Problem p;
+        p.device = device;
+        p.m = m;
+        p.n = n;
+        p.k = k;
+        p.transA = variant & 1;
+        p.transB = (variant >> 1) & 1;
+        p.dtypeA = dtypeOf(c.input, variant);
+        p.dtypeB = dtypeOf(c.input, variant + 1);
+        p.dtypeC = outputs[variant % 3];
+        p.dtypeBias = outputs[(variant + 1) % 3];
+        p.hasBias = variant % 2 == 1;
+        p.activation = activations[variant % 4];
+        p.alpha = variant % 5 == 0 ? 0.5f : 1.0f;
+        p.beta = variant % 3 == 2 ? 2.0f : 0.0f;
+        p.batch = variant % 7 == 3 ? 2 : 1;
+        const int pad = variant % 4 == 3 ? 3 : 0;  // unaligned rows: element loads instead of vectors
+        variant++;
+        if (!be.supports(p, c.name()).isOk()) continue;
+        checkOne(be, c.name(), p, pad, rng);
+        problems++;
+      }
+    }
+  }
+  // Every layout at one size with aligned rows, so the vector paths of all four layouts run.
+  for (int layout = 0; layout < 4; layout++) {
+    Problem p;
+    p.device = device;
+    p.m = c.family == GpuFamily::Skinny ? c.tileM : 2 * c.tileM + 1;
+    p.n = 2 * c.tileN + 5;
+    p.k = 4 * c.tileK + 8;
+    p.transA = layout & 1;
+    p.transB = layout & 2;
+    p.dtypeA = p.dtypeB = dtypeOf(c.input, layout);
+    p.dtypeC = DType::F32;
+    if (!be.supports(p, c.name()).isOk()) continue;
+    checkOne(be, c.name(), p, 0, rng);
+    problems++;
+  }
+  std::printf("%s %s: %d problems\n", failures == before ? "ok  " : "FAIL", c.name().c_str(), problems);
+  return problems;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int device = 0;
+  bool quick = false;
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; i++) {
+    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) only.push_back(argv[++i]);
+    else if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else {
+      std::fprintf(stderr, "usage: gemmkit-gpu-check [--device N] [--config NAME]... [--quick]\n");
+      return 2;
+    }
+  }
+  registerVendorBackend();
+  const Backend* be = findBackend(gpuBackendName());
+  GpuRuntime& rt = GpuRuntime::instance();
+  const GpuDevice* d;
+  Status s = rt.checkKernels(device, &d);
+  std::printf("gemmkit-gpu-check: %s runtime %s, driver %s, kernels built for %s\n", gpuBackendName(), rt.runtimeVersion().c_str(),
+              rt.driverVersion().empty() ? "none" : rt.driverVersion().c_str(), rt.builtArchs().c_str());
+  if (!s.isOk()) {
+    std::printf("no usable device: %s\n", s.message().c_str());
+    return 2;
+  }
+  std::printf("device %d: %s (%s, %d compute units, %.1f GiB)\n", device, d->info.name.c_str(), d->info.arch.c_str(),
+              d->info.computeUnits, double(d->info.memoryBytes) / (1 << 30));
+  std::mt19937 rng(42);
+  int configs = 0;
+  for (const KernelEntry* e : d->kernels) {
+    if (!only.empty() && std::find(only.begin(), only.end(), e->config.name()) == only.end()) continue;
+    checkConfig(*be, e->config, device, quick, rng);
+    configs++;
+  }
+  // The heuristic's choice for shapes that decide which family runs.
+  const int64_t shapes[][3] = {{1, 4096, 4096}, {16, 4096, 512}, {128, 1000, 600}, {1000, 1000, 1000}};
+  if (only.empty()) {
+    for (const auto& sh : shapes) {
+      Problem p;
+      p.device = device;
+      p.m = sh[0];
+      p.n = sh[1];
+      p.k = sh[2];
+      p.transB = true;
+      p.dtypeA = p.dtypeB = p.dtypeC = DType::BF16;
+      const std::string config = be->heuristic(p);
+      checkOne(*be, config, p, 0, rng);
+      std::printf("heuristic %s: %s\n", p.describe().c_str(), config.c_str());
+    }
+  }
+  std::printf("%d configs, %d checks, %d failures\n", configs, checks, failures);
+  return failures == 0 ? 0 : 1;
+}
