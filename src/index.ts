@@ -1,9 +1,9 @@
 // gemmkit: GEMM for Node on CPUs (and GPUs once their addons are built), with tuned dispatch.
 export { type DType, DTYPES, dtypeSize, f32ToBf16, f32ToF16, bf16ToF32, f16ToF32, toBf16Bits, toF16Bits, fromBf16Bits, fromF16Bits } from './dtype.js';
-export { Tensor, type TensorData, type Device, tensor, zeros } from './tensor.js';
+export { Tensor, type TensorData, type Device, type GpuDevice, tensor, zeros } from './tensor.js';
 export { matmul, matmulSync, type MatmulOptions, type BackendName, type Activation } from './matmul.js';
 export { prepack, PackedWeight, type PrepackOptions } from './prepack.js';
-export { info, type GemmkitInfo } from './info.js';
+export { info, type GemmkitInfo, type GpuBackendInfo } from './info.js';
 export { VERSION } from './version.js';
 export {
   SafetensorsError, SafetensorsFile, Checkpoint, readSafetensorsHeader, parseSafetensorsHeader, loadSafetensors, saveSafetensors,

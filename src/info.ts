@@ -1,12 +1,34 @@
-import { cpuNative, type NativeDevice, type NativeKernel, type NativeLibrary } from './native.js';
+import {
+  GPU_BACKENDS, type GpuBackendName, type NativeDevice, type NativeGpuDevice, type NativeKernel, type NativeLibrary,
+  cpuNative, gpuAddonStatus,
+} from './native.js';
 import { VERSION } from './version.js';
+
+/** A GPU backend's addon: whether it loaded, what it found, and why it cannot run GEMMs if it cannot. */
+export interface GpuBackendInfo {
+  name: GpuBackendName;
+  /** The addon file loaded, or looked for (GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON override it). */
+  path: string;
+  loaded: boolean;
+  runtimeVersion?: string;
+  driverVersion?: string;
+  /** The GPU architectures its kernels were compiled for: '80,90a', 'gfx942,gfx90a'. */
+  builtArchs?: string;
+  devices: NativeGpuDevice[];
+  /** Runtime, driver and vendor BLAS versions (the vendor BLAS algorithms are tuner candidates). */
+  libraries: NativeLibrary[];
+  /** Why the backend is not usable here: not built, failed to load, no device. Absent when it is. */
+  reason?: string;
+}
 
 export interface GemmkitInfo {
   version: string;
-  /** Backends whose addon loaded, with their devices. */
+  /** Backends that can run GEMMs here, with their devices. */
   backends: { name: string; devices: NativeDevice[] }[];
   /** Backends that are not available here, and why. */
   unavailable: { name: string; reason: string }[];
+  /** The GPU addons in detail. */
+  gpus: GpuBackendInfo[];
   cpu: { model: string; cores: number; features: string[] };
   /** Compute threads of the CPU pool (GEMMKIT_NUM_THREADS overrides the core count). */
   threads: number;
@@ -17,15 +39,27 @@ export interface GemmkitInfo {
   compiler: string;
 }
 
+function gpuInfo(name: GpuBackendName): GpuBackendInfo {
+  const s = gpuAddonStatus(name);
+  if (!s.addon) return { name, path: s.path, loaded: false, devices: [], libraries: [], reason: s.reason };
+  const n = s.addon.info();
+  return {
+    name, path: s.path, loaded: true,
+    runtimeVersion: n.gpu.runtimeVersion, driverVersion: n.gpu.driverVersion, builtArchs: n.gpu.builtArchs,
+    devices: n.backends.find((b) => b.name === name)?.devices ?? [],
+    libraries: n.libraries,
+    ...(s.reason ? { reason: s.reason } : {}),
+  };
+}
+
 export function info(): GemmkitInfo {
   const n = cpuNative().info();
+  const gpus = GPU_BACKENDS.map(gpuInfo);
   return {
     version: VERSION,
-    backends: n.backends,
-    unavailable: [
-      { name: 'cuda', reason: 'not built: this package has no CUDA addon yet' },
-      { name: 'hip', reason: 'not built: this package has no HIP addon yet' },
-    ],
+    backends: [...n.backends, ...gpus.filter((g) => !g.reason).map((g) => ({ name: g.name, devices: g.devices }))],
+    unavailable: gpus.filter((g) => g.reason).map((g) => ({ name: g.name, reason: g.reason! })),
+    gpus,
     cpu: n.cpu,
     threads: n.threads,
     kernels: n.kernels,

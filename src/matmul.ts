@@ -1,7 +1,9 @@
-// matmul / matmulSync: validate user input, build the flat problem description, run it natively.
-import { type DType, isDType } from './dtype.js';
+// matmul / matmulSync: validate user input, build the flat problem description, run it natively where
+// the tensors are: the CPU addon for CPU tensors, a GPU addon for tensors on 'cuda:<n>' / 'hip:<n>'.
+import { type Device, DeviceStorage, type Placement, parseDevice } from './device.js';
+import { type DType, dtypeSize, isDType } from './dtype.js';
 import { formatShape, shapeSize } from './errors.js';
-import { type Activation, type NativeAddon, type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
+import { type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative, gpuNative } from './native.js';
 import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 import { dispatch, packedLayoutOf } from './tuner/dispatch.js';
@@ -40,7 +42,7 @@ const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
 const BACKENDS: readonly BackendName[] = ['auto', 'cpu', 'cuda', 'hip'];
 
 export interface PreparedMatmul {
-  native: NativeAddon;
+  native: NativeSurface;
   desc: ProblemDesc;
   out: Tensor;
   /** b, when it is a prepack()ed weight (desc then carries its handle, or its source after dispatch). */
@@ -51,9 +53,18 @@ function checkTensor(where: string, name: string, x: unknown): Tensor {
   if (!(x instanceof Tensor)) {
     throw new TypeError(`${where}: ${name} must be a Tensor (see tensor() and zeros()), got ${describeValue(x)}`);
   }
+  if (x.storage) {
+    x.storage.handle(`${where}: ${name}`); // throws once disposed
+    return x;
+  }
   // Re-checked at every call: the buffer may have been detached since the tensor was made.
   checkTensorData(`${where}: ${name}`, x.dtype, x.shape, x.data, shapeSize(`${where}: ${name}`, x.shape));
   return x;
+}
+
+// What the native layer reads for a tensor: its typed array, or its device buffer.
+function operand(where: string, name: string, t: Tensor): NonNullable<ProblemDesc['a']> {
+  return t.storage ? t.storage.handle(`${where}: ${name}`) : t.data;
 }
 
 function checkFlag(where: string, name: string, v: unknown): boolean {
@@ -74,6 +85,7 @@ function byteRange(t: Tensor): [ArrayBufferLike, number, number] {
 }
 
 function overlaps(x: Tensor, y: Tensor): boolean {
+  if (x.storage || y.storage) return x.storage === y.storage;
   const [bx, sx, ex] = byteRange(x);
   const [by, sy, ey] = byteRange(y);
   return bx === by && sx < ey && sy < ex && ex > sx && ey > sy;
@@ -91,21 +103,49 @@ function allocate(where: string, dtype: DType, shape: number[]): Tensor {
   }
 }
 
-export function resolveBackend(where: string, backend: unknown): NativeAddon {
-  if (backend === undefined || backend === 'auto' || backend === 'cpu') return cpuNative();
-  if (backend === 'cuda' || backend === 'hip') {
-    throw new Error(
-      `${where}: backend '${backend}' is not available: gemmkit was built without the ${backend.toUpperCase()} addon ` +
-        `(build it with \`npm run build:${backend}\` on a machine with the toolkit; see info())`,
-    );
-  }
-  throw new TypeError(`${where}: backend must be one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(backend)}`);
+function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  return new Tensor(dtype, shape, DeviceStorage.allocate(where, place.backend, place.index, size * dtypeSize(dtype)));
 }
 
-// A PackedWeight as b: a data-less stand-in with the source weight's dtype and shape, for the checks below.
-function packedSource(w: PackedWeight): Tensor {
-  const empty = w.dtype === 'f32' ? new Float32Array(0) : new Uint16Array(0);
-  return Object.assign(Object.create(Tensor.prototype) as Tensor, { dtype: w.dtype, shape: w.shape, data: empty, device: 'cpu' });
+function checkBackendName(where: string, backend: unknown): BackendName {
+  if (backend === undefined) return 'auto';
+  if (!BACKENDS.includes(backend as BackendName)) {
+    throw new TypeError(`${where}: backend must be one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+  return backend as BackendName;
+}
+
+/** The native surface of a backend ('auto' is the CPU here); an Error saying why a GPU one is not available. */
+export function resolveBackend(where: string, backend: unknown): NativeSurface {
+  const name = checkBackendName(where, backend);
+  return name === 'auto' || name === 'cpu' ? cpuNative() : gpuNative(name, where);
+}
+
+// Which backend and device run a call whose tensors are at `place`: 'auto' follows the tensors; 'cuda'
+// or 'hip' with CPU tensors stages them through device 0 and returns a CPU result.
+function placeCall(where: string, backendOption: unknown, place: Placement): { name: string; device: number; native: NativeSurface } {
+  const name = checkBackendName(where, backendOption);
+  if (place.backend === 'cpu') {
+    if (name === 'auto' || name === 'cpu') return { name: 'cpu', device: 0, native: cpuNative() };
+    return { name, device: 0, native: gpuNative(name, where) };
+  }
+  const at = `${place.backend}:${place.index}`;
+  if (name !== 'auto' && name !== place.backend) {
+    throw new TypeError(`${where}: backend '${name}' cannot read tensors on ${at}; copy them with .to(${name === 'cpu' ? "'cpu'" : `'${name}:0'`}) or use backend 'auto'`);
+  }
+  return { name: place.backend, device: place.index, native: gpuNative(place.backend, where) };
+}
+
+// What the checks below need of b: a Tensor, or for a PackedWeight (host memory) its source's dtype and shape.
+interface OperandShape {
+  dtype: DType;
+  shape: readonly number[];
+  device: Device;
+}
+
+function packedSource(w: PackedWeight): OperandShape {
+  return { dtype: w.dtype, shape: w.shape, device: 'cpu' };
 }
 
 function checkPackedTransB(where: string, w: PackedWeight, v: unknown): boolean {
@@ -133,7 +173,8 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
   // b is a Tensor or a PackedWeight (prepack.ts); the packed one stands for its 2-D source weight.
   const packed = bIn instanceof PackedWeight ? bIn : undefined;
   const packedHandle: NativePackedWeight | undefined = packed?.nativeHandle(where);
-  const b = packed ? packedSource(packed) : checkTensor(where, 'b', bIn);
+  const bTensor = packed ? undefined : checkTensor(where, 'b', bIn);
+  const b: OperandShape = packed ? packedSource(packed) : bTensor!;
   const transA = checkFlag(where, 'transA', opts.transA);
   const transB = packed ? checkPackedTransB(where, packed, opts.transB) : checkFlag(where, 'transB', opts.transB);
   const alpha = checkScalar(where, 'alpha', opts.alpha, 1);
@@ -178,7 +219,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
       throw new RangeError(`${where}: bias is ${formatShape(bias.shape)} but the result has N = ${n} columns (expected [${n}])`);
     }
   }
-  let out: Tensor;
+  let out: Tensor | undefined;
   if (opts.out !== undefined) {
     out = checkTensor(where, 'out', opts.out);
     if (opts.outDtype !== undefined && opts.outDtype !== out.dtype) {
@@ -187,20 +228,31 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     if (out.shape.length !== outShape.length || out.shape.some((d, i) => d !== outShape[i])) {
       throw new RangeError(`${where}: out is ${formatShape(out.shape)} but the result of ${formatShape(a.shape)} x ${formatShape(b.shape)} is ${formatShape(outShape)}`);
     }
-    for (const [name, t] of [['a', a], ['b', packed ? packed.source : b], ['bias', bias]] as const) {
+    for (const [name, t] of [['a', a], ['b', packed ? packed.source : bTensor], ['bias', bias]] as const) {
       if (t && overlaps(out, t)) throw new TypeError(`${where}: out shares memory with ${name}; the result would overwrite its own input`);
     }
-  } else {
-    if (beta !== 0) throw new TypeError(`${where}: beta = ${beta} needs out (the C that beta scales)`);
-    const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
-    out = allocate(where, outDtype, outShape);
+  } else if (beta !== 0) {
+    throw new TypeError(`${where}: beta = ${beta} needs out (the C that beta scales)`);
   }
-  const native = resolveBackend(where, opts.backend);
+  // The call runs where its tensors are, all on one device (a PackedWeight lives on the CPU).
+  for (const [name, t] of [['b', b], ['bias', bias], ['out', out]] as const) {
+    if (t && t.device !== a.device) {
+      throw new TypeError(`${where}: a is on ${a.device} but ${name} is on ${t.device}; move them to one device with .to(${JSON.stringify(a.device)})`);
+    }
+  }
+  const place = parseDevice(where, a.device);
+  const run = placeCall(where, opts.backend, place);
   if (opts.config !== undefined && (typeof opts.config !== 'string' || opts.config.length === 0)) {
     throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(opts.config)}`);
   }
+  if (!out) {
+    const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
+    out = place.backend === 'cpu' ? allocate(where, outDtype, outShape) : allocateOnDevice(where, place, outDtype, outShape);
+  }
+  const native = run.native;
   const desc: ProblemDesc = {
-    backend: 'cpu',
+    backend: run.name,
+    ...(run.name === 'cpu' ? {} : { device: run.device }),
     config: opts.config ?? '',
     m, n, k: kA, batch, transA, transB,
     lda: Math.max(1, colsA), // a zero-width row still has a stride of at least one
@@ -213,13 +265,13 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
     dtypeB: b.dtype,
     dtypeC: out.dtype,
     alpha, beta, activation,
-    a: a.data,
-    c: out.data,
+    a: operand(where, 'a', a),
+    c: operand(where, 'out', out),
   };
   if (packedHandle) desc.packedB = packedHandle;
-  else desc.b = b.data;
+  else desc.b = operand(where, 'b', bTensor!);
   if (bias) {
-    desc.bias = bias.data;
+    desc.bias = operand(where, 'bias', bias);
     desc.biasDtype = bias.dtype;
   }
   // A prepared weight runs on its packed panel or, for configs that read B as stored (GEMV for small M,

@@ -1,6 +1,9 @@
-// The raw surface of the native addon, in one place. Everything here trusts its caller: the public API
-// (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addon re-checks
-// buffer bounds, so a bug above can give an error but never an out-of-bounds access.
+// The raw surface of the native addons, in one place: the CPU addon (built by npm install) and the
+// optional GPU addons (gemmkit_cuda.node, gemmkit_hip.node; npm run build:cuda / build:hip), which
+// share one surface (NativeSurface) and add device memory. Everything here trusts its caller: the
+// public API (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addons
+// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { DType } from './dtype.js';
@@ -31,10 +34,12 @@ export interface ProblemDesc {
   beta: number;
   activation: Activation;
   biasDtype?: DType;
-  a?: Float32Array | Uint16Array;
-  b?: Float32Array | Uint16Array;
-  c?: Float32Array | Uint16Array;
-  bias?: Float32Array | Uint16Array;
+  // Typed arrays (host memory) for every addon; device buffers for a GPU addon, which also stages
+  // typed arrays through device memory for the call.
+  a?: Float32Array | Uint16Array | NativeDeviceBuffer;
+  b?: Float32Array | Uint16Array | NativeDeviceBuffer;
+  c?: Float32Array | Uint16Array | NativeDeviceBuffer;
+  bias?: Float32Array | Uint16Array | NativeDeviceBuffer;
   /** A prepack() handle replacing b; k, n and dtypeB must be the weight's. */
   packedB?: NativePackedWeight;
   /**
@@ -62,6 +67,11 @@ export interface NativePackedWeight {
   readonly bytes: number;
   readonly disposed: boolean;
   dispose(): void;
+}
+
+/** Device memory from a GPU addon's alloc(): an opaque handle, freed by free() or when collected. */
+export interface NativeDeviceBuffer {
+  readonly __gemmkitDeviceBuffer: unique symbol;
 }
 
 export interface NativeDevice {
@@ -93,13 +103,17 @@ export interface NativeLibrary {
   config: string; // the candidate config that runs it
 }
 
-export interface NativeInfo {
-  cpu: { model: string; cores: number; features: string[] };
-  threads: number;
-  kernels: NativeKernel[];
+/** What every addon's info() has: its backends with their devices, and what can change a tuned result. */
+export interface NativeBackendInfo {
   backends: { name: string; devices: NativeDevice[] }[];
   libraries: NativeLibrary[];
+  threads: number;
   compiler: string;
+}
+
+export interface NativeInfo extends NativeBackendInfo {
+  cpu: { model: string; cores: number; features: string[] };
+  kernels: NativeKernel[];
 }
 
 /** How timeConfig runs a configuration: untimed runs, timed runs, rotating input bytes, time bound. */
@@ -112,8 +126,9 @@ export interface NativeTimingOptions {
   maxMs: number;
 }
 
-export interface NativeAddon {
-  info(): NativeInfo;
+/** The surface every addon has; the tuner and matmul need nothing more (a backend is this plus a name). */
+export interface NativeSurface {
+  info(): NativeBackendInfo;
   matmulSync(desc: ProblemDesc): void;
   matmulAsync(desc: ProblemDesc): Promise<void>;
   heuristic(desc: ProblemDesc): string;
@@ -127,6 +142,11 @@ export interface NativeAddon {
   packedLayout?(backend: string, config: string): string | null;
   /** Per-iteration microseconds of `config` on inputs the backend allocates (desc needs no buffers). */
   timeConfig(desc: ProblemDesc, config: string, opts: NativeTimingOptions): Promise<number[]>;
+}
+
+/** The CPU addon. */
+export interface NativeAddon extends NativeSurface {
+  info(): NativeInfo;
   /**
    * The float64 reference GEMM on desc's buffers (CPU addon): writes c rounded to its dtype and, when
    * given, the unrounded result and the root-sum-square magnitude of the summed terms ([batch, m, n]).
@@ -135,6 +155,71 @@ export interface NativeAddon {
   prepack(desc: WeightDesc): NativePackedWeight;
   /** The blocked config a weight for this problem is packed for when none is named. */
   defaultPackedConfig(desc: ProblemDesc): string;
+}
+
+export type GpuBackendName = 'cuda' | 'hip';
+export const GPU_BACKENDS: readonly GpuBackendName[] = ['cuda', 'hip'];
+
+export interface NativeGpuDevice extends NativeDevice {
+  index: number;
+  /** The most shared memory (CUDA) or LDS (AMD) one block may use. */
+  sharedBytesPerBlock: number;
+  /** The config tables this device runs (sm90a, sm80, gfx942, ...), its own first. */
+  tables: string[];
+  /** How many compiled kernel configurations it runs. */
+  kernels: number;
+}
+
+export interface NativeGpuInfo extends NativeBackendInfo {
+  backends: { name: string; devices: NativeGpuDevice[] }[];
+  gpu: {
+    backend: GpuBackendName;
+    runtimeVersion: string;
+    /** '' without a driver. */
+    driverVersion: string;
+    /** The architectures the kernels were compiled for: '80,90a', 'gfx942,gfx90a'. */
+    builtArchs: string;
+    /** Why there are no devices ('' when there are). */
+    unavailable: string;
+  };
+}
+
+/** One GPU kernel configuration (native/gpu/gpu_config.h): the fields of its canonical name. */
+export interface NativeGpuConfig {
+  name: string;
+  arch: string;
+  input: 'any' | 'f32' | 'f16' | 'bf16';
+  family: 'simt' | 'mma' | 'wgmma' | 'mfma' | 'skinny';
+  tileM: number;
+  tileN: number;
+  tileK: number;
+  warps: number;
+  stages: number;
+  splitK: number;
+  group: number;
+  threads: number;
+  sharedBytes: number;
+  /** configs() only: whether this build compiled it. */
+  compiled?: boolean;
+}
+
+/** A GPU addon: the common surface on device buffers (or staged typed arrays), plus device memory. */
+export interface NativeGpuAddon extends NativeSurface {
+  info(): NativeGpuInfo;
+  /** Device memory; an Error with code GEMMKIT_OUT_OF_MEMORY when the device has too little. */
+  alloc(device: number, bytes: number): NativeDeviceBuffer;
+  /** Lets go of the memory now (work in flight keeps it until done); later use is a TypeError. */
+  free(buffer: NativeDeviceBuffer): void;
+  bufferInfo(buffer: NativeDeviceBuffer): { freed: boolean; device: number; bytes: number };
+  /** Synchronous copies through the device's stream; offsets in bytes. */
+  upload(buffer: NativeDeviceBuffer, source: ArrayBufferView, byteOffset?: number): void;
+  download(buffer: NativeDeviceBuffer, destination: ArrayBufferView, byteOffset?: number): void;
+  copy(destination: NativeDeviceBuffer, source: NativeDeviceBuffer, bytes: number, dstOffset?: number, srcOffset?: number): void;
+  synchronize(device: number): void;
+  /** Every row of this vendor's config tables. */
+  configs(): NativeGpuConfig[];
+  /** The fields of a config name; a RangeError (or Error) says what is wrong with a bad one. */
+  parseConfig(name: string): NativeGpuConfig;
 }
 
 export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -170,4 +255,78 @@ function warnAboutThreadSetting(addon: NativeAddon): void {
   if (!/^[0-9]+$/.test(v) || n < 1 || n > 4096) {
     process.emitWarning(`GEMMKIT_NUM_THREADS=${JSON.stringify(v)} is not an integer in [1, 4096]; using ${addon.info().threads} threads`, 'GemmkitWarning');
   }
+}
+
+/** Whether a GPU addon is here, loaded and has devices; `reason` says why not. */
+export interface GpuAddonStatus {
+  name: GpuBackendName;
+  /** The addon file looked for. */
+  path: string;
+  /** Set when the addon loaded (it may still have no device). */
+  addon?: NativeGpuAddon;
+  devices: number;
+  /** Why the backend cannot run GEMMs here: not built, failed to load, or no device. */
+  reason?: string;
+}
+
+const TOOLKIT: Record<GpuBackendName, string> = { cuda: 'the CUDA toolkit (nvcc)', hip: 'ROCm or clang with HIP (see README)' };
+
+/** Where the GPU addon is looked for: GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON, else what npm run build:<name> makes. */
+export function gpuAddonPath(name: GpuBackendName): string {
+  const env = process.env[name === 'cuda' ? 'GEMMKIT_CUDA_ADDON' : 'GEMMKIT_HIP_ADDON'];
+  return env !== undefined && env !== '' ? env : `${packageRoot}build-${name}/Release/gemmkit_${name}.node`;
+}
+
+/** Loads a GPU addon from `path` (not cached; never throws: a failure is the status's reason). */
+export function loadGpuAddon(name: GpuBackendName, path = gpuAddonPath(name)): GpuAddonStatus {
+  if (!existsSync(path)) {
+    return {
+      name, path, devices: 0,
+      reason: `not built: no ${path}; build it with \`npm run build:${name}\` on a machine with ${TOOLKIT[name]}`,
+    };
+  }
+  let addon: NativeGpuAddon;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeGpuAddon;
+    if (typeof addon?.info !== 'function' || typeof addon.alloc !== 'function') throw new Error('it is not a gemmkit GPU addon');
+    const info = addon.info();
+    const devices = info.backends.find((b) => b.name === name)?.devices.length ?? 0;
+    if (info.gpu?.backend !== name) throw new Error(`it is the ${info.gpu?.backend} addon, not ${name}`);
+    return { name, path, addon, devices, ...(devices === 0 ? { reason: info.gpu.unavailable || `no ${name.toUpperCase()} device` } : {}) };
+  } catch (e) {
+    return { name, path, devices: 0, reason: `the addon ${path} failed to load: ${(e as Error).message}` };
+  }
+}
+
+const gpuStatuses = new Map<GpuBackendName, GpuAddonStatus>();
+
+/** The GPU addon's status, loaded once per process. */
+export function gpuAddonStatus(name: GpuBackendName): GpuAddonStatus {
+  let status = gpuStatuses.get(name);
+  if (!status) {
+    status = loadGpuAddon(name);
+    gpuStatuses.set(name, status);
+  }
+  return status;
+}
+
+/** The GPU addon when it has a device; else an Error naming the reason (for `where`). */
+export function gpuNative(name: GpuBackendName, where: string): NativeGpuAddon {
+  const s = gpuAddonStatus(name);
+  if (s.addon && s.devices > 0) return s.addon;
+  const hint = s.reason?.includes('npm run build') ? '' : ` (info() lists the GPU backends; \`npm run build:${name}\` builds this one)`;
+  throw new Error(`${where}: backend '${name}' is not available: ${s.reason}${hint}`);
+}
+
+/**
+ * Replaces a GPU backend's addon for this process (tests use an emulated one to exercise device tensors
+ * on machines without a GPU); undefined forgets it, so the next use loads the real addon again.
+ */
+export function setGpuAddonForTesting(name: GpuBackendName, addon: NativeGpuAddon | undefined): void {
+  if (addon === undefined) {
+    gpuStatuses.delete(name);
+    return;
+  }
+  const devices = addon.info().backends.find((b) => b.name === name)?.devices.length ?? 0;
+  gpuStatuses.set(name, { name, path: '(set for testing)', addon, devices, ...(devices === 0 ? { reason: `no ${name} device` } : {}) });
 }

@@ -1,7 +1,8 @@
 // The Node-API surface of a GPU addon (gemmkit_cuda.node or gemmkit_hip.node; this file is compiled
 // once per vendor). The same raw surface as the CPU addon (info, matmulSync/Async, heuristic,
-// candidates, supports, timeConfig) with device buffers in place of typed arrays, plus device memory:
-// alloc/free, upload/download/copy, synchronize, and the config tables (configs, parseConfig).
+// candidates, supports, timeConfig); matmul takes device buffers, or typed arrays that it stages
+// through device memory. Plus device memory (alloc/free, upload/download/copy, synchronize) and the
+// config tables (configs, parseConfig).
 // It only unpacks arguments and manages lifetimes; native/gpu does the work.
 #include <napi.h>
 
@@ -57,10 +58,12 @@ int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name,
   return int64_t(d);
 }
 
-// A GEMM on device buffers: the problem, device pointers, and shares of the allocations so they
-// outlive the call however the JS side frees them meanwhile.
+// A GEMM on device buffers, or on host typed arrays that are staged through device memory for the
+// call (how the tuner checks a GPU config against the CPU reference): the problem, the pointers, and
+// shares of the allocations so they outlive the call however the JS side frees them meanwhile.
 struct DeviceCall {
-  UnpackedCall call;
+  UnpackedCall call;  // with host typed arrays, call.buffers are host pointers and call.keepAlive holds them
+  bool staged = false;
   std::vector<std::shared_ptr<DeviceAllocation>> keep;
 };
 
@@ -80,21 +83,52 @@ void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* 
   return a->data();
 }
 
+int64_t extentA(const Problem& p) { return matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()); }
+int64_t extentB(const Problem& p) { return matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()); }
+int64_t extentC(const Problem& p) { return matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n); }
+
 DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) {
+  if (!descValue.IsObject()) throwType(env, "problem description must be an object");
+  Napi::Object d = descValue.As<Napi::Object>();
   DeviceCall dc;
+  if (d.Get("a").IsTypedArray()) {
+    // Host operands: unpackCall checks them (types, sizes) and keeps them alive.
+    dc.call = unpackCall(env, descValue, true);
+    dc.staged = true;
+    return dc;
+  }
   dc.call = unpackCall(env, descValue, false);
   const Problem& p = dc.call.problem;
-  Napi::Object d = descValue.As<Napi::Object>();
   Buffers& b = dc.call.buffers;
-  b.a = deviceOperand(env, d, "a", matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), p.dtypeA, p.device, &dc.keep);
-  b.b = deviceOperand(env, d, "b", matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), p.dtypeB, p.device, &dc.keep);
-  b.c = deviceOperand(env, d, "c", matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n), p.dtypeC, p.device, &dc.keep);
+  b.a = deviceOperand(env, d, "a", extentA(p), p.dtypeA, p.device, &dc.keep);
+  b.b = deviceOperand(env, d, "b", extentB(p), p.dtypeB, p.device, &dc.keep);
+  b.c = deviceOperand(env, d, "c", extentC(p), p.dtypeC, p.device, &dc.keep);
   if (p.hasBias) b.bias = deviceOperand(env, d, "bias", p.n, p.dtypeBias, p.device, &dc.keep);
   return dc;
 }
 
 std::string resolveConfig(const UnpackedCall& call) {
   return call.config.empty() ? call.backend->heuristic(call.problem) : call.config;
+}
+
+// Copies host operands to fresh device memory, runs, copies C back (C goes up only when beta reads it).
+Status runStaged(const UnpackedCall& call, const std::string& config) {
+  const Problem& p = call.problem;
+  const Buffers& host = call.buffers;
+  const int64_t bytesA = extentA(p) * dtypeSize(p.dtypeA), bytesB = extentB(p) * dtypeSize(p.dtypeB);
+  const int64_t bytesC = extentC(p) * dtypeSize(p.dtypeC), bytesBias = p.hasBias ? p.n * dtypeSize(p.dtypeBias) : 0;
+  std::shared_ptr<DeviceAllocation> a, b, c, bias;
+  Status s = DeviceAllocation::create(p.device, bytesA, &a);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, bytesB, &b);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, bytesC, &c);
+  if (s.isOk()) s = DeviceAllocation::create(p.device, bytesBias, &bias);
+  if (s.isOk()) s = copyHostToDevice(*a, 0, host.a, bytesA);
+  if (s.isOk()) s = copyHostToDevice(*b, 0, host.b, bytesB);
+  if (s.isOk() && p.beta != 0.0f) s = copyHostToDevice(*c, 0, host.c, bytesC);
+  if (s.isOk() && p.hasBias) s = copyHostToDevice(*bias, 0, host.bias, bytesBias);
+  if (s.isOk()) s = call.backend->run(p, config, Buffers{a->data(), b->data(), c->data(), p.hasBias ? bias->data() : nullptr});
+  if (s.isOk()) s = copyDeviceToHost(host.c, *c, 0, bytesC);
+  return s;
 }
 
 Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
@@ -104,6 +138,7 @@ Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
     if (!s.isOk()) return s;
     return unsupported("no GPU kernel of this build runs " + dc.call.problem.describe());
   }
+  if (dc.staged) return runStaged(dc.call, config);
   return dc.call.backend->run(dc.call.problem, config, dc.call.buffers);
 }
 
@@ -349,15 +384,21 @@ Napi::Value parseConfig(const Napi::CallbackInfo& info) {
   return configObject(env, c);
 }
 
+Napi::Object libraryObject(Napi::Env env, const std::string& name, const std::string& version, const std::string& config) {
+  Napi::Object l = Napi::Object::New(env);
+  l.Set("name", name);
+  l.Set("version", version);
+  l.Set("path", "");
+  l.Set("config", config);
+  return l;
+}
+
+// info(): the CPU addon's shape where it overlaps (backends with devices, libraries that can change a
+// tuned result, threads), so the tuner treats every addon alike, plus the GPU details under `gpu`.
 Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   GpuRuntime& rt = GpuRuntime::instance();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("backend", gpuBackendName());
-  out.Set("runtimeVersion", rt.runtimeVersion());
-  out.Set("driverVersion", rt.driverVersion());
-  out.Set("builtArchs", rt.builtArchs());
-  out.Set("unavailable", rt.unavailableReason());
   Napi::Array devices = Napi::Array::New(env, size_t(rt.deviceCount()));
   for (int i = 0; i < rt.deviceCount(); i++) {
     const GpuDevice& d = rt.device(i);
@@ -374,16 +415,33 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
     o.Set("kernels", double(d.kernels.size()));
     devices.Set(uint32_t(i), o);
   }
-  out.Set("devices", devices);
-  std::vector<const VendorLibrary*> libs = gpuVendorLibraries();
-  Napi::Array libraries = Napi::Array::New(env, libs.size());
-  for (size_t i = 0; i < libs.size(); i++) {
-    Napi::Object l = Napi::Object::New(env);
-    l.Set("name", libs[i]->prefix());
-    l.Set("version", rt.deviceCount() > 0 ? libs[i]->version() : std::string("unknown"));
-    libraries.Set(uint32_t(i), l);
+  Napi::Object backend = Napi::Object::New(env);
+  backend.Set("name", gpuBackendName());
+  backend.Set("devices", devices);
+  Napi::Array backends = Napi::Array::New(env, 1);
+  backends.Set(0u, backend);
+  out.Set("backends", backends);
+
+  // The runtime and driver versions and the vendor libraries all change what a tuned file means.
+  const std::string vendorName = gpuBackendName();
+  std::vector<Napi::Object> libs;
+  libs.push_back(libraryObject(env, vendorName + "-runtime", rt.runtimeVersion(), ""));
+  libs.push_back(libraryObject(env, vendorName + "-driver", rt.driverVersion().empty() ? "none" : rt.driverVersion(), ""));
+  for (const VendorLibrary* l : gpuVendorLibraries()) {
+    libs.push_back(libraryObject(env, l->prefix(), rt.deviceCount() > 0 ? l->version() : "unknown", std::string(l->prefix()) + ".*"));
   }
+  Napi::Array libraries = Napi::Array::New(env, libs.size());
+  for (size_t i = 0; i < libs.size(); i++) libraries.Set(uint32_t(i), libs[i]);
   out.Set("libraries", libraries);
+  out.Set("threads", 0);
+
+  Napi::Object gpu = Napi::Object::New(env);
+  gpu.Set("backend", gpuBackendName());
+  gpu.Set("runtimeVersion", rt.runtimeVersion());
+  gpu.Set("driverVersion", rt.driverVersion());
+  gpu.Set("builtArchs", rt.builtArchs());
+  gpu.Set("unavailable", rt.unavailableReason());
+  out.Set("gpu", gpu);
   out.Set("compiler", Napi::String::New(env,
 #if defined(__clang__)
                                         "clang " __clang_version__

@@ -11,7 +11,7 @@
 // the backend's default kernel (checked first against float64 on a few sampled rows) with its error
 // allowed for twice, and the scale from the same kernel run on the squared inputs.
 import { type DType, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../dtype.js';
-import type { NativeAddon, ProblemDesc } from '../native.js';
+import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import type { GemmSpec } from './key.js';
 
 const EPS: Record<DType, number> = { f32: 2 ** -24, f16: 2 ** -11, bf16: 2 ** -8 };
@@ -109,7 +109,7 @@ export function compareOutput(data: CheckData, got: Data, label: string): CheckR
 }
 
 /** Runs `config` on the check inputs and compares its output with the reference. */
-export async function checkConfig(native: NativeAddon, data: CheckData, config: string): Promise<CheckResult> {
+export async function checkConfig(native: NativeSurface, data: CheckData, config: string): Promise<CheckResult> {
   const c = outputArray(data.desc.dtypeC, data.desc.m * data.desc.n);
   await native.matmulAsync({ ...data.desc, config, c });
   return compareOutput(data, c, config);
@@ -121,7 +121,7 @@ export async function checkConfig(native: NativeAddon, data: CheckData, config: 
  * with float64 (nothing at that shape can then be checked).
  */
 export async function prepareCheck(
-  backend: NativeAddon, cpu: NativeAddon, spec: GemmSpec, base: ProblemDesc, referenceConfig: string,
+  backend: NativeSurface, cpu: NativeAddon, spec: GemmSpec, base: ProblemDesc, referenceConfig: string,
   tolerance = defaultTolerance(spec.k), seed = 1,
 ): Promise<CheckData> {
   const { m, n, k } = spec;

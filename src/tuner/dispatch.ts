@@ -6,7 +6,7 @@
 import type { PackedWeight } from '../prepack.js';
 import type { Tensor } from '../tensor.js';
 import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
-import type { NativeAddon, ProblemDesc } from '../native.js';
+import type { NativeSurface, ProblemDesc } from '../native.js';
 import { type GemmSpec, describeSpec, keyString, keyWithoutM } from './key.js';
 import { recordUntuned } from './record.js';
 import { type TunedRow, TunedFileError, betterRow, currentValidators, readTunedFile, validatorMismatch } from './tuned_file.js';
@@ -177,7 +177,7 @@ export interface Explanation {
 const layoutCache = new Map<string, string | null>(); // backend|config -> packed layout it reads
 
 /** The prepacked layout `config` reads B in, or null when it reads B as stored (cached per config). */
-export function packedLayoutOf(native: NativeAddon, backend: string, config: string): string | null {
+export function packedLayoutOf(native: NativeSurface, backend: string, config: string): string | null {
   const key = `${backend}|${config}`;
   let layout = layoutCache.get(key);
   if (layout === undefined) {
@@ -201,7 +201,7 @@ function withoutHandle(desc: ProblemDesc): ProblemDesc {
  * otherwise the heuristic for its packed layout runs, and the reason says why. `resolve` fills in the
  * heuristic's config name on plain calls (matmul leaves that to the native side).
  */
-function decide(native: NativeAddon, desc: ProblemDesc, forced: string | undefined, weight: PreparedWeightRef | undefined,
+function decide(native: NativeSurface, desc: ProblemDesc, forced: string | undefined, weight: PreparedWeightRef | undefined,
   record: boolean, resolve: boolean): Explanation {
   const spec = specOf(desc, weight !== undefined);
   const key = `${desc.backend}|${keyString(spec)}`;
@@ -262,7 +262,7 @@ function decide(native: NativeAddon, desc: ProblemDesc, forced: string | undefin
  * (resolved natively), and for a prepack()ed b which form of the weight to pass. Cheap when nothing is
  * tuned or recorded (one Map lookup otherwise); records misses when asked.
  */
-export function dispatch(native: NativeAddon, desc: ProblemDesc, weight?: PreparedWeightRef): { config: string; weight?: 'packed' | 'source' } {
+export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: PreparedWeightRef): { config: string; weight?: 'packed' | 'source' } {
   if (!weight && !ensureLoaded().get(desc.backend) && recordPath === undefined) return { config: '' };
   const d = decide(native, desc, undefined, weight, true, false);
   return { config: d.config, weight: d.weight };
@@ -274,7 +274,7 @@ export function dispatch(native: NativeAddon, desc: ProblemDesc, weight?: Prepar
  * config reads a packed layout. Large M is where packing pays; smaller Ms follow that layout or read the
  * kept source. undefined when no such row exists.
  */
-export function tunedPackedConfig(native: NativeAddon, desc: ProblemDesc): string | undefined {
+export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): string | undefined {
   const table = ensureLoaded().get(desc.backend);
   if (!table) return undefined;
   let best: TunedRow | undefined;

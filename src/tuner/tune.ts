@@ -13,7 +13,7 @@
 // GEMM alone, never JavaScript.
 //
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
-import type { NativeAddon, ProblemDesc } from '../native.js';
+import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
 import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
@@ -21,7 +21,7 @@ import { existsSync } from 'node:fs';
 
 export interface TunerBackend {
   name: string;
-  native: NativeAddon;
+  native: NativeSurface;
 }
 
 export interface TuneOptions {

@@ -16,7 +16,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, u
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { type DType, isDType } from '../dtype.js';
-import type { NativeAddon } from '../native.js';
+import type { NativeSurface } from '../native.js';
 import { VERSION } from '../version.js';
 import { withFileLock } from './file_lock.js';
 import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
@@ -65,7 +65,7 @@ export class TunedFileError extends Error {
 }
 
 /** What the running machine looks like to a tuned file for `backend` on `native`. */
-export function currentValidators(native: NativeAddon, backend: string, device = 0): Validators {
+export function currentValidators(native: NativeSurface, backend: string, device = 0): Validators {
   const info = native.info();
   const dev = info.backends.find((b) => b.name === backend)?.devices[device];
   if (!dev) throw new Error(`backend '${backend}' has no device ${device} in this addon`);
