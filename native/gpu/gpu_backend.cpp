@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <random>
 
 #include "../core/timing.h"
@@ -55,8 +57,9 @@ GemmArgs makeArgs(const Problem& p, const Buffers& buf) {
   return a;
 }
 
-// A rough time for `c` on `p`, in arbitrary units: waves of blocks over the device times the work of
-// one block, with the matrix units' advantage over FMA. Only compares configs for the heuristic.
+// A rough cost of `c` on `p` in arbitrary units, comparable between configs of one family only: bytes
+// streamed over the parallelism for skinny kernels; waves of blocks over the device times the work of
+// one block for the tiled ones.
 double estimatedCost(const GpuConfig& c, const Problem& p, int units) {
   const double m = double(std::max<int64_t>(p.m, 1)), n = double(std::max<int64_t>(p.n, 1));
   const double k = double(std::max<int64_t>(p.k, 1)), batch = double(std::max<int64_t>(p.batch, 1));
@@ -113,17 +116,23 @@ class GpuBackend : public Backend {
   std::string heuristic(const Problem& p) const override {
     const GpuDevice* d;
     if (!GpuRuntime::instance().checkKernels(p.device, &d).isOk()) return "";
-    const KernelEntry* best = nullptr;
-    double bestCost = 0.0;
-    for (const KernelEntry* e : d->kernels) {
-      if (!fitsDevice(e->config, p, *d).isOk()) continue;
-      const double cost = estimatedCost(e->config, p, d->info.computeUnits);
-      if (!best || cost < bestCost) {  // ties keep the earlier row: the device's own table first
-        best = e;
-        bestCost = cost;
+    // The family first (decode shapes stream weights; tensor/matrix cores beat FMA), then the
+    // cheapest config of that family by estimatedCost.
+    const GpuFamily order[] = {GpuFamily::Skinny, GpuFamily::Mma, GpuFamily::Mfma, GpuFamily::Simt};
+    for (GpuFamily family : order) {
+      const KernelEntry* best = nullptr;
+      double bestCost = 0.0;
+      for (const KernelEntry* e : d->kernels) {
+        if (e->config.family != family || !fitsDevice(e->config, p, *d).isOk()) continue;
+        const double cost = estimatedCost(e->config, p, d->info.computeUnits);
+        if (!best || cost < bestCost) {  // ties keep the earlier row: the device's own table first
+          best = e;
+          bestCost = cost;
+        }
       }
+      if (best) return best->config.name();
     }
-    return best ? best->config.name() : "";
+    return "";
   }
 
   Status supports(const Problem& p, const std::string& config) const override {
@@ -174,21 +183,21 @@ class GpuBackend : public Backend {
     const int64_t bytesA = std::max<int64_t>(1, (p.batch - 1) * p.strideA + p.rowsA() * p.lda) * dtypeSize(p.dtypeA);
     const int64_t bytesB = std::max<int64_t>(1, (p.batch - 1) * p.strideB + p.rowsB() * p.ldb) * dtypeSize(p.dtypeB);
     const int64_t bytesC = std::max<int64_t>(1, (p.batch - 1) * p.strideC + p.m * p.ldc) * dtypeSize(p.dtypeC);
-    // Rotating copies of A and B, so a timed run does not find its inputs in L2 from the run before.
+    // Rotating copies of A and B, so a timed run does not find its inputs in L2 from the run before,
+    // then C and the bias: all carved from the device's timing arena, which persists between calls.
     int64_t copies = 1;
     if (opts.rotatingBytes > 0) copies = std::min<int64_t>(64, opts.rotatingBytes / (bytesA + bytesB) + 1);
-    // Declared before the lane lock, so they are freed after it is released.
-    std::vector<std::shared_ptr<DeviceAllocation>> as(static_cast<size_t>(copies)), bs(static_cast<size_t>(copies));
-    std::shared_ptr<DeviceAllocation> c, bias;
-    std::mt19937 rng(1234);
-    for (int64_t i = 0; i < copies; i++) {
-      s = randomDeviceBuffer(p.device, bytesA, rng, &as[size_t(i)]);
-      if (s.isOk()) s = randomDeviceBuffer(p.device, bytesB, rng, &bs[size_t(i)]);
-      if (!s.isOk()) return s;
-    }
-    s = randomDeviceBuffer(p.device, bytesC, rng, &c);
-    if (s.isOk()) s = randomDeviceBuffer(p.device, std::max<int64_t>(4, p.n * 4), rng, &bias);
+    auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
+    const int64_t bytesBias = std::max<int64_t>(4, p.n * 4);
+    const int64_t needed = copies * (aligned(bytesA) + aligned(bytesB)) + aligned(bytesC) + aligned(bytesBias);
+    std::shared_ptr<DeviceAllocation> arena;  // held past the lane lock below, so never freed under it
+    s = timingArena(p.device, needed, &arena);
     if (!s.isOk()) return s;
+    char* base = static_cast<char*>(arena->data());
+    auto bufferA = [&](int64_t i) { return base + i * (aligned(bytesA) + aligned(bytesB)); };
+    auto bufferB = [&](int64_t i) { return bufferA(i) + aligned(bytesA); };
+    char* c = base + copies * (aligned(bytesA) + aligned(bytesB));
+    char* bias = c + aligned(bytesC);
 
     const VendorLibrary* lib = libraryFor(config);
     const KernelEntry* entry = nullptr;
@@ -210,8 +219,8 @@ class GpuBackend : public Backend {
     double spentMs = 0.0;
     const int total = opts.warmup + opts.iterations;
     for (int it = 0; it < total && s.isOk(); it++) {
-      const size_t i = size_t(it % copies);
-      Buffers buf{as[i]->data(), bs[i]->data(), c->data(), p.hasBias ? bias->data() : nullptr};
+      const int64_t i = it % copies;
+      Buffers buf{bufferA(i), bufferB(i), c, p.hasBias ? bias : nullptr};
       vendor::Error e = vendor::eventRecord(start, stream);
       if (e == vendor::kSuccess) {
         s = lib ? lib->run(p, config, buf, d, stream) : launch(*entry, p, buf, lane);
@@ -279,16 +288,34 @@ class GpuBackend : public Backend {
     return entry.launch(entry.config, makeArgs(p, buf), ctx);
   }
 
-  // Device memory of `bytes` filled with small values that are finite in every dtype: 16-bit patterns
-  // 0x3c00..0x3eff are in [1, 1.75) as f16 and [0.0078, 0.5) as bf16; f32 reads pairs of them.
-  static Status randomDeviceBuffer(int device, int64_t bytes, std::mt19937& rng, std::shared_ptr<DeviceAllocation>* out) {
-    Status s = DeviceAllocation::create(device, bytes, out);
-    if (!s.isOk()) return s;
-    std::vector<uint16_t> host(size_t((bytes + 1) / 2));
-    for (uint16_t& v : host) v = uint16_t(0x3c00 + rng() % 0x300);
-    return copyHostToDevice(**out, 0, host.data(), bytes);
+  // At least `bytes` of device memory for timing, filled with small values that are finite in every
+  // dtype (16-bit patterns 0x3c00..0x3eff: [1, 1.75) as f16, [0.0078, 0.5) as bf16; f32 reads pairs of
+  // them). One arena per device, grown when a larger problem comes and kept for the next call.
+  Status timingArena(int device, int64_t bytes, std::shared_ptr<DeviceAllocation>* out) const {
+    std::lock_guard<std::mutex> lock(arenaMutex_);
+    std::shared_ptr<DeviceAllocation>& arena = arenas_[device];
+    if (!arena || arena->bytes() < bytes) {
+      arena.reset();  // free the smaller one first
+      Status s = DeviceAllocation::create(device, bytes, &arena);
+      if (!s.isOk()) return s;
+      std::vector<uint16_t> pattern(size_t(4) << 20);  // 8 MiB, uploaded repeatedly
+      std::mt19937 rng(1234);
+      for (uint16_t& v : pattern) v = uint16_t(0x3c00 + rng() % 0x300);
+      const int64_t chunk = int64_t(pattern.size() * 2);
+      for (int64_t offset = 0; offset < bytes && s.isOk(); offset += chunk) {
+        s = copyHostToDevice(*arena, offset, pattern.data(), std::min(chunk, bytes - offset));
+      }
+      if (!s.isOk()) {
+        arena.reset();
+        return s;
+      }
+    }
+    *out = arena;
+    return Status::ok();
   }
 
+  mutable std::mutex arenaMutex_;
+  mutable std::map<int, std::shared_ptr<DeviceAllocation>> arenas_;
   std::vector<std::unique_ptr<VendorLibrary>> libraries_;
 };
 

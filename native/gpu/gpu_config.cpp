@@ -327,7 +327,8 @@ Status gpuConfigFits(const GpuConfig& c, const Problem& p) {
 
 int64_t gpuWorkspaceBytes(const GpuConfig& c, const Problem& p) {
   if (c.splitK <= 1) return 0;
-  const int64_t perLaunch = 65535 / c.splitK;  // batch items one launch covers (gridDim.z limit)
+  // Batch items one launch covers (gridDim.z limit): tiled kernels put the splits in z as well.
+  const int64_t perLaunch = c.family == GpuFamily::Skinny ? 65535 : 65535 / c.splitK;
   const int64_t batch = p.batch < perLaunch ? p.batch : perLaunch;
   return batch * c.splitK * p.m * p.n * 4;
 }

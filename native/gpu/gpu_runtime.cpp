@@ -67,8 +67,10 @@ Status gpuError(int device, const std::string& what, int vendorError) {
 }
 
 GpuRuntime& GpuRuntime::instance() {
-  static GpuRuntime runtime;
-  return runtime;
+  // Never destroyed: device memory still held by other statics (timing arenas, vendor libraries) or by
+  // JS handles finalised at exit is freed through it after ordinary statics are gone.
+  static GpuRuntime* runtime = new GpuRuntime();
+  return *runtime;
 }
 
 GpuRuntime::GpuRuntime() {

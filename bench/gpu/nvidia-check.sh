@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The device check for an NVIDIA GPU machine (made for an H200; nvcc, cmake, ninja and PyTorch installed,
+# Node not needed), in one run of about 10 minutes:
+#   1. builds the CUDA engine's Node-free drivers for this GPU's architecture;
+#   2. gemmkit-gpu-check: every compiled kernel configuration against the float64 CPU reference at
+#      awkward sizes, all transposes, output dtypes and epilogues;
+#   3. gemmkit-gpu-bench: bf16 8192^3 and M in 1, 16, 128, 2048 against 4096x4096 and 14336x4096 weights
+#      (the heuristic's config, the best own kernel, the best cuBLASLt algorithm, the tuned pick) and the
+#      device copy bandwidth; torch_baseline.py: the same shapes through PyTorch (cuBLAS);
+#   4. compare.py: the figures side by side against the targets.
+# Everything it prints is also under OUTDIR (default build/gpu-check-nvidia).
+#   usage: bench/gpu/nvidia-check.sh [OUTDIR]
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:-$root/build/gpu-check-nvidia}
+mkdir -p "$out"
+SECONDS=0
+step() { printf '\n=== %s (%ds)\n' "$*" "$SECONDS" | tee -a "$out/summary.txt"; }
+export PATH="$PATH:/usr/local/cuda/bin"
+
+step "machine"
+nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv | tee -a "$out/summary.txt"
+nvcc --version | tail -1 | tee -a "$out/summary.txt"
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
+# Only this GPU's code: Hopper gets sm_90a (the sm80 table is compiled for it too), others their own.
+archs=$([ "$cc" = 90 ] && echo "90a" || echo "$cc")
+echo "building for CUDA architecture $archs" | tee -a "$out/summary.txt"
+
+step "build (cmake + ninja)"
+cmake -S "$root" -B "$out/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=cuda -DGEMMKIT_CUDA_ARCHS="$archs" \
+  > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+grep -E "gemmkit:" "$out/configure.log" | tee -a "$out/summary.txt"
+cmake --build "$out/build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
+  || { tail -40 "$out/build.log"; exit 1; }
+
+step "correctness: every config against the CPU reference"
+timeout 300 "$out/build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
+check=$?
+grep -E "^FAIL|configs,|heuristic" "$out/check.txt" | head -60 | tee -a "$out/summary.txt"
+echo "gemmkit-gpu-check exit status $check" | tee -a "$out/summary.txt"
+
+step "timing: gemmkit (own kernels and cuBLASLt candidates)"
+timeout 300 "$out/build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"
+echo "gemmkit-gpu-bench exit status $?" | tee -a "$out/summary.txt"
+
+step "timing: PyTorch (cuBLAS) on the same shapes"
+timeout 120 python3 "$root/bench/gpu/torch_baseline.py" > "$out/torch.csv" 2> "$out/torch.err"
+echo "torch_baseline exit status $?" | tee -a "$out/summary.txt"
+
+step "side by side"
+python3 "$root/bench/gpu/compare.py" "$out/bench.csv" "$out/torch.csv" | tee -a "$out/summary.txt"
+step "done; files in $out"
