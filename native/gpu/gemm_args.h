@@ -19,7 +19,7 @@ struct GemmArgs {
   int batch = 1;             // batch items in this launch (the host splits larger batches)
   int splitK = 1;            // K ranges per tile (gridDim.z = batch * splitK)
   int group = 1;             // rasterisation group (tile rows walked together)
-  int64_t lda = 0, ldb = 0, ldc = 0;
+  int lda = 0, ldb = 0, ldc = 0;                  // row strides in elements, below 2^31 (the host checks)
   int64_t strideA = 0, strideB = 0, strideC = 0;  // batch strides in elements (0: broadcast)
   float alpha = 1.0f, beta = 0.0f;
   DType dtypeA = DType::F32, dtypeB = DType::F32, dtypeC = DType::F32, dtypeBias = DType::F32;

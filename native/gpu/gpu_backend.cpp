@@ -36,9 +36,9 @@ GemmArgs makeArgs(const Problem& p, const Buffers& buf) {
   a.n = int(p.n);
   a.k = int(p.k);
   a.batch = int(p.batch);
-  a.lda = p.lda;
-  a.ldb = p.ldb;
-  a.ldc = p.ldc;
+  a.lda = int(p.lda);
+  a.ldb = int(p.ldb);
+  a.ldc = int(p.ldc);
   a.strideA = p.strideA;
   a.strideB = p.strideB;
   a.strideC = p.strideC;

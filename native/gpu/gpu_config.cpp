@@ -141,7 +141,9 @@ Status GpuConfig::valid() const {
       if (threadsM < 1 || tileM % threadsM != 0 || tileM / threadsM > 16) {
         return bad("BM must split into at most 16 rows per thread over " + std::to_string(threadsM) + " thread rows");
       }
-      if ((tileM * tileK) % t != 0 || (tileN * tileK) % t != 0) return bad("BM*BK and BN*BK must be multiples of the threads");
+      if (tileK % 4 != 0 || tileM % 4 != 0 || (tileM * tileK / 4) % t != 0 || (tileN * tileK / 4) % t != 0) {
+        return bad("BM, BK must be multiples of 4 and the tiles' quads (BM*BK/4, BN*BK/4) multiples of the threads");
+      }
       const int rowsPerThread = tileM / threadsM;
       if (tileM * tileN > 4096 && (4096 % (threadsM * tileN) != 0 || rowsPerThread % (4096 / (threadsM * tileN)) != 0)) {
         return bad("the epilogue stages 4096 accumulators per pass, which must be whole rows of every thread");
@@ -303,8 +305,8 @@ bool gpuArchRunsOn(GpuArch a, const std::string& deviceArch) {
 Status gpuConfigFits(const GpuConfig& c, const Problem& p) {
   const std::string n = c.name();
   const int64_t intMax = 2147483647;
-  if (p.m >= intMax || p.n >= intMax || p.k >= intMax) {
-    return unsupported("config " + n + ": GPU kernels take M, N and K below 2^31, not " + p.describe());
+  if (p.m >= intMax || p.n >= intMax || p.k >= intMax || p.lda >= intMax || p.ldb >= intMax || p.ldc >= intMax) {
+    return unsupported("config " + n + ": GPU kernels take M, N, K and leading dimensions below 2^31, not " + p.describe());
   }
   if (c.family == GpuFamily::Simt) return Status::ok();
   DType want = c.input == GpuInput::F32 ? DType::F32 : c.input == GpuInput::F16 ? DType::F16 : DType::BF16;

@@ -66,10 +66,6 @@ Status launchTiles(const GpuConfig& c, const GemmArgs& args, const LaunchContext
   return launchGrid(c, args, ctx, kernel, unsigned(tiles), 1, c.splitK, sharedBytes);
 }
 
-template <GpuArch ARCH, int BM, int BN, int BK, int WARPS>
-Status launchSimt(const GpuConfig& c, GemmArgs args, const LaunchContext& ctx) {
-  return launchTiles(c, args, ctx, simtGemmKernel<BM, BN, BK, WARPS * kWarpSize, ARCH>, 0);
-}
 
 template <GpuArch ARCH, DType T, int MT, int BN, int BK, int WARPS>
 Status launchSkinny(const GpuConfig& c, GemmArgs args, const LaunchContext& ctx) {
@@ -82,6 +78,19 @@ template <template <bool, bool> class Pick>
 Kernel pickLayout(const GemmArgs& args) {
   return args.transA ? (args.transB ? Pick<true, true>::kernel : Pick<true, false>::kernel)
                      : (args.transB ? Pick<false, true>::kernel : Pick<false, false>::kernel);
+}
+
+template <GpuArch ARCH, int BM, int BN, int BK, int WARPS>
+struct SimtLayouts {
+  template <bool TA, bool TB>
+  struct Pick {
+    static constexpr Kernel kernel = simtGemmKernel<BM, BN, BK, WARPS * kWarpSize, TA, TB, ARCH>;
+  };
+};
+
+template <GpuArch ARCH, int BM, int BN, int BK, int WARPS>
+Status launchSimt(const GpuConfig& c, GemmArgs args, const LaunchContext& ctx) {
+  return launchTiles(c, args, ctx, pickLayout<SimtLayouts<ARCH, BM, BN, BK, WARPS>::template Pick>(args), 0);
 }
 
 #if defined(__HIPCC__)
