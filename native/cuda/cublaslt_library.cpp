@@ -37,6 +37,9 @@ struct AlgorithmFields {
 
 // The operation and layouts of one problem (one batch item stride), freed on destruction.
 struct Descriptors {
+  Descriptors() = default;
+  Descriptors(const Descriptors&) = delete;
+  Descriptors& operator=(const Descriptors&) = delete;
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;  // cuBLASLt's A (our B), B (our A), C = D
   ~Descriptors() {
@@ -105,30 +108,25 @@ class CublasLtLibrary : public VendorLibrary {
   }
 
   Status run(const Problem& p, const std::string& name, const Buffers& buf, const GpuDevice& d, void* stream) const override {
-    AlgorithmFields f;
-    Status s = parseName(name, &f);
-    if (!s.isOk()) return s;
     if (p.k == 0) return unsupported(name + ": cuBLASLt is not used for K = 0");
     cublasLtHandle_t handle;
-    s = handleFor(d.index, &handle);
+    Status s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
     void* workspace;
     s = workspaceFor(d.index, &workspace);
     if (!s.isOk()) return s;
-    Descriptors desc;
-    s = describe(p, &desc);
-    if (!s.isOk()) return s;
-    cublasLtMatmulAlgo_t algo;
-    s = rebuild(handle, p, desc, f, name, &algo);
+    std::shared_ptr<Prepared> prep;
+    s = prepared(handle, p, name, &prep);
     if (!s.isOk()) return s;
     if (p.hasBias) {
       const void* bias = buf.bias;
-      cublasStatus_t e = cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
+      cublasStatus_t e = cublasLtMatmulDescSetAttribute(prep->desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
       if (e != CUBLAS_STATUS_SUCCESS) return ltError("setting the bias", e);
     }
     const float alpha = p.alpha, beta = p.beta;
+    const Descriptors& desc = prep->desc;
     cublasStatus_t e = cublasLtMatmul(handle, desc.op, &alpha, buf.b, desc.a, buf.a, desc.b, &beta, buf.c, desc.c, buf.c, desc.c,
-                                      &algo, workspace, size_t(kWorkspaceBytes), static_cast<cudaStream_t>(stream));
+                                      &prep->algo, workspace, size_t(kWorkspaceBytes), static_cast<cudaStream_t>(stream));
     if (e != CUBLAS_STATUS_SUCCESS) return ltError(("running " + name).c_str(), e);
     return Status::ok();
   }
@@ -300,7 +298,41 @@ class CublasLtLibrary : public VendorLibrary {
     return Status::ok();
   }
 
+  // A problem's descriptors and rebuilt algorithm, made once per (device, problem, name): timing and
+  // tuned dispatch then pay only for cublasLtMatmul.
+  struct Prepared {
+    Descriptors desc;
+    cublasLtMatmulAlgo_t algo;
+  };
+
+  Status prepared(cublasLtHandle_t handle, const Problem& p, const std::string& name, std::shared_ptr<Prepared>* out) const {
+    const std::string key = std::to_string(p.device) + "|" + p.describe() + "|" + std::to_string(p.lda) + "," + std::to_string(p.ldb) +
+                            "," + std::to_string(p.ldc) + "|" + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
+                            std::to_string(p.strideC) + "|" + name;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = prepared_.find(key);
+      if (it != prepared_.end()) {
+        *out = it->second;
+        return Status::ok();
+      }
+    }
+    AlgorithmFields f;
+    Status s = parseName(name, &f);
+    if (!s.isOk()) return s;
+    auto prep = std::make_shared<Prepared>();
+    s = describe(p, &prep->desc);
+    if (s.isOk()) s = rebuild(handle, p, prep->desc, f, name, &prep->algo);
+    if (!s.isOk()) return s;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (prepared_.size() >= 256) prepared_.clear();  // a bound, not a cache policy: tuning visits many
+    prepared_[key] = prep;
+    *out = prep;
+    return Status::ok();
+  }
+
   mutable std::mutex mutex_;
+  mutable std::map<std::string, std::shared_ptr<Prepared>> prepared_;
   mutable std::map<int, cublasLtHandle_t> handles_;
   mutable std::map<int, void*> workspaces_;
 };

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "../gpu/vendor_library.h"
@@ -26,6 +27,9 @@ constexpr int64_t kWorkspaceBytes = int64_t(64) << 20;
 hipDataType hipType(DType t) { return t == DType::F32 ? HIP_R_32F : t == DType::F16 ? HIP_R_16F : HIP_R_16BF; }
 
 struct Descriptors {
+  Descriptors() = default;
+  Descriptors(const Descriptors&) = delete;
+  Descriptors& operator=(const Descriptors&) = delete;
   hipblasLtMatmulDesc_t op = nullptr;
   hipblasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   ~Descriptors() {
@@ -95,30 +99,25 @@ class HipblasLtLibrary : public VendorLibrary {
   }
 
   Status run(const Problem& p, const std::string& name, const Buffers& buf, const GpuDevice& d, void* stream) const override {
-    int index;
-    Status s = parseName(name, &index);
-    if (!s.isOk()) return s;
     if (p.k == 0) return unsupported(name + ": hipBLASLt is not used for K = 0");
     hipblasLtHandle_t handle;
-    s = handleFor(d.index, &handle);
+    Status s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
     void* workspace;
     s = workspaceFor(d.index, &workspace);
     if (!s.isOk()) return s;
-    Descriptors desc;
-    s = describe(p, &desc);
-    if (!s.isOk()) return s;
-    hipblasLtMatmulAlgo_t algo;
-    s = rebuild(handle, p, desc, index, name, &algo);
+    std::shared_ptr<Prepared> prep;
+    s = prepared(handle, p, name, &prep);
     if (!s.isOk()) return s;
     if (p.hasBias) {
       const void* bias = buf.bias;
-      hipblasStatus_t e = hipblasLtMatmulDescSetAttribute(desc.op, HIPBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
+      hipblasStatus_t e = hipblasLtMatmulDescSetAttribute(prep->desc.op, HIPBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
       if (e != HIPBLAS_STATUS_SUCCESS) return ltError("setting the bias", e);
     }
     const float alpha = p.alpha, beta = p.beta;
-    hipblasStatus_t e = hipblasLtMatmul(handle, desc.op, &alpha, buf.b, desc.a, buf.a, desc.b, &beta, buf.c, desc.c, buf.c, desc.c, &algo,
-                                        workspace, size_t(kWorkspaceBytes), static_cast<hipStream_t>(stream));
+    const Descriptors& desc = prep->desc;
+    hipblasStatus_t e = hipblasLtMatmul(handle, desc.op, &alpha, buf.b, desc.a, buf.a, desc.b, &beta, buf.c, desc.c, buf.c, desc.c,
+                                        &prep->algo, workspace, size_t(kWorkspaceBytes), static_cast<hipStream_t>(stream));
     if (e != HIPBLAS_STATUS_SUCCESS) return ltError("running " + name, e);
     return Status::ok();
   }
@@ -249,7 +248,40 @@ class HipblasLtLibrary : public VendorLibrary {
     return Status::ok();
   }
 
+  // A problem's descriptors and algorithm, made once per (device, problem, name).
+  struct Prepared {
+    Descriptors desc;
+    hipblasLtMatmulAlgo_t algo;
+  };
+
+  Status prepared(hipblasLtHandle_t handle, const Problem& p, const std::string& name, std::shared_ptr<Prepared>* out) const {
+    const std::string key = std::to_string(p.device) + "|" + p.describe() + "|" + std::to_string(p.lda) + "," + std::to_string(p.ldb) +
+                            "," + std::to_string(p.ldc) + "|" + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
+                            std::to_string(p.strideC) + "|" + name;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = prepared_.find(key);
+      if (it != prepared_.end()) {
+        *out = it->second;
+        return Status::ok();
+      }
+    }
+    int index;
+    Status s = parseName(name, &index);
+    if (!s.isOk()) return s;
+    auto prep = std::make_shared<Prepared>();
+    s = describe(p, &prep->desc);
+    if (s.isOk()) s = rebuild(handle, p, prep->desc, index, name, &prep->algo);
+    if (!s.isOk()) return s;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (prepared_.size() >= 256) prepared_.clear();
+    prepared_[key] = prep;
+    *out = prep;
+    return Status::ok();
+  }
+
   mutable std::mutex mutex_;
+  mutable std::map<std::string, std::shared_ptr<Prepared>> prepared_;
   mutable std::map<int, hipblasLtHandle_t> handles_;
   mutable std::map<int, void*> workspaces_;
 };
