@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { type DType, type PackedWeight, Tensor, explain, info, matmulSync, prepack, setTunedFile } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
+import { cpuNative } from '../src/native.js';
 import { packedLayoutOf } from '../src/tuner/dispatch.js';
 import { type GemmSpec, describeSpec } from '../src/tuner/key.js';
 import { readShapesFile } from '../src/tuner/shapes.js';
@@ -65,7 +66,7 @@ for (const s of shapes) {
   let tunedB = defaultB;
   let defaultConfig = native.heuristic(desc);
   if (s.prepacked) {
-    const packedConfig = native.defaultPackedConfig({ ...desc, dtypeA: s.dtypeA });
+    const packedConfig = cpuNative().defaultPackedConfig({ ...desc, dtypeA: s.dtypeA }); // prepacked weights are CPU-only
     defaultB = inputs.map(([, b]) => prepack(b, { transB: s.transB, inputDtype: s.dtypeA, config: packedConfig }));
     tunedB = inputs.map(([, b]) => prepack(b, { transB: s.transB, inputDtype: s.dtypeA }));
     // Without a tuned table dispatch runs the plain heuristic where it can (on the kept source or the

@@ -106,7 +106,13 @@ for (const name of ['cuda', 'hip'] as const) {
       expect(() => matmulSync(x, x, { backend: name })).toThrow(new RegExp(`backend '${name}' is not available: no ${upper} device/driver`));
     });
 
-    it('rejects what is not a device buffer', () => {
+    it('resolves every symbol at load (no CPU-engine symbol left undefined)', async () => {
+      const r = await runNode(['-e', `require(${JSON.stringify(status.path)}).info()`], { LD_BIND_NOW: '1' });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    });
+
+    it('rejects what is not a device buffer, and prepacked weights (CPU-only)', () => {
       const fake = {} as NativeDeviceBuffer;
       expect(() => addon.free(fake)).toThrow(TypeError);
       expect(() => addon.upload(fake, new Float32Array(4))).toThrow(/buffer must be a device buffer from alloc\(\)/);
@@ -118,6 +124,7 @@ for (const name of ['cuda', 'hip'] as const) {
       } as ProblemDesc;
       expect(() => addon.matmulSync(desc)).toThrow(/a must be a device buffer/);
       expect(() => addon.matmulSync({ ...desc, backend: 'cpu' })).toThrow(/backend 'cpu' is not loaded in this addon/);
+      expect(() => addon.heuristic({ ...desc, packedB: {} as never })).toThrow(/prepacked weights are CPU-only/);
     });
 
     it('lists every table row, compiled, each named canonically', () => {

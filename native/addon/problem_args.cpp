@@ -2,7 +2,9 @@
 
 #include <cmath>
 
-#include "packed_weight_handle.h"
+#if !defined(GEMMKIT_GPU_ADDON)
+#include "packed_weight_handle.h"  // prepacked weights belong to the CPU addon
+#endif
 
 namespace gemmkit {
 
@@ -114,6 +116,9 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   if (p.hasBias) p.dtypeBias = getDType(env, d, "biasDtype");
   Napi::Value packed = d.Get("packedB");
   if (!packed.IsUndefined() && !packed.IsNull()) {
+#if defined(GEMMKIT_GPU_ADDON)
+    throwType(env, "packedB: prepacked weights are CPU-only; give a GPU GEMM the weight itself");
+#else
     PackedWeightHandle* h = PackedWeightHandle::unwrapIfHandle(packed);
     if (!h) throwType(env, "packedB must be a handle returned by prepack");
     call.packedB = h->weight();
@@ -124,6 +129,7 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
                           dtypeName(w.dtype) + " but the problem is " + p.describe());
     }
     p.packedB = w.layout();
+#endif
   } else if (!withBuffers) {
     // Timing and planning problems name a layout instead of a handle: the backend packs its own copies.
     p.packedB = getString(d, "packedLayout");

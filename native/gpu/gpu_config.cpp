@@ -308,6 +308,9 @@ Status gpuConfigFits(const GpuConfig& c, const Problem& p) {
   if (p.m >= intMax || p.n >= intMax || p.k >= intMax || p.lda >= intMax || p.ldb >= intMax || p.ldc >= intMax) {
     return unsupported("config " + n + ": GPU kernels take M, N, K and leading dimensions below 2^31, not " + p.describe());
   }
+  if (!p.packedB.empty()) {
+    return unsupported("config " + n + ": prepacked weights (layout " + p.packedB + ") are CPU-only; GPU kernels read B as stored");
+  }
   if (c.family == GpuFamily::Simt) return Status::ok();
   DType want = c.input == GpuInput::F32 ? DType::F32 : c.input == GpuInput::F16 ? DType::F16 : DType::BF16;
   if (p.dtypeA != want || p.dtypeB != want) {
