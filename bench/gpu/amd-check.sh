@@ -12,6 +12,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/build/gpu-check-amd}
+build="$root/build/gpu-check-amd-build"
 mkdir -p "$out"
 SECONDS=0
 step() { printf '\n=== %s (%ds)\n' "$*" "$SECONDS" | tee -a "$out/summary.txt"; }
@@ -23,24 +24,24 @@ arch=$(rocminfo 2>/dev/null | grep -m1 -oE "gfx[0-9a-f]+" || echo gfx942)
 echo "building for $arch" | tee -a "$out/summary.txt"
 
 step "build (cmake + ninja, ROCm's clang)"
-cmake -S "$root" -B "$out/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=hip -DGEMMKIT_HIP_ARCHS="$arch" \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=hip -DGEMMKIT_HIP_ARCHS="$arch" \
   > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 grep -E "gemmkit:" "$out/configure.log" | tee -a "$out/summary.txt"
-cmake --build "$out/build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
+cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
   || { tail -40 "$out/build.log"; exit 1; }
 
 step "correctness: every config against the CPU reference"
-timeout 300 "$out/build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
+timeout 200 "$build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
 check=$?
 grep -E "^FAIL|configs,|heuristic" "$out/check.txt" | head -60 | tee -a "$out/summary.txt"
 echo "gemmkit-gpu-check exit status $check" | tee -a "$out/summary.txt"
 
 step "timing: gemmkit (own kernels and hipBLASLt / rocBLAS candidates)"
-timeout 300 "$out/build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"
+timeout 200 "$build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"
 echo "gemmkit-gpu-bench exit status $?" | tee -a "$out/summary.txt"
 
 step "timing: PyTorch for ROCm on the same shapes"
-timeout 120 python3 "$root/bench/gpu/torch_baseline.py" > "$out/torch.csv" 2> "$out/torch.err"
+timeout 90 python3 "$root/bench/gpu/torch_baseline.py" > "$out/torch.csv" 2> "$out/torch.err"
 echo "torch_baseline exit status $?" | tee -a "$out/summary.txt"
 
 step "side by side"

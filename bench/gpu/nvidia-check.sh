@@ -8,11 +8,14 @@
 #      (the heuristic's config, the best own kernel, the best cuBLASLt algorithm, the tuned pick) and the
 #      device copy bandwidth; torch_baseline.py: the same shapes through PyTorch (cuBLAS);
 #   4. compare.py: the figures side by side against the targets.
-# Everything it prints is also under OUTDIR (default build/gpu-check-nvidia).
+# Everything it prints is also under OUTDIR (default build/gpu-check-nvidia): summary.txt, check.txt,
+# bench.csv, torch.csv; the build itself goes to build/gpu-check-nvidia-build. Each step has a time
+# limit, so the whole run stays under 10 minutes.
 #   usage: bench/gpu/nvidia-check.sh [OUTDIR]
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/build/gpu-check-nvidia}
+build="$root/build/gpu-check-nvidia-build"
 mkdir -p "$out"
 SECONDS=0
 step() { printf '\n=== %s (%ds)\n' "$*" "$SECONDS" | tee -a "$out/summary.txt"; }
@@ -27,24 +30,24 @@ archs=$([ "$cc" = 90 ] && echo "90a" || echo "$cc")
 echo "building for CUDA architecture $archs" | tee -a "$out/summary.txt"
 
 step "build (cmake + ninja)"
-cmake -S "$root" -B "$out/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=cuda -DGEMMKIT_CUDA_ARCHS="$archs" \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=cuda -DGEMMKIT_CUDA_ARCHS="$archs" \
   > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 grep -E "gemmkit:" "$out/configure.log" | tee -a "$out/summary.txt"
-cmake --build "$out/build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
+cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
   || { tail -40 "$out/build.log"; exit 1; }
 
 step "correctness: every config against the CPU reference"
-timeout 300 "$out/build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
+timeout 200 "$build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
 check=$?
 grep -E "^FAIL|configs,|heuristic" "$out/check.txt" | head -60 | tee -a "$out/summary.txt"
 echo "gemmkit-gpu-check exit status $check" | tee -a "$out/summary.txt"
 
 step "timing: gemmkit (own kernels and cuBLASLt candidates)"
-timeout 300 "$out/build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"
+timeout 200 "$build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"
 echo "gemmkit-gpu-bench exit status $?" | tee -a "$out/summary.txt"
 
 step "timing: PyTorch (cuBLAS) on the same shapes"
-timeout 120 python3 "$root/bench/gpu/torch_baseline.py" > "$out/torch.csv" 2> "$out/torch.err"
+timeout 90 python3 "$root/bench/gpu/torch_baseline.py" > "$out/torch.csv" 2> "$out/torch.err"
 echo "torch_baseline exit status $?" | tee -a "$out/summary.txt"
 
 step "side by side"
