@@ -60,6 +60,9 @@ GemmArgs makeArgs(const Problem& p, const Buffers& buf) {
 // A rough cost of `c` on `p` in arbitrary units, comparable between configs of one family only: bytes
 // streamed over the parallelism for skinny kernels; waves of blocks over the device times the work of
 // one block for the tiled ones.
+// The largest M for which the heuristic picks a skinny kernel (the tuner may still choose one up to 16).
+constexpr int64_t kSkinnyHeuristicMaxM = 8;
+
 double estimatedCost(const GpuConfig& c, const Problem& p, int units) {
   const double m = double(std::max<int64_t>(p.m, 1)), n = double(std::max<int64_t>(p.n, 1));
   const double k = double(std::max<int64_t>(p.k, 1)), batch = double(std::max<int64_t>(p.batch, 1));
@@ -117,9 +120,12 @@ class GpuBackend : public Backend {
     const GpuDevice* d;
     if (!GpuRuntime::instance().checkKernels(p.device, &d).isOk()) return "";
     // The family first (decode shapes stream weights; tensor/matrix cores beat FMA), then the
-    // cheapest config of that family by estimatedCost.
+    // cheapest config of that family by estimatedCost. Skinny only up to M = 8: on an H200 (bf16,
+    // x @ W^T, K 4096) skinny won at M = 1, but at M = 16 the split-K mma tile ran 2.4x faster than
+    // the 16-row skinny tile, which re-reads A for every few weight rows.
     const GpuFamily order[] = {GpuFamily::Skinny, GpuFamily::Mma, GpuFamily::Mfma, GpuFamily::Simt};
     for (GpuFamily family : order) {
+      if (family == GpuFamily::Skinny && p.m > kSkinnyHeuristicMaxM) continue;
       const KernelEntry* best = nullptr;
       double bestCost = 0.0;
       for (const KernelEntry* e : d->kernels) {
