@@ -25,6 +25,7 @@
         "native/cpu/system_blas.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/addon/problem_args.cpp",
+        "native/addon/backend_calls.cpp",
         "native/addon/packed_weight_handle.cpp",
         "native/addon/addon.cpp"
       ],

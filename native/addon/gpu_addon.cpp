@@ -13,6 +13,7 @@
 #include "../gpu/gpu_backend.h"
 #include "../gpu/gpu_runtime.h"
 #include "../gpu/kernel_table.h"
+#include "backend_calls.h"
 #include "problem_args.h"
 
 namespace gemmkit {
@@ -176,77 +177,6 @@ class MatmulWorker : public Napi::AsyncWorker {
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* worker = new MatmulWorker(env, unpackDeviceCall(env, info[0]));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-Napi::Value heuristic(const Napi::CallbackInfo& info) {
-  UnpackedCall call = unpackCall(info.Env(), info[0], false);
-  return Napi::String::New(info.Env(), call.backend->heuristic(call.problem));
-}
-
-Napi::Value candidates(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  UnpackedCall call = unpackCall(env, info[0], false);
-  std::vector<std::string> names = call.backend->candidates(call.problem);
-  Napi::Array out = Napi::Array::New(env, names.size());
-  for (size_t i = 0; i < names.size(); i++) out.Set(uint32_t(i), names[i]);
-  return out;
-}
-
-Napi::Value supports(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  UnpackedCall call = unpackCall(env, info[0], false);
-  if (!info[1].IsString()) throwType(env, "config must be a string");
-  Status s = call.backend->supports(call.problem, info[1].As<Napi::String>().Utf8Value());
-  return s.isOk() ? env.Null() : Napi::String::New(env, s.message());
-}
-
-// timeConfig(desc, config, { warmup, iterations, rotatingBytes, maxMs }) -> Promise<number[]>: device
-// times in microseconds per run, from events around each launch on rotating device buffers.
-class TimeWorker : public Napi::AsyncWorker {
- public:
-  TimeWorker(Napi::Env env, UnpackedCall call, std::string config, TimingOptions opts)
-      : Napi::AsyncWorker(env, "gemmkit.gpuTimeConfig"),
-        call_(std::move(call)),
-        config_(std::move(config)),
-        opts_(opts),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    status_ = call_.backend->time(call_.problem, config_, opts_, &microseconds_);
-    if (!status_.isOk()) SetError(status_.message());
-  }
-  void OnOK() override {
-    Napi::Array out = Napi::Array::New(Env(), microseconds_.size());
-    for (size_t i = 0; i < microseconds_.size(); i++) out.Set(uint32_t(i), microseconds_[i]);
-    deferred_.Resolve(out);
-  }
-  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
-
- private:
-  UnpackedCall call_;
-  std::string config_;
-  TimingOptions opts_;
-  Status status_;
-  std::vector<double> microseconds_;
-  Napi::Promise::Deferred deferred_;
-};
-
-Napi::Value timeConfig(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  UnpackedCall call = unpackCall(env, info[0], false);
-  if (!info[1].IsString()) throwType(env, "config must be a string");
-  TimingOptions opts;
-  if (info[2].IsObject()) {
-    Napi::Object o = info[2].As<Napi::Object>();
-    opts.warmup = int(std::min<int64_t>(integerArg(env, o.Get("warmup"), "warmup", opts.warmup), 1000000));
-    opts.iterations = int(std::max<int64_t>(1, std::min<int64_t>(integerArg(env, o.Get("iterations"), "iterations", opts.iterations), 1000000)));
-    opts.rotatingBytes = integerArg(env, o.Get("rotatingBytes"), "rotatingBytes", 0);
-    opts.maxMilliseconds = double(integerArg(env, o.Get("maxMs"), "maxMs", 0));
-  }
-  auto* worker = new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts);
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
@@ -460,10 +390,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, nativeInfo, "info"));
   exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
   exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
-  exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));
-  exports.Set("candidates", Napi::Function::New(env, candidates, "candidates"));
-  exports.Set("supports", Napi::Function::New(env, supports, "supports"));
-  exports.Set("timeConfig", Napi::Function::New(env, timeConfig, "timeConfig"));
+  exportBackendCalls(env, exports);
   exports.Set("alloc", Napi::Function::New(env, alloc, "alloc"));
   exports.Set("free", Napi::Function::New(env, freeBuffer, "free"));
   exports.Set("bufferInfo", Napi::Function::New(env, bufferInfo, "bufferInfo"));
