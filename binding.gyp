@@ -19,6 +19,7 @@
         "native/cpu/epilogue.cpp",
         "native/cpu/epilogue_avx512.cpp",
         "native/cpu/gemv.cpp",
+        "native/cpu/gemv_avx2.cpp",
         "native/cpu/gemv_avx512.cpp",
         "native/cpu/cpu_config.cpp",
         "native/cpu/gemm_frame.cpp",

@@ -11,7 +11,7 @@ function configsFor(dtype: DType): string[] {
   const out: string[] = [];
   for (const k of info().kernels) {
     if (!k.available || (k.inputs === 'bf16' && dtype !== 'bf16')) continue;
-    out.push(k.family === 'gemv' ? `cpu.${k.id}.ks2.t2` : `cpu.${k.id}.mc${2 * k.mr}.kc${roundUp(24, k.kAlign)}.nc${2 * k.nr}.t2`);
+    out.push(k.family === 'gemv' ? `cpu.${k.id}.kc32.ks2.t2` : `cpu.${k.id}.mc${2 * k.mr}.kc${roundUp(24, k.kAlign)}.nc${2 * k.nr}.t2`);
   }
   return out;
 }

@@ -78,17 +78,19 @@ describe('matmul: every micro-kernel forced in turn', () => {
   const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
   for (const kr of kernels) {
     // Blocked: blocks of two register tiles and a short K block, so every loop of the frame wraps several
-    // times. GEMV: K split into parts, with several thread counts.
+    // times. GEMV: short depth blocks (several per sum) and K split into parts, with several thread counts.
     const configs = kr.family === 'gemv'
-      ? [`cpu.${kr.id}.ks1.t1`, `cpu.${kr.id}.ks3.t2`, `cpu.${kr.id}.ks2.t3`]
+      ? [`cpu.${kr.id}.kc32.ks1.t1`, `cpu.${kr.id}.kc64.ks3.t2`, `cpu.${kr.id}.kc1024.ks2.t3`]
       : [
           `cpu.${kr.id}.mc${2 * kr.mr}.kc${roundUp(13, kr.kAlign)}.nc${2 * kr.nr}.t1`,
           `cpu.${kr.id}.mc${3 * kr.mr}.kc${roundUp(64, kr.kAlign)}.nc${3 * kr.nr}.t2`,
           `cpu.${kr.id}.mc${kr.mr}.kc${roundUp(300, kr.kAlign)}.nc${kr.nr}.t3`,
         ];
     const dtypePairs: [DType, DType][] = kr.inputs === 'bf16' ? [['bf16', 'bf16']] : [['f32', 'f32'], ['bf16', 'bf16'], ['f16', 'f32']];
+    // GEMV: every block of rows of x (1..8), rows of W not a multiple of the 3- and 4-row groups, depths
+    // not a multiple of the vector.
     const extra: Shape3[] = kr.family === 'gemv'
-      ? [[16, 67, 33], [3, 129, 257], [2, 5, 0]]
+      ? [[16, 67, 33], [3, 129, 257], [2, 5, 0], [8, 67, 129], [9, 13, 300], [6, 5, 41], [4, 130, 95], [13, 70, 17]]
       : [[2 * kr.mr + 1, 2 * kr.nr - 1, 27], [kr.mr - 1, kr.nr + 1, 14], [kr.mr, kr.nr, 33]];
     it(`${kr.id}`, () => {
       let seed = 5;
@@ -227,15 +229,18 @@ describe('matmul: batched', () => {
 describe('matmul: thread count does not change results', () => {
   it('1, 2 and 3 threads give bit-identical results', () => {
     const a = randTensor([150, 300], 'f32', 1), b = randTensor([300, 170], 'f32', 2);
-    const a16 = a.toDType('bf16'), b16 = b.toDType('bf16');
+    const bt = randTensor([170, 300], 'f32', 3); // x @ W^T: the GEMV family's dot kernels
+    const [a16, b16, bt16] = [a, b, bt].map((t) => t.toDType('bf16'));
     for (const kernel of info().kernels.filter((kr) => kr.available)) {
       const config = (t: number) => kernel.family === 'gemv'
-        ? `cpu.${kernel.id}.ks2.t${t}`
+        ? `cpu.${kernel.id}.kc64.ks2.t${t}`
         : `cpu.${kernel.id}.mc${4 * kernel.mr}.kc128.nc${4 * kernel.nr}.t${t}`;
-      const [x, y] = kernel.inputs === 'bf16' ? [a16, b16] : [a, b];
-      const results = [1, 2, 3].map((t) => matmulSync(x, y, { config: config(t), outDtype: 'f32' }));
-      expect(Array.from(results[1].data), config(2)).toEqual(Array.from(results[0].data));
-      expect(Array.from(results[2].data), config(3)).toEqual(Array.from(results[0].data));
+      for (const transB of [false, true]) {
+        const [x, y] = kernel.inputs === 'bf16' ? [a16, transB ? bt16 : b16] : [a, transB ? bt : b];
+        const results = [1, 2, 3].map((t) => matmulSync(x, y, { transB, config: config(t), outDtype: 'f32' }));
+        expect(Array.from(results[1].data), `${config(2)} transB=${transB}`).toEqual(Array.from(results[0].data));
+        expect(Array.from(results[2].data), `${config(3)} transB=${transB}`).toEqual(Array.from(results[0].data));
+      }
     }
   });
 });

@@ -103,14 +103,14 @@ describe('prepack: lifetime and errors', () => {
     expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { transB: false })).toThrow(/prepacked with transB=true/);
     // A config that reads B as stored runs on the kept source, and is an error without one.
     const x = intTensor([2, 4], 'f32', 2);
-    expectMatches(matmulSync(x, packed, { config: 'cpu.gemv.scalar.ks1.t1' }), referenceMatmul(x, packed.source!, { transB: true }), 4, 'gemv on the source', true);
+    expectMatches(matmulSync(x, packed, { config: 'cpu.gemv.scalar.kc256.ks1.t1' }), referenceMatmul(x, packed.source!, { transB: true }), 4, 'gemv on the source', true);
     const packedOnly = prepack(intTensor([6, 4], 'f32', 1), { transB: true, keepSource: false });
-    expect(() => matmulSync(x, packedOnly, { config: 'cpu.gemv.scalar.ks1.t1' })).toThrow(/keepSource: false/);
+    expect(() => matmulSync(x, packedOnly, { config: 'cpu.gemv.scalar.kc256.ks1.t1' })).toThrow(/keepSource: false/);
     expect(() => prepack(intTensor([6, 4], 'f32', 1), { keepSource: 'no' as never })).toThrow(/keepSource must be a boolean/);
     expect(() => matmulSync(intTensor([2, 4], 'f32', 2), packed, { config: 'cpu.scalar.f32.4x8.mc8.kc7.nc8.t1' }))
       .toThrow(/packed as scalar\.f32\.4x8\.kc7, but it was prepacked as/);
     expect(() => prepack(intTensor([2, 3, 4], 'f32', 1))).toThrow(/expected a 2-D/);
-    expect(() => prepack(tensor([1], [1, 1]), { config: 'cpu.gemv.scalar.ks1.t1' })).toThrow(/blocked-GEMM config/);
+    expect(() => prepack(tensor([1], [1, 1]), { config: 'cpu.gemv.scalar.kc256.ks1.t1' })).toThrow(/blocked-GEMM config/);
     expect(() => prepack(tensor([1], [1, 1]), { transB: 1 as unknown as boolean })).toThrow(TypeError);
     expect(() => prepack(tensor([1], [1, 1]), { colour: 1 } as never)).toThrow(/unknown option 'colour'/);
     if (blocked.some((k) => k.inputs === 'bf16')) {

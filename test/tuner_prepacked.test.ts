@@ -19,7 +19,7 @@ const blocked = info().kernels.filter((k) => k.available && k.family === 'blocke
 const kernel = blocked.find((k) => k.isa !== 'scalar') ?? blocked[0];
 const gemv = info().kernels.find((k) => k.available && k.family === 'gemv' && k.inputs === 'any')!;
 const blockedConfig = (kc: number, mcSlivers = 2) => `cpu.${kernel.id}.mc${mcSlivers * kernel.mr}.kc${kc}.nc${4 * kernel.nr}.t1`;
-const gemvConfig = `cpu.${gemv.id}.ks1.t1`;
+const gemvConfig = `cpu.${gemv.id}.kc256.ks1.t1`;
 
 // W: [N=64, K=96] applied as x @ W^T.
 const N = 64, K = 96;

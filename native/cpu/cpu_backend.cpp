@@ -1,5 +1,6 @@
 #include "cpu_backend.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -87,7 +88,7 @@ bool gemvUsable(const GemvKernel& g, const Problem& p) {
 }
 
 const GemvKernel* preferredGemv(const Problem& p) {
-  for (const char* id : {"gemv.avx512bf16", "gemv.avx512"}) {
+  for (const char* id : {"gemv.avx512bf16", "gemv.avx512", "gemv.avx2"}) {
     const GemvKernel* k = findGemvKernel(id);
     if (k && gemvUsable(*k, p)) return k;
   }
@@ -97,9 +98,10 @@ const GemvKernel* preferredGemv(const Problem& p) {
 CpuConfig gemvConfig(const GemvKernel& k, const Problem& p) {
   CpuConfig c;
   c.kernel = k.id;
+  c.kc = gemvDepthBlock(p, k);
   c.ks = 1;
   double weightBytes = double(p.k) * double(p.n) * dtypeSize(p.dtypeB) * double(p.strideB ? p.batch : 1);
-  c.threads = clampThreads(weightBytes / kMinWeightBytesPerExtraThread);
+  c.threads = std::max(clampThreads(weightBytes / kMinWeightBytesPerExtraThread), defaultThreads(p));
   return c;
 }
 
@@ -193,12 +195,18 @@ class CpuBackend : public Backend {
     if (!p.packedB.empty()) return out;
     for (const GemvKernel& g : gemvKernels()) {
       if (!gemvUsable(g, p) || (g.isa == Isa::Scalar && haveSimd)) continue;
-      for (int ks : {1, 2}) {
-        for (int threads : threadChoices) {
-          CpuConfig c = gemvConfig(g, p);
-          c.ks = ks;
-          c.threads = threads;
-          add(c.name());
+      const int kc = gemvDepthBlock(p, g);
+      for (int kcChoice : {kc, kc / 2, kc * 2}) {
+        // Other depth blocks only for the dot kernels, and only where they change the blocking.
+        if (kcChoice != kc && (!p.transB || kcChoice < 256 || (kcChoice >= p.k && kc >= p.k))) continue;
+        for (int ks : {1, 2}) {
+          for (int threads : threadChoices) {
+            CpuConfig c = gemvConfig(g, p);
+            c.kc = kcChoice;
+            c.ks = ks;
+            c.threads = threads;
+            if (c.valid().isOk()) add(c.name());
+          }
         }
       }
     }
@@ -366,7 +374,7 @@ CpuConfig cpuHeuristic(const Problem& p) {
     return c;
   }
   const GemvKernel* g = preferredGemv(p);
-  if (g && p.m <= kGemvMaxM) return gemvConfig(*g, p);
+  if (g && p.m <= (p.transB ? kGemvMaxMTransB : kGemvMaxM)) return gemvConfig(*g, p);
   return blockedConfig(preferredKernel(p), defaultThreads(p));
 }
 

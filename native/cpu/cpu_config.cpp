@@ -9,7 +9,9 @@
 namespace gemmkit {
 
 std::string CpuConfig::name() const {
-  if (isGemv()) return "cpu." + kernel + ".ks" + std::to_string(ks) + ".t" + std::to_string(threads);
+  if (isGemv()) {
+    return "cpu." + kernel + ".kc" + std::to_string(kc) + ".ks" + std::to_string(ks) + ".t" + std::to_string(threads);
+  }
   return "cpu." + kernel + ".mc" + std::to_string(mc) + ".kc" + std::to_string(kc) + ".nc" + std::to_string(nc) +
          ".t" + std::to_string(threads);
 }
@@ -17,6 +19,7 @@ std::string CpuConfig::name() const {
 Status CpuConfig::valid() const {
   if (isGemv()) {
     if (!findGemvKernel(kernel)) return outOfRange("unknown GEMV kernel '" + kernel + "' in config " + name());
+    if (kc < 32 || kc > 65536 || kc % 32 != 0) return outOfRange("config " + name() + ": kc must be a multiple of 32 in [32, 65536]");
     if (ks < 1 || ks > 64) return outOfRange("config " + name() + ": ks must be in [1, 64]");
     if (threads < 1 || threads > 1024) return outOfRange("config " + name() + ": threads must be in [1, 1024]");
     return Status::ok();
@@ -60,13 +63,14 @@ Status CpuConfig::parse(const std::string& name, CpuConfig* out) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  if (parts.size() == 5 && parts[0] == "cpu" && parts[1] == "gemv") {
-    // cpu . gemv . <isa> . ks . t
+  if (parts.size() >= 2 && parts[0] == "cpu" && parts[1] == "gemv") {
+    // cpu . gemv . <isa> . kc . ks . t
     CpuConfig g;
-    g.kernel = parts[1] + "." + parts[2];
-    if (!parseField(parts[3], "ks", &g.ks) || !parseField(parts[4], "t", &g.threads)) {
-      return outOfRange("'" + name + "' is not a cpu GEMV config name (expected cpu.gemv.<isa>.ks<N>.t<N>)");
+    if (parts.size() != 6 || !parseField(parts[3], "kc", &g.kc) || !parseField(parts[4], "ks", &g.ks) ||
+        !parseField(parts[5], "t", &g.threads)) {
+      return outOfRange("'" + name + "' is not a cpu GEMV config name (expected cpu.gemv.<isa>.kc<N>.ks<N>.t<N>)");
     }
+    g.kernel = parts[1] + "." + parts[2];
     Status s = g.valid();
     if (!s.isOk()) return s;
     *out = g;

@@ -2,7 +2,8 @@
 // what the frame runs. Two kernel families, each with its canonical name:
 //   blocked GEMM (gemm_frame.h):       cpu.<kernel id>.mc<MC>.kc<KC>.nc<NC>.t<threads>
 //                                      e.g. cpu.avx512.f32.14x32.mc168.kc384.nc4096.t2
-//   weight-streaming GEMV (gemv.h):    cpu.gemv.<isa>.ks<K splits>.t<threads>, e.g. cpu.gemv.avx512.ks1.t2
+//   weight-streaming GEMV (gemv.h):    cpu.gemv.<isa>.kc<KC>.ks<K splits>.t<threads>
+//                                      e.g. cpu.gemv.avx512.kc1024.ks1.t2
 // A prepacked weight fixes the blocked kernel and kc (Problem::packedB); the name is the same as for the
 // unpacked call, which gives bit-identical results.
 #pragma once
@@ -16,7 +17,8 @@ namespace gemmkit {
 struct CpuConfig {
   std::string kernel;  // micro-kernel id from micro_kernels.h, e.g. "avx512.f32.14x32"
   int mc = 0;          // rows of op(A) packed per block, a multiple of MR; sized so the A block stays in L2
-  int kc = 0;          // depth of a packed block; sized so one B sliver (kc x NR) stays in L1
+  int kc = 0;          // depth of a packed block; sized so one B sliver (kc x NR) stays in L1. GEMV: the depth
+                       // block of the kernels (a multiple of 32; see gemvDepthBlock)
   int nc = 0;          // columns of op(B) packed per block, a multiple of NR; sized for the L3 cache
   int threads = 1;     // compute threads asked of the pool (the pool may grant fewer under load)
   int ks = 1;          // GEMV only: K is split into this many parts summed in a fixed order (so results do

@@ -1,40 +1,17 @@
 #include "gemm_frame.h"
 
 #include <cstdlib>
-#include <new>
 #include <vector>
 
 #include "epilogue.h"
 #include "pack.h"
 #include "packed_weight.h"
+#include "scratch_buffer.h"
 #include "thread_pool.h"
 
 namespace gemmkit {
 
 namespace {
-
-// Grow-only, 64-byte aligned scratch owned by one thread, reused across calls to avoid allocation.
-class ScratchBuffer {
- public:
-  ~ScratchBuffer() { std::free(data_); }
-  void* get(size_t bytes) {
-    if (bytes > capacity_) {
-      std::free(data_);
-      size_t rounded = (bytes + 63) & ~size_t(63);
-      data_ = std::aligned_alloc(64, rounded);
-      if (!data_) {
-        capacity_ = 0;
-        throw std::bad_alloc();
-      }
-      capacity_ = rounded;
-    }
-    return data_;
-  }
-
- private:
-  void* data_ = nullptr;
-  size_t capacity_ = 0;
-};
 
 thread_local ScratchBuffer packedA, packedB, accumulator;
 

@@ -91,8 +91,10 @@ std::vector<std::string> forcedConfigs() {
   }
   for (const GemvKernel& g : gemvKernels()) {
     if (!isaAvailable(g.isa)) continue;
-    configs.push_back("cpu." + g.id + ".ks1.t2");
-    configs.push_back("cpu." + g.id + ".ks3.t3");
+    // Depth blocks of 32 and 64 make every sum of the checked sizes span several blocks.
+    configs.push_back("cpu." + g.id + ".kc32.ks1.t2");
+    configs.push_back("cpu." + g.id + ".kc64.ks3.t3");
+    configs.push_back("cpu." + g.id + ".kc1024.ks1.t1");
   }
   return configs;
 }

@@ -1,0 +1,254 @@
+// AVX2 + FMA kernels of the weight-streaming family (see gemv.h), for x86-64 CPUs without AVX-512. The
+// weight is widened in registers: f32 as is, bf16 by a 16-bit shift (exact), f16 by VCVTPH2PS (exact).
+//   Dot kernel (W stored [N, K]): 2 rows of x times 4 rows of W, 8 ymm accumulators along K (plus 4 W
+//   vectors and one x vector within the 16 registers), reduced by one shuffle tree per depth block; the
+//   last rows of W (N % 4) take 1-row blocks. Depths that are not a multiple of 8 end with one step on
+//   zero-padded copies (AVX2 has no masked 16-bit loads). Prefetch runs ahead as in gemv_avx512.cpp.
+//   Columns kernel (W stored [K, N]): 32 columns x up to 2 rows of x, K in blocks of 256.
+#include "gemv.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define GEMMKIT_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace gemmkit {
+
+namespace {
+
+constexpr int64_t kPrefetchBytes = 1024;
+constexpr int kDotRowsX = 2, kDotRowsW = 4;
+
+template <DType T>
+GEMMKIT_AVX2 inline __m256 loadW8(const void* base, int64_t i) {
+  if constexpr (T == DType::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  } else if constexpr (T == DType::BF16) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i)));
+  }
+}
+
+// n < 8 elements from i on, as f32, zero past n.
+template <DType T>
+GEMMKIT_AVX2 inline __m256 loadW8Partial(const void* base, int64_t i, int64_t n) {
+  alignas(32) float tmp[8] = {};
+  for (int64_t q = 0; q < n; q++) tmp[q] = loadAsF32(base, T, i + q);
+  return _mm256_load_ps(tmp);
+}
+
+// Lane r of the result is the sum of the 8 lanes of a[r] (a fixed tree).
+GEMMKIT_AVX2 inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+template <DType T, int MB, int RB>
+GEMMKIT_AVX2 inline void dotStep(__m256 (&acc)[MB][RB], const float* xs, const char* w, int64_t ldwBytes, int64_t l) {
+  __m256 wv[RB];
+#pragma GCC unroll 4
+  for (int r = 0; r < RB; r++) wv[r] = loadW8<T>(w + r * ldwBytes, l);
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+    __m256 xv = _mm256_load_ps(xs + 8 * i);
+    asm("" : "+x"(xv));  // one load per row of x, not one per FMA
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[i][r] = _mm256_fmadd_ps(xv, wv[r], acc[i][r]);
+  }
+}
+
+// Rows [j, j+RB) of W (w at row j, column kb) against MB rows of the x panel (xs: this depth's strip at the
+// block's first row; xStep floats per step) over depth len; prefetch as in gemv_avx512.cpp.
+template <DType T, int MB, int RB>
+GEMMKIT_AVX2 inline void dotBlock(const float* xs, int64_t xStep, const void* w, int64_t ldw, int64_t len,
+                                  const void* pfNext, bool prefetch, bool first, float* y, int64_t ldy) {
+  constexpr int64_t esize = T == DType::F32 ? 4 : 2;
+  const int64_t ldwBytes = ldw * esize;
+  const char* wb = static_cast<const char*>(w);
+  const char* nb = static_cast<const char*>(pfNext);
+  __m256 acc[MB][RB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[i][r] = _mm256_setzero_ps();
+  }
+  const int64_t full = len / 8 * 8;
+  int64_t l = 0;
+  if (prefetch) {
+    constexpr int64_t ahead = kPrefetchBytes / esize;
+    const int64_t split = full > ahead ? full - ahead : 0;
+    for (; l < split; l += 8, xs += xStep) {
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; r++) _mm_prefetch(wb + r * ldwBytes + (l + ahead) * esize, _MM_HINT_T0);
+      dotStep<T, MB, RB>(acc, xs, wb, ldwBytes, l);
+    }
+    for (; l < full; l += 8, xs += xStep) {
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; r++) _mm_prefetch(nb + r * ldwBytes + (l + ahead - full) * esize, _MM_HINT_T0);
+      dotStep<T, MB, RB>(acc, xs, wb, ldwBytes, l);
+    }
+  } else {
+    for (; l < full; l += 8, xs += xStep) dotStep<T, MB, RB>(acc, xs, wb, ldwBytes, l);
+  }
+  if (l < len) {  // the panel is zero past K; W's last elements go through a zero-padded copy
+    __m256 wv[RB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) wv[r] = loadW8Partial<T>(wb + r * ldwBytes, l, len - l);
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; i++) {
+      const __m256 xv = _mm256_load_ps(xs + 8 * i);
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; r++) acc[i][r] = _mm256_fmadd_ps(xv, wv[r], acc[i][r]);
+    }
+  }
+  // Every block shape reduces with reduce4, so an output's bits do not depend on its block.
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+    float* yi = y + i * ldy;
+    if constexpr (RB == 4) {
+      __m128 s = reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      if (!first) s = _mm_add_ps(_mm_loadu_ps(yi), s);
+      _mm_storeu_ps(yi, s);
+    } else {
+      static_assert(RB == 1, "dot blocks have 4 or 1 rows of W");
+      const float s = _mm_cvtss_f32(reduce4(acc[i][0], zero, zero, zero));
+      yi[0] = first ? s : yi[0] + s;
+    }
+  }
+}
+
+template <DType T, int RB>
+GEMMKIT_AVX2 inline void dotRowsOfX(const float* xs, int64_t xStep, int64_t m, const void* w, int64_t ldw, int64_t len,
+                                    const void* pfNext, bool first, float* y, int64_t ldy) {
+  int64_t i = 0;
+  for (; i + kDotRowsX <= m; i += kDotRowsX) {
+    dotBlock<T, kDotRowsX, RB>(xs + 8 * i, xStep, w, ldw, len, pfNext, i == 0, first, y + i * ldy, ldy);
+  }
+  if (i < m) dotBlock<T, 1, RB>(xs + 8 * i, xStep, w, ldw, len, pfNext, i == 0, first, y + i * ldy, ldy);
+}
+
+template <DType T>
+GEMMKIT_AVX2 void dotRowsT(const float* x, int64_t m, const void* w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0,
+                           int64_t k1, int64_t kc, float* y, int64_t ldy) {
+  constexpr int64_t esize = T == DType::F32 ? 4 : 2;
+  constexpr int RB = kDotRowsW;
+  const char* wb = static_cast<const char*>(w);
+  const int64_t xStep = 8 * m;
+  for (int64_t kb = k0; kb < k1; kb += kc) {
+    const int64_t len = k1 - kb < kc ? k1 - kb : kc;
+    const bool first = kb == k0;
+    const float* xs = x + (kb / 8) * xStep;
+    const int64_t nextDepth = kb + kc < k1 ? kb + kc : kb;
+    for (int64_t j = n0; j < n1; j += RB) {
+      const char* wj = wb + (j * ldw + kb) * esize;
+      const char* next = j + RB < n1 ? wj + RB * ldw * esize : wb + (n0 * ldw + nextDepth) * esize;
+      if (n1 - j >= RB) {
+        dotRowsOfX<T, RB>(xs, xStep, m, wj, ldw, len, next, first, y + j, ldy);
+      } else {
+        for (int64_t r = j; r < n1; r++) {
+          dotRowsOfX<T, 1>(xs, xStep, m, wb + (r * ldw + kb) * esize, ldw, len, next, first, y + r, ldy);
+        }
+      }
+    }
+  }
+}
+
+// x: the panel, lanes 8, f32.
+GEMMKIT_AVX2 void gemvDotAvx2(const void* x, int64_t m, const void* w, DType wt, int64_t ldw, int64_t n0, int64_t n1,
+                              int64_t k0, int64_t k1, int64_t kc, float* y, int64_t ldy) {
+  const float* xp = static_cast<const float*>(x);
+  switch (wt) {
+    case DType::F32: dotRowsT<DType::F32>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::BF16: dotRowsT<DType::BF16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::F16: dotRowsT<DType::F16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+  }
+}
+
+// MB rows of x times 32 columns [j, j+cols) of W over [k0, k1), continuing the sums in y unless `first`.
+template <DType T, int MB>
+GEMMKIT_AVX2 inline void columnsBlock(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t j, int64_t cols,
+                                      int64_t k0, int64_t k1, bool first, float* y, int64_t ldy) {
+  constexpr int NV = 4;
+  constexpr int64_t esize = T == DType::F32 ? 4 : 2;
+  alignas(32) float tmp[MB][32];
+  __m256 acc[MB][NV];
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+    for (int q = 0; q < 32; q++) tmp[i][q] = (!first && q < cols) ? y[i * ldy + j + q] : 0.0f;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[i][v] = _mm256_load_ps(tmp[i] + 8 * v);
+  }
+  const char* wb = static_cast<const char*>(w);
+  for (int64_t l = k0; l < k1; l++) {
+    __m256 wv[NV];
+    // The row 8 ahead: 32 columns are 2 cache lines of f32, 1 of bf16/f16.
+    _mm_prefetch(wb + ((l + 8) * ldw + j) * esize, _MM_HINT_T0);
+    if constexpr (T == DType::F32) _mm_prefetch(wb + ((l + 8) * ldw + j + 16) * esize, _MM_HINT_T0);
+    if (cols == 32) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) wv[v] = loadW8<T>(wb, l * ldw + j + 8 * v);
+    } else {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        const int64_t left = cols - 8 * v;
+        wv[v] = left >= 8 ? loadW8<T>(wb, l * ldw + j + 8 * v)
+                          : loadW8Partial<T>(wb, l * ldw + j + 8 * v, left > 0 ? left : 0);
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; i++) {
+      const __m256 xv = _mm256_broadcast_ss(x + i * ldx + l);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; i++) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm256_store_ps(tmp[i] + 8 * v, acc[i][v]);
+    for (int64_t q = 0; q < cols; q++) y[i * ldy + j + q] = tmp[i][q];
+  }
+}
+
+template <DType T>
+GEMMKIT_AVX2 void gemvColumnsT(const float* x, int64_t ldx, int64_t m, const void* w, int64_t ldw, int64_t n0,
+                               int64_t n1, int64_t k0, int64_t k1, int64_t kBlock, float* y, int64_t ldy) {
+  for (int64_t j = n0; j < n1; j += 32) {
+    const int64_t cols = n1 - j < 32 ? n1 - j : 32;
+    for (int64_t kb = k0; kb < k1; kb += kBlock) {
+      const int64_t ke = kb + kBlock < k1 ? kb + kBlock : k1;
+      const bool first = kb == k0;
+      int64_t i = 0;
+      for (; i + 2 <= m; i += 2) columnsBlock<T, 2>(x + i * ldx, ldx, w, ldw, j, cols, kb, ke, first, y + i * ldy, ldy);
+      if (i < m) columnsBlock<T, 1>(x + i * ldx, ldx, w, ldw, j, cols, kb, ke, first, y + i * ldy, ldy);
+    }
+  }
+}
+
+GEMMKIT_AVX2 void gemvColumnsAvx2(const float* x, int64_t ldx, int64_t m, const void* w, DType wt, int64_t ldw,
+                                  int64_t n0, int64_t n1, int64_t k0, int64_t k1, int64_t kc, float* y, int64_t ldy) {
+  switch (wt) {
+    case DType::F32: gemvColumnsT<DType::F32>(x, ldx, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::BF16: gemvColumnsT<DType::BF16>(x, ldx, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::F16: gemvColumnsT<DType::F16>(x, ldx, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+  }
+}
+
+}  // namespace
+
+void addGemvAvx2Kernels(std::vector<GemvKernel>& out) {
+  out.push_back({"gemv.avx2", Isa::Avx2, gemvDotAvx2, 8, DType::F32, gemvColumnsAvx2});
+}
+
+}  // namespace gemmkit
+
+#else
+
+namespace gemmkit {
+void addGemvAvx2Kernels(std::vector<GemvKernel>&) {}
+}  // namespace gemmkit
+
+#endif
