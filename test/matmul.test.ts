@@ -227,19 +227,25 @@ describe('matmul: batched', () => {
 });
 
 describe('matmul: thread count does not change results', () => {
+  // 150x170 splits N between threads; 300x130 splits M, where the threads work as a team sharing packed
+  // panels of B; x @ W^T runs the GEMV family's dot kernels.
   it('1, 2 and 3 threads give bit-identical results', () => {
-    const a = randTensor([150, 300], 'f32', 1), b = randTensor([300, 170], 'f32', 2);
-    const bt = randTensor([170, 300], 'f32', 3); // x @ W^T: the GEMV family's dot kernels
-    const [a16, b16, bt16] = [a, b, bt].map((t) => t.toDType('bf16'));
-    for (const kernel of info().kernels.filter((kr) => kr.available)) {
-      const config = (t: number) => kernel.family === 'gemv'
-        ? `cpu.${kernel.id}.kc64.ks2.t${t}`
-        : `cpu.${kernel.id}.mc${4 * kernel.mr}.kc128.nc${4 * kernel.nr}.t${t}`;
-      for (const transB of [false, true]) {
-        const [x, y] = kernel.inputs === 'bf16' ? [a16, transB ? bt16 : b16] : [a, transB ? bt : b];
-        const results = [1, 2, 3].map((t) => matmulSync(x, y, { transB, config: config(t), outDtype: 'f32' }));
-        expect(Array.from(results[1].data), `${config(2)} transB=${transB}`).toEqual(Array.from(results[0].data));
-        expect(Array.from(results[2].data), `${config(3)} transB=${transB}`).toEqual(Array.from(results[0].data));
+    for (const [m, n, k] of [[150, 170, 300], [300, 130, 257]]) {
+      const a = randTensor([m, k], 'f32', 1), b = randTensor([k, n], 'f32', 2), bt = randTensor([n, k], 'f32', 3);
+      const [a16, b16, bt16] = [a, b, bt].map((t) => t.toDType('bf16'));
+      for (const kernel of info().kernels.filter((kr) => kr.available)) {
+        const config = (t: number) => kernel.family === 'gemv'
+          ? `cpu.${kernel.id}.kc64.ks2.t${t}`
+          : `cpu.${kernel.id}.mc${4 * kernel.mr}.kc128.nc${4 * kernel.nr}.t${t}`;
+        for (const transB of [false, true]) {
+          const [x, y] = kernel.inputs === 'bf16' ? [a16, transB ? bt16 : b16] : [a, transB ? bt : b];
+          for (const outDtype of ['f32', 'bf16'] as DType[]) {
+            const results = [1, 2, 3].map((t) => matmulSync(x, y, { transB, config: config(t), outDtype }));
+            const what = (t: number) => `${m}x${n}x${k} ${config(t)} transB=${transB} ->${outDtype}`;
+            expect(Array.from(results[1].data), what(2)).toEqual(Array.from(results[0].data));
+            expect(Array.from(results[2].data), what(3)).toEqual(Array.from(results[0].data));
+          }
+        }
       }
     }
   });

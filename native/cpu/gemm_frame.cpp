@@ -1,6 +1,9 @@
 #include "gemm_frame.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "epilogue.h"
@@ -18,67 +21,157 @@ thread_local ScratchBuffer packedA, packedB, accumulator;
 inline int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceilDiv(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
+// Row blocks of equal size (at most cfg.mc, a multiple of MR) for rows [m0, m1), so no block is a thin
+// remainder that streams the whole B panel for a few rows. Blocking M does not change any element's
+// arithmetic.
+int64_t rowBlock(int64_t rows, const CpuConfig& cfg, int MR) {
+  if (rows <= 0) return MR;
+  return roundUp(ceilDiv(rows, ceilDiv(rows, cfg.mc)), MR);
+}
+
+// The f32 accumulator of rows [m0, m1) and columns [jc, jc+nb): C itself for f32 outputs, else scratch
+// [m1-m0, nb] kept across all K blocks (when K == 0 it is set to what beta*C contributes).
+float* accumulatorFor(const Problem& p, void* c, int64_t m0, int64_t m1, int64_t jc, int64_t nb, int64_t* ldacc) {
+  const bool outF32 = p.dtypeC == DType::F32;
+  float* acc;
+  if (outF32) {
+    acc = static_cast<float*>(c) + m0 * p.ldc + jc;
+    *ldacc = p.ldc;
+  } else {
+    acc = static_cast<float*>(accumulator.get(size_t((m1 - m0) * nb) * sizeof(float)));
+    *ldacc = nb;
+  }
+  if (p.k == 0) {
+    // No products: the accumulator is beta*C for f32 outputs (beta == 0 never reads C), else zero.
+    for (int64_t i = 0; i < m1 - m0; i++) {
+      for (int64_t j = 0; j < nb; j++) {
+        float* x = acc + i * *ldacc + j;
+        *x = (outF32 && p.beta != 0.0f) ? p.beta * *x : 0.0f;
+      }
+    }
+  }
+  return acc;
+}
+
+// Rows [m0, m1) of op(A) times the packed B panel of depth block [pc, pc+kb) and columns [jc, jc+nb),
+// added into acc (row m0, column jc; beta applied on the first depth block): packs A block by block
+// (mc rows) into Ap and sweeps the micro-kernel over the tiles. Bp: the panel, ceil(nb/NR) slivers of
+// kPad*NR, or null to read the prepacked weight pw.
+void multiplyRows(const Problem& p, const MicroKernel& uk, const void* a, int64_t m0, int64_t m1, int64_t mc,
+                  int64_t pc, int64_t kb, const char* Bp, const PackedWeight* pw, int64_t jc, int64_t nb, char* Ap,
+                  float* acc, int64_t ldacc) {
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t kPad = uk.paddedK(kb);
+  const int aSize = panelElementSize(uk.aFormat), bSize = panelElementSize(uk.bFormat);
+  // beta applies once, on the first K block; for f16/bf16 outputs finalizeRows applies it.
+  const float betaK = pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
+  for (int64_t ic = m0; ic < m1; ic += mc) {
+    const int64_t mb = (m1 - ic) < mc ? (m1 - ic) : mc;
+    packA(p, a, ic, mb, pc, kb, kPad, MR, uk.aFormat, Ap);
+    for (int64_t jr = 0; jr < nb; jr += NR) {
+      const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
+      const void* bSliver = pw ? pw->sliver((jc + jr) / NR, pc) : Bp + (jr / NR) * kPad * NR * bSize;
+      for (int64_t ir = 0; ir < mb; ir += MR) {
+        const int mr = int((mb - ir) < MR ? (mb - ir) : MR);
+        {
+          // The next tile's C (the next rows, else the top of the next column sliver), a whole kernel call
+          // ahead: its rows are far apart and come from L3 or memory (the kernel's own prefetch of its tile
+          // comes too late to hide that on large C).
+          const int64_t nir = ir + MR < mb ? ir + MR : 0, njr = ir + MR < mb ? jr : jr + NR;
+          if (njr < nb) {
+            const float* nc = acc + (ic - m0 + nir) * ldacc + njr;
+            const int rows = int(mb - nir < MR ? mb - nir : MR);
+            for (int r = 0; r < rows; r++) {
+              for (int q = 0; q < NR; q += 16) __builtin_prefetch(nc + r * ldacc + q, 1, 3);
+            }
+          }
+        }
+        uk.run(kb, Ap + (ir / MR) * kPad * MR * aSize, bSliver, acc + (ic - m0 + ir) * ldacc + jr, ldacc, mr, nr,
+               p.alpha, betaK);
+      }
+    }
+  }
+}
+
 // Computes rows [m0, m1) x columns [n0, n1) of one batch item's C. b is the stored B of this item, or the
 // prepacked weight (pw) when the problem has one.
 void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
                    const PackedWeight* pw, void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const bool outF32 = p.dtypeC == DType::F32;
   const int MR = uk.mr, NR = uk.nr;
-  const int64_t kcMax = p.k < cfg.kc ? p.k : cfg.kc;
-  const int64_t kPadMax = uk.paddedK(kcMax);
-  // Row blocks of equal size (at most mc, a multiple of MR), so no block is a thin remainder that streams
-  // the whole B panel for a few rows. Blocking M does not change any element's arithmetic.
-  const int64_t mcBlocks = ceilDiv(m1 - m0, cfg.mc);
-  const int64_t mc = roundUp(ceilDiv(m1 - m0, mcBlocks), MR);
+  const int64_t kPadMax = uk.paddedK(p.k < cfg.kc ? p.k : cfg.kc);
+  const int64_t mc = rowBlock(m1 - m0, cfg, MR);
   const int64_t mcMax = (m1 - m0) < mc ? (m1 - m0) : mc;
   const int64_t ncMax = (n1 - n0) < cfg.nc ? (n1 - n0) : cfg.nc;
   // Ap: ceil(mc/MR) slivers of [kPad][MR], Bp: ceil(nc/NR) slivers of [kPad][NR], in the kernel's formats.
   char* Ap = static_cast<char*>(packedA.get(size_t(roundUp(mcMax, MR) * kPadMax) * panelElementSize(uk.aFormat) + 64));
   char* Bp = pw ? nullptr
                 : static_cast<char*>(packedB.get(size_t(roundUp(ncMax, NR) * kPadMax) * panelElementSize(uk.bFormat) + 64));
-  const int aSize = panelElementSize(uk.aFormat), bSize = panelElementSize(uk.bFormat);
   for (int64_t jc = n0; jc < n1; jc += cfg.nc) {
     const int64_t nb = (n1 - jc) < cfg.nc ? (n1 - jc) : cfg.nc;
-    // The f32 accumulator: C itself for f32 outputs, else scratch [m1-m0, nb] kept across all K blocks.
-    float* acc;
     int64_t ldacc;
-    if (outF32) {
-      acc = static_cast<float*>(c) + m0 * p.ldc + jc;
-      ldacc = p.ldc;
-    } else {
-      acc = static_cast<float*>(accumulator.get(size_t((m1 - m0) * nb) * sizeof(float)));
-      ldacc = nb;
-    }
-    if (p.k == 0) {
-      // No products: the accumulator is beta*C for f32 outputs (beta == 0 never reads C), else zero.
-      for (int64_t i = 0; i < m1 - m0; i++) {
-        for (int64_t j = 0; j < nb; j++) {
-          float* x = acc + i * ldacc + j;
-          *x = (outF32 && p.beta != 0.0f) ? p.beta * *x : 0.0f;
-        }
-      }
-    }
+    float* acc = accumulatorFor(p, c, m0, m1, jc, nb, &ldacc);
     for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
       const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
       const int64_t kPad = uk.paddedK(kb);
-      // beta applies once, on the first K block; for f16/bf16 outputs finalizeRows applies it.
-      const float betaK = pc == 0 ? (outF32 ? p.beta : 0.0f) : 1.0f;
       if (!pw) packB(p, b, pc, kb, kPad, jc, nb, NR, uk.bFormat, Bp, kPad * NR);
-      for (int64_t ic = m0; ic < m1; ic += mc) {
-        const int64_t mb = (m1 - ic) < mc ? (m1 - ic) : mc;
-        packA(p, a, ic, mb, pc, kb, kPad, MR, uk.aFormat, Ap);
-        for (int64_t jr = 0; jr < nb; jr += NR) {
-          const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
-          const void* bSliver = pw ? pw->sliver((jc + jr) / NR, pc) : Bp + (jr / NR) * kPad * NR * bSize;
-          for (int64_t ir = 0; ir < mb; ir += MR) {
-            const int mr = int((mb - ir) < MR ? (mb - ir) : MR);
-            uk.run(kb, Ap + (ir / MR) * kPad * MR * aSize, bSliver, acc + (ic - m0 + ir) * ldacc + jr, ldacc, mr, nr,
-                   p.alpha, betaK);
-          }
-        }
-      }
+      multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, pw, jc, nb, Ap, acc, ldacc);
     }
     finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
+  }
+}
+
+// What the members of a team share for one batch item: B panels, double buffered (step s, one (jc, pc)
+// pair, uses panels[s % 2]), each holding ceil(nc/NR) slivers of [kPad][NR].
+struct TeamShared {
+  char* panels[2];
+  TeamBarrier* barrier;
+  std::atomic<bool>* failed;
+};
+
+// One member of a team computing a whole batch item: rows of C are split among the members (in multiples
+// of MR), and each (jc, pc) panel of B is packed once, every member packing a share of its slivers. The
+// panels are double buffered, so one barrier per step suffices: a member passes the barrier of step s only
+// once every member has packed step s and finished computing step s-1, whose panel step s+1 reuses.
+void gemmTeamMember(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
+                    void* c, const float* bias, int member, int team, const TeamShared& shared) {
+  const int MR = uk.mr, NR = uk.nr;
+  const int bSize = panelElementSize(uk.bFormat);
+  const int64_t rowsPer = roundUp(ceilDiv(p.m, team), MR);
+  const int64_t m0 = std::min(p.m, member * rowsPer), m1 = std::min(p.m, m0 + rowsPer);
+  const int64_t mc = rowBlock(m1 - m0, cfg, MR);
+  const int64_t kPadMax = uk.paddedK(p.k < cfg.kc ? p.k : cfg.kc);
+  const int64_t ncMax = p.n < cfg.nc ? p.n : cfg.nc;
+  // Scratch first, and agree whether every member has it before anyone waits on anyone's work.
+  char* Ap = nullptr;
+  try {
+    Ap = static_cast<char*>(packedA.get(size_t(roundUp(std::min(mc, std::max<int64_t>(m1 - m0, 1)), MR) * kPadMax) *
+                                            panelElementSize(uk.aFormat) + 64));
+    // accumulatorFor takes it from here on, without allocating again.
+    if (p.dtypeC != DType::F32) accumulator.get(size_t(std::max<int64_t>(m1 - m0, 1) * ncMax) * sizeof(float));
+  } catch (const std::bad_alloc&) {
+    shared.failed->store(true);
+  }
+  shared.barrier->wait(team);
+  if (shared.failed->load()) return;
+  int64_t step = 0;
+  for (int64_t jc = 0; jc < p.n; jc += cfg.nc) {
+    const int64_t nb = (p.n - jc) < cfg.nc ? (p.n - jc) : cfg.nc;
+    int64_t ldacc = 0;
+    float* acc = m1 > m0 ? accumulatorFor(p, c, m0, m1, jc, nb, &ldacc) : nullptr;
+    const int64_t slivers = ceilDiv(nb, NR);
+    const int64_t s0 = slivers * member / team, s1 = slivers * (member + 1) / team;
+    for (int64_t pc = 0; pc < p.k; pc += cfg.kc, step++) {
+      const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
+      const int64_t kPad = uk.paddedK(kb);
+      char* Bp = shared.panels[step % 2];
+      if (s1 > s0) {
+        const int64_t cols = std::min(nb, s1 * NR) - s0 * NR;
+        packB(p, b, pc, kb, kPad, jc + s0 * NR, cols, NR, uk.bFormat, Bp + s0 * kPad * NR * bSize, kPad * NR);
+      }
+      shared.barrier->wait(team);
+      if (m1 > m0) multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, nullptr, jc, nb, Ap, acc, ldacc);
+    }
+    if (m1 > m0) finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
   }
 }
 
@@ -113,12 +206,27 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
   // Several batch items per thread make a finer split of each item unnecessary.
   int perItemThreads = int(ceilDiv(cfg.threads, p.batch));
   TaskGrid grid = chooseTaskGrid(p.m, p.n, uk.mr, uk.nr, perItemThreads);
+  const int sizeA = dtypeSize(p.dtypeA), sizeB = dtypeSize(p.dtypeB), sizeC = dtypeSize(p.dtypeC);
+  const float* biasF32 = p.hasBias ? bias.data() : nullptr;
+  if (p.batch == 1 && !pw && grid.tm > 1 && grid.tn == 1) {
+    // The threads split M, so they would all pack the same panels of B: a team packs each one once.
+    const int64_t kPadMax = uk.paddedK(p.k < cfg.kc ? p.k : cfg.kc);
+    const size_t panelBytes = size_t(roundUp(p.n < cfg.nc ? p.n : cfg.nc, uk.nr) * kPadMax) * panelElementSize(uk.bFormat);
+    char* panels = static_cast<char*>(packedB.get(2 * panelBytes + 128));
+    TeamBarrier barrier;
+    std::atomic<bool> failed{false};
+    const TeamShared shared{{panels, panels + (panelBytes + 63) / 64 * 64}, &barrier, &failed};
+    ThreadPool::instance().runTeam(cfg.threads, [&](int member, int team) {
+      gemmTeamMember(p, cfg, uk, buf.a, buf.b, buf.c, biasF32, member, team, shared);
+    });
+    if (failed.load()) throw std::bad_alloc();
+    return Status::ok();
+  }
   const int64_t tileM = roundUp(ceilDiv(p.m, grid.tm), uk.mr);
   const int64_t tileN = roundUp(ceilDiv(p.n, grid.tn), uk.nr);
   const int64_t tilesPerItem = int64_t(grid.tm) * grid.tn;
   const int64_t tasks = p.batch * tilesPerItem;
   if (tasks > (int64_t(1) << 30)) return outOfRange("too many batch items: " + p.describe());
-  const int sizeA = dtypeSize(p.dtypeA), sizeB = dtypeSize(p.dtypeB), sizeC = dtypeSize(p.dtypeC);
   ThreadPool::instance().parallelFor(int(tasks), cfg.threads, [&](int task) {
     const int64_t item = task / tilesPerItem;
     const int64_t tile = task % tilesPerItem;
@@ -129,7 +237,7 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
     const char* a = static_cast<const char*>(buf.a) + item * p.strideA * sizeA;
     const char* b = pw ? nullptr : static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
     char* c = static_cast<char*>(buf.c) + item * p.strideC * sizeC;
-    gemmRectangle(p, cfg, uk, a, b, pw, c, p.hasBias ? bias.data() : nullptr, m0, m1, n0, n1);
+    gemmRectangle(p, cfg, uk, a, b, pw, c, biasF32, m0, m1, n0, n1);
   });
   return Status::ok();
 }

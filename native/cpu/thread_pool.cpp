@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "cpu_features.h"
 
@@ -71,20 +72,14 @@ void ThreadPool::workerLoop() {
   }
 }
 
-void ThreadPool::parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn) {
-  if (tasks <= 0) return;
-  if (wantThreads > tasks) wantThreads = tasks;
-  if (wantThreads < 1) wantThreads = 1;
-  Job job;
-  job.fn = &fn;
-  job.tasks = tasks;
-  job.poolMutex = &mutex_;
+void ThreadPool::runJob(Job& job, int wantThreads, int tasksPerToken) {
   int tokens;
   {
     std::unique_lock<std::mutex> lock(mutex_);
     stateChanged_.wait(lock, [this] { return freeTokens_ > 0; });
     tokens = wantThreads < freeTokens_ ? wantThreads : freeTokens_;
     freeTokens_ -= tokens;
+    if (tasksPerToken > 0) job.tasks = tokens * tasksPerToken;
     job.helpersWanted = tokens - 1;
     if (job.helpersWanted > 0) {
       queue_.push_back(&job);
@@ -103,6 +98,42 @@ void ThreadPool::parallelFor(int tasks, int wantThreads, const std::function<voi
     stateChanged_.notify_all();
   }
   if (job.error) std::rethrow_exception(job.error);
+}
+
+void ThreadPool::parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn) {
+  if (tasks <= 0) return;
+  if (wantThreads > tasks) wantThreads = tasks;
+  if (wantThreads < 1) wantThreads = 1;
+  Job job;
+  job.fn = &fn;
+  job.tasks = tasks;
+  job.poolMutex = &mutex_;
+  runJob(job, wantThreads, 0);
+}
+
+// One task per token granted. Every free token stands for an idle worker (a job's tokens return to the
+// pool only after its helpers left it), so all helpers of the team join, and the task a member claims
+// first is the only one it runs while another member may wait for it.
+void ThreadPool::runTeam(int wantThreads, const std::function<void(int member, int team)>& fn) {
+  if (wantThreads < 1) wantThreads = 1;
+  Job job;
+  // job.tasks is set (to the tokens granted) under the pool mutex before any member runs.
+  const std::function<void(int)> member = [&fn, &job](int t) { fn(t, job.tasks); };
+  job.fn = &member;
+  job.poolMutex = &mutex_;
+  runJob(job, wantThreads, 1);
+}
+
+void TeamBarrier::wait(int members) {
+  const unsigned generation = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == members - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; spins++) {
+    if (spins >= 2000) std::this_thread::yield();
+  }
 }
 
 }  // namespace gemmkit

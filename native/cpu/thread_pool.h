@@ -4,6 +4,7 @@
 // once (async workers, several JS threads), no more than size() threads compute at any moment.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -20,12 +21,18 @@ class ThreadPool {
   // Runs fn(task) for every task in [0, tasks) on up to `wantThreads` threads, the caller included,
   // and returns when all are done. Rethrows the first exception a task threw.
   void parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn);
+  // Runs fn(member, team) once for every member in [0, team) on `team` threads at once, the caller being
+  // member 0, where team (1..wantThreads) is what the core tokens granted. All members run concurrently,
+  // so they may wait for each other (TeamBarrier); fn must not throw once a member may be waiting for it.
+  void runTeam(int wantThreads, const std::function<void(int member, int team)>& fn);
 
  private:
   struct Job;
   explicit ThreadPool(int size);  // never destroyed: workers are detached and live with the process
   void workerLoop();
   static void runTasks(Job& job);
+  // Takes up to wantThreads core tokens (at least one, waiting for it) and runs job on them.
+  void runJob(Job& job, int wantThreads, int tasksPerToken);
 
   int size_;
   std::mutex mutex_;
@@ -38,5 +45,16 @@ class ThreadPool {
 
 // The thread count the pool was sized with and where it came from, for info().
 int configuredThreads();
+
+// A reusable barrier for the members of one runTeam call: wait(team) returns once all `team` members
+// called it. Members spin briefly, then yield the core (on a shared machine the awaited thread may need it).
+class TeamBarrier {
+ public:
+  void wait(int members);
+
+ private:
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
 
 }  // namespace gemmkit

@@ -2,8 +2,9 @@
 // available configurations (forced with small cache blocks so every loop wraps; every blocked kernel,
 // GEMV kernel and, through GEMMKIT_CPU_EMULATE_AMX, the AMX kernel's logic on emulated tiles) against the
 // float64 reference at awkward sizes, all transposes and dtypes; prepacked weights against unpacked runs
-// bit for bit; the vectorised packing, rounding and epilogue against their portable versions; and the
-// simulated refusal of AMX permission. Exit status 0 when everything agrees.
+// bit for bit; every config on 1, 2 and 3 threads bit for bit; the vectorised packing, rounding and
+// epilogue against their portable versions; and the simulated refusal of AMX permission. Exit status 0
+// when everything agrees.
 // Used by .ci/run on x86-64 and, cross-compiled, on arm64 under qemu (portable kernels only there).
 #include <cmath>
 #include <cstdio>
@@ -182,6 +183,61 @@ void checkPrepacked(const Backend& be, std::mt19937& rng) {
   std::printf("prepacked: %d weights checked bit for bit\n", count);
 }
 
+// Every config gives bit-identical results whatever the thread count (1, 2, 3; the pool is sized 3 for this
+// run): tall problems (the threads split M and share packed panels of B as a team), wide ones (they split
+// N), x @ W^T (the GEMV dot kernels), f32 and bf16 outputs.
+void checkThreadInvariance(const Backend& be, std::mt19937& rng) {
+  int count = 0;
+  std::vector<std::string> families;
+  for (const MicroKernel& k : microKernels()) {
+    if (!isaAvailable(k.isa)) continue;
+    int kc = (40 + k.kAlign - 1) / k.kAlign * k.kAlign;
+    families.push_back("cpu." + k.id + ".mc" + std::to_string(2 * k.mr) + ".kc" + std::to_string(kc) + ".nc" +
+                       std::to_string(2 * k.nr) + ".t");
+  }
+  for (const GemvKernel& g : gemvKernels()) {
+    if (isaAvailable(g.isa)) families.push_back("cpu." + g.id + ".kc64.ks2.t");
+  }
+  const int64_t shapes[][3] = {{131, 45, 97}, {45, 131, 97}, {200, 33, 64}};
+  for (const std::string& family : families) {
+    for (const auto& s : shapes) {
+      for (int t = 0; t < 4; t++) {
+        Problem p;
+        p.m = s[0];
+        p.n = s[1];
+        p.k = s[2];
+        p.transA = t & 1;
+        p.transB = t & 2;
+        p.dtypeA = p.dtypeB = DType::BF16;
+        p.dtypeC = t == 1 ? DType::BF16 : DType::F32;
+        p.hasBias = t == 3;
+        p.lda = p.colsA();
+        p.ldb = p.colsB();
+        p.ldc = p.n;
+        if (!be.supports(p, family + "1").isOk()) continue;
+        Matrix a = randomMatrix(p.rowsA() * p.lda, p.dtypeA, rng), b = randomMatrix(p.rowsB() * p.ldb, p.dtypeB, rng);
+        Matrix bias = randomMatrix(p.n, p.dtypeBias, rng);
+        std::vector<float> first;
+        for (int threads = 1; threads <= 3; threads++) {
+          std::vector<float> c(size_t(p.m * p.n), NAN);
+          const std::string config = family + std::to_string(threads);
+          Status st = be.run(p, config, Buffers{a.data(), b.data(), c.data(), bias.data()});
+          checks++;
+          count++;
+          if (!st.isOk()) {
+            fail(p.describe() + " " + config + ": " + st.message());
+          } else if (threads == 1) {
+            first = c;
+          } else if (std::memcmp(first.data(), c.data(), c.size() * sizeof(float)) != 0) {
+            fail(p.describe() + " " + config + " differs from the result on 1 thread");
+          }
+        }
+      }
+    }
+  }
+  std::printf("thread counts: %d runs compared bit for bit with 1 thread\n", count);
+}
+
 // The vectorised packing equals the portable packing, byte for byte, for every format and source layout.
 void checkPacking(std::mt19937& rng) {
   int count = 0;
@@ -302,11 +358,14 @@ void checkAmxRefusal(const Backend& be) {
 int main() {
   // The AMX kernel's logic runs on emulated tiles wherever the real instructions are absent.
   setenv("GEMMKIT_CPU_EMULATE_AMX", "1", 1);
+  // Three pool threads (whatever the cores), so teams of 1, 2 and 3 threads all run.
+  setenv("GEMMKIT_NUM_THREADS", "3", 0);
   registerCpuBackend();
   std::mt19937 rng(42);
   for (const Backend* be : allBackends()) {
     checkConfigsAgainstReference(*be, rng);
     checkPrepacked(*be, rng);
+    checkThreadInvariance(*be, rng);
     checkAmxRefusal(*be);
   }
   checkPacking(rng);
