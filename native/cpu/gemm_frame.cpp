@@ -93,11 +93,50 @@ void multiplyRows(const Problem& p, const MicroKernel& uk, const void* a, int64_
   }
 }
 
+// Rows [m0, m1) (at most one register block, MR) x columns [n0, n1) against a prepacked weight, sliver by
+// sliver: each sliver holds all of K contiguously, so taking its depth blocks one after the other streams
+// the weight in long runs (the order above would jump to another sliver after every depth block). A is
+// packed for every depth block first (one sliver each). Every element sees the same kernel calls in the
+// same order as above, so the results are the same bits.
+void gemmRowsAgainstPrepacked(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a,
+                              const PackedWeight* pw, void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0,
+                              int64_t n1) {
+  const int MR = uk.mr, NR = uk.nr;
+  const int aSize = panelElementSize(uk.aFormat);
+  const int mr = int(m1 - m0);
+  // Ap: one sliver [kPad][MR] per depth block, at the depth's offset (as the weight's slivers store K).
+  const int64_t lastBlock = (p.k - 1) / cfg.kc * cfg.kc;
+  const int64_t paddedDepth = lastBlock + uk.paddedK(p.k - lastBlock);
+  char* Ap = static_cast<char*>(packedA.get(size_t(paddedDepth * MR) * aSize + 64));
+  for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
+    const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
+    packA(p, a, m0, mr, pc, kb, uk.paddedK(kb), MR, uk.aFormat, Ap + pc * MR * aSize);
+  }
+  for (int64_t jc = n0; jc < n1; jc += cfg.nc) {
+    const int64_t nb = (n1 - jc) < cfg.nc ? (n1 - jc) : cfg.nc;
+    int64_t ldacc;
+    float* acc = accumulatorFor(p, c, m0, m1, jc, nb, &ldacc);
+    for (int64_t jr = 0; jr < nb; jr += NR) {
+      const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
+      for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
+        const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
+        const float betaK = pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
+        uk.run(kb, Ap + pc * MR * aSize, pw->sliver((jc + jr) / NR, pc), acc + jr, ldacc, mr, nr, p.alpha, betaK);
+      }
+    }
+    finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
+  }
+}
+
 // Computes rows [m0, m1) x columns [n0, n1) of one batch item's C. b is the stored B of this item, or the
 // prepacked weight (pw) when the problem has one.
 void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
                    const PackedWeight* pw, void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int MR = uk.mr, NR = uk.nr;
+  if (pw && m1 - m0 <= MR && p.k > 0) {
+    gemmRowsAgainstPrepacked(p, cfg, uk, a, pw, c, bias, m0, m1, n0, n1);
+    return;
+  }
   const int64_t kPadMax = uk.paddedK(p.k < cfg.kc ? p.k : cfg.kc);
   const int64_t mc = rowBlock(m1 - m0, cfg, MR);
   const int64_t mcMax = (m1 - m0) < mc ? (m1 - m0) : mc;
