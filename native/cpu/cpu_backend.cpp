@@ -374,7 +374,7 @@ CpuConfig cpuHeuristic(const Problem& p) {
     return c;
   }
   const GemvKernel* g = preferredGemv(p);
-  if (g && p.m <= (p.transB ? kGemvMaxMTransB : kGemvMaxM)) return gemvConfig(*g, p);
+  if (g && p.m <= (p.transB ? g->defaultMaxMTransB : kGemvMaxM)) return gemvConfig(*g, p);
   return blockedConfig(preferredKernel(p), defaultThreads(p));
 }
 

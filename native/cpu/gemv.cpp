@@ -64,7 +64,7 @@ inline int64_t roundUp(int64_t x, int64_t m) { return ceilDiv(x, m) * m; }
 const std::vector<GemvKernel>& gemvKernels() {
   static const std::vector<GemvKernel> kernels = [] {
     std::vector<GemvKernel> k;
-    k.push_back({"gemv.scalar", Isa::Scalar, gemvDotPortable, 1, DType::F32, gemvColumnsPortable});
+    k.push_back({"gemv.scalar", Isa::Scalar, gemvDotPortable, 1, DType::F32, gemvColumnsPortable, 8});
     addGemvAvx2Kernels(k);
     addGemvAvx512Kernels(k);
     return k;

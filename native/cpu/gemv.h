@@ -44,6 +44,9 @@ struct GemvKernel {
   int dotLanes;            // L of the x panel
   DType dotX;              // dtype of the x panel: F32 (W of any dtype, widened), or BF16 (bf16 W only)
   GemvColumnsFn columns;   // W stored [K, N]
+  // M up to this is the family's by default for x @ W^T with this kernel: below it the dot kernel beats the
+  // blocked frame, which transposes and packs all of W on every call (measured on Zen 4, 2 threads).
+  int64_t defaultMaxMTransB;
   // A kernel whose x panel is bf16 takes bf16 x bf16 problems only (rounding x to bf16 would lose precision).
   bool bf16Only() const { return dotX == DType::BF16; }
 };
@@ -56,9 +59,6 @@ void addGemvAvx512Kernels(std::vector<GemvKernel>& out);  // gemv_avx512.cpp
 // M up to this is the GEMV family's by default when W is stored [K, N] (the blocked frame's packing is
 // then a plain copy, worth it from here on).
 constexpr int64_t kGemvMaxM = 8;
-// M up to this is the family's by default for x @ W^T (W stored [N, K]): below it the dot kernels beat
-// the blocked frame, which transposes and packs all of W on every call (measured on Zen 4, f32 and bf16).
-constexpr int64_t kGemvMaxMTransB = 128;
 // N chunks handed to threads start at multiples of this.
 constexpr int64_t kGemvColumnAlign = 64;
 

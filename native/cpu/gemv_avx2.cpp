@@ -1,8 +1,8 @@
 // AVX2 + FMA kernels of the weight-streaming family (see gemv.h), for x86-64 CPUs without AVX-512. The
 // weight is widened in registers: f32 as is, bf16 by a 16-bit shift (exact), f16 by VCVTPH2PS (exact).
-//   Dot kernel (W stored [N, K]): 2 rows of x times 4 rows of W, 8 ymm accumulators along K (plus 4 W
-//   vectors and one x vector within the 16 registers), reduced by one shuffle tree per depth block; the
-//   last rows of W (N % 4) take 1-row blocks. Depths that are not a multiple of 8 end with one step on
+//   Dot kernel (W stored [N, K]): up to 2 rows of x times 4 rows of W, or blocks of up to 4 rows of x
+//   times 3 rows of W (12 ymm accumulators along K, 3 W vectors and one x vector: the 16 registers),
+//   reduced by one shuffle tree per depth block; the last rows of W take 1-row blocks. Depths that are not a multiple of 8 end with one step on
 //   zero-padded copies (AVX2 has no masked 16-bit loads). Prefetch runs ahead as in gemv_avx512.cpp.
 //   Columns kernel (W stored [K, N]): 32 columns x up to 2 rows of x, K in blocks of 256.
 #include "gemv.h"
@@ -17,7 +17,6 @@ namespace gemmkit {
 namespace {
 
 constexpr int64_t kPrefetchBytes = 1024;
-constexpr int kDotRowsX = 2, kDotRowsW = 4;
 
 template <DType T>
 GEMMKIT_AVX2 inline __m256 loadW8(const void* base, int64_t i) {
@@ -104,37 +103,44 @@ GEMMKIT_AVX2 inline void dotBlock(const float* xs, int64_t xStep, const void* w,
     }
   }
   // Every block shape reduces with reduce4, so an output's bits do not depend on its block.
+  static_assert(RB == 1 || RB == 3 || RB == 4, "dot blocks have 1, 3 or 4 rows of W");
   const __m256 zero = _mm256_setzero_ps();
+  const __m128i lanes = _mm_cmpgt_epi32(_mm_set1_epi32(RB), _mm_setr_epi32(0, 1, 2, 3));
 #pragma GCC unroll 4
   for (int i = 0; i < MB; i++) {
     float* yi = y + i * ldy;
-    if constexpr (RB == 4) {
-      __m128 s = reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-      if (!first) s = _mm_add_ps(_mm_loadu_ps(yi), s);
-      _mm_storeu_ps(yi, s);
-    } else {
-      static_assert(RB == 1, "dot blocks have 4 or 1 rows of W");
-      const float s = _mm_cvtss_f32(reduce4(acc[i][0], zero, zero, zero));
-      yi[0] = first ? s : yi[0] + s;
-    }
+    __m128 s = reduce4(acc[i][0], RB > 1 ? acc[i][RB > 1 ? 1 : 0] : zero, RB > 2 ? acc[i][RB > 2 ? 2 : 0] : zero,
+                       RB > 3 ? acc[i][RB > 3 ? 3 : 0] : zero);
+    if (!first) s = _mm_add_ps(_mm_maskload_ps(yi, lanes), s);
+    _mm_maskstore_ps(yi, lanes, s);
   }
 }
 
-template <DType T, int RB>
+// The m rows of x against RB rows of W, in near-equal blocks of at most MB rows, larger ones first (the
+// first one prefetches the weight).
+template <DType T, int RB, int MB>
 GEMMKIT_AVX2 inline void dotRowsOfX(const float* xs, int64_t xStep, int64_t m, const void* w, int64_t ldw, int64_t len,
                                     const void* pfNext, bool first, float* y, int64_t ldy) {
-  int64_t i = 0;
-  for (; i + kDotRowsX <= m; i += kDotRowsX) {
-    dotBlock<T, kDotRowsX, RB>(xs + 8 * i, xStep, w, ldw, len, pfNext, i == 0, first, y + i * ldy, ldy);
+  const int64_t blocks = (m + MB - 1) / MB;
+  for (int64_t b = 0, i = 0; b < blocks; b++) {
+    const int rows = int((m - i + blocks - b - 1) / (blocks - b));
+    const float* xb = xs + 8 * i;
+    float* yb = y + i * ldy;
+    const bool pf = i == 0;
+    switch (rows) {
+      case 4: if constexpr (MB >= 4) dotBlock<T, 4, RB>(xb, xStep, w, ldw, len, pfNext, pf, first, yb, ldy); break;
+      case 3: if constexpr (MB >= 3) dotBlock<T, 3, RB>(xb, xStep, w, ldw, len, pfNext, pf, first, yb, ldy); break;
+      case 2: dotBlock<T, 2, RB>(xb, xStep, w, ldw, len, pfNext, pf, first, yb, ldy); break;
+      default: dotBlock<T, 1, RB>(xb, xStep, w, ldw, len, pfNext, pf, first, yb, ldy); break;
+    }
+    i += rows;
   }
-  if (i < m) dotBlock<T, 1, RB>(xs + 8 * i, xStep, w, ldw, len, pfNext, i == 0, first, y + i * ldy, ldy);
 }
 
-template <DType T>
+template <DType T, int RB, int MB>
 GEMMKIT_AVX2 void dotRowsT(const float* x, int64_t m, const void* w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0,
                            int64_t k1, int64_t kc, float* y, int64_t ldy) {
   constexpr int64_t esize = T == DType::F32 ? 4 : 2;
-  constexpr int RB = kDotRowsW;
   const char* wb = static_cast<const char*>(w);
   const int64_t xStep = 8 * m;
   for (int64_t kb = k0; kb < k1; kb += kc) {
@@ -146,13 +152,25 @@ GEMMKIT_AVX2 void dotRowsT(const float* x, int64_t m, const void* w, int64_t ldw
       const char* wj = wb + (j * ldw + kb) * esize;
       const char* next = j + RB < n1 ? wj + RB * ldw * esize : wb + (n0 * ldw + nextDepth) * esize;
       if (n1 - j >= RB) {
-        dotRowsOfX<T, RB>(xs, xStep, m, wj, ldw, len, next, first, y + j, ldy);
+        dotRowsOfX<T, RB, MB>(xs, xStep, m, wj, ldw, len, next, first, y + j, ldy);
       } else {
         for (int64_t r = j; r < n1; r++) {
-          dotRowsOfX<T, 1>(xs, xStep, m, wb + (r * ldw + kb) * esize, ldw, len, next, first, y + r, ldy);
+          dotRowsOfX<T, 1, MB>(xs, xStep, m, wb + (r * ldw + kb) * esize, ldw, len, next, first, y + r, ldy);
         }
       }
     }
+  }
+}
+
+// Up to 2 rows of x: one block against 4 rows of W (8 accumulators); more: blocks of up to 4 rows against
+// 3 rows of W (12 accumulators, 3 W vectors and one x vector: all 16 ymm registers).
+template <DType T>
+GEMMKIT_AVX2 void dotRowsAnyM(const float* x, int64_t m, const void* w, int64_t ldw, int64_t n0, int64_t n1,
+                              int64_t k0, int64_t k1, int64_t kc, float* y, int64_t ldy) {
+  if (m <= 2) {
+    dotRowsT<T, 4, 2>(x, m, w, ldw, n0, n1, k0, k1, kc, y, ldy);
+  } else {
+    dotRowsT<T, 3, 4>(x, m, w, ldw, n0, n1, k0, k1, kc, y, ldy);
   }
 }
 
@@ -161,9 +179,9 @@ GEMMKIT_AVX2 void gemvDotAvx2(const void* x, int64_t m, const void* w, DType wt,
                               int64_t k0, int64_t k1, int64_t kc, float* y, int64_t ldy) {
   const float* xp = static_cast<const float*>(x);
   switch (wt) {
-    case DType::F32: dotRowsT<DType::F32>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
-    case DType::BF16: dotRowsT<DType::BF16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
-    case DType::F16: dotRowsT<DType::F16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::F32: dotRowsAnyM<DType::F32>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::BF16: dotRowsAnyM<DType::BF16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
+    case DType::F16: dotRowsAnyM<DType::F16>(xp, m, w, ldw, n0, n1, k0, k1, kc, y, ldy); break;
   }
 }
 
@@ -240,7 +258,7 @@ GEMMKIT_AVX2 void gemvColumnsAvx2(const float* x, int64_t ldx, int64_t m, const 
 }  // namespace
 
 void addGemvAvx2Kernels(std::vector<GemvKernel>& out) {
-  out.push_back({"gemv.avx2", Isa::Avx2, gemvDotAvx2, 8, DType::F32, gemvColumnsAvx2});
+  out.push_back({"gemv.avx2", Isa::Avx2, gemvDotAvx2, 8, DType::F32, gemvColumnsAvx2, 48});
 }
 
 }  // namespace gemmkit

@@ -432,8 +432,8 @@ GEMMKIT_AVX512 void gemvColumnsAvx512(const float* x, int64_t ldx, int64_t m, co
 }  // namespace
 
 void addGemvAvx512Kernels(std::vector<GemvKernel>& out) {
-  out.push_back({"gemv.avx512", Isa::Avx512, gemvDotAvx512, 16, DType::F32, gemvColumnsAvx512});
-  out.push_back({"gemv.avx512bf16", Isa::Avx512Bf16, gemvDotBf16Pairs, 32, DType::BF16, gemvColumnsAvx512});
+  out.push_back({"gemv.avx512", Isa::Avx512, gemvDotAvx512, 16, DType::F32, gemvColumnsAvx512, 128});
+  out.push_back({"gemv.avx512bf16", Isa::Avx512Bf16, gemvDotBf16Pairs, 32, DType::BF16, gemvColumnsAvx512, 192});
 }
 
 }  // namespace gemmkit
