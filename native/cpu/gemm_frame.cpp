@@ -56,10 +56,11 @@ float* accumulatorFor(const Problem& p, void* c, int64_t m0, int64_t m1, int64_t
 // Rows [m0, m1) of op(A) times the packed B panel of depth block [pc, pc+kb) and columns [jc, jc+nb),
 // added into acc (row m0, column jc; beta applied on the first depth block): packs A block by block
 // (mc rows) into Ap and sweeps the micro-kernel over the tiles. Bp: the panel, ceil(nb/NR) slivers of
-// kPad*NR, or null to read the prepacked weight pw.
+// kPad*NR, or null to read the prepacked weight pw. On the last depth block each block of rows is
+// finalized into C (bias, activation, rounding) as soon as it is complete, while it is still in cache.
 void multiplyRows(const Problem& p, const MicroKernel& uk, const void* a, int64_t m0, int64_t m1, int64_t mc,
                   int64_t pc, int64_t kb, const char* Bp, const PackedWeight* pw, int64_t jc, int64_t nb, char* Ap,
-                  float* acc, int64_t ldacc) {
+                  float* acc, int64_t ldacc, void* c, const float* bias) {
   const int MR = uk.mr, NR = uk.nr;
   const int64_t kPad = uk.paddedK(kb);
   const int aSize = panelElementSize(uk.aFormat), bSize = panelElementSize(uk.bFormat);
@@ -90,6 +91,7 @@ void multiplyRows(const Problem& p, const MicroKernel& uk, const void* a, int64_
                p.alpha, betaK);
       }
     }
+    if (pc + kb >= p.k) finalizeRows(p, acc + (ic - m0) * ldacc, ldacc, c, bias, ic, ic + mb, jc, nb);
   }
 }
 
@@ -153,9 +155,9 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
       const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
       const int64_t kPad = uk.paddedK(kb);
       if (!pw) packB(p, b, pc, kb, kPad, jc, nb, NR, uk.bFormat, Bp, kPad * NR);
-      multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, pw, jc, nb, Ap, acc, ldacc);
+      multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, pw, jc, nb, Ap, acc, ldacc, c, bias);
     }
-    finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
+    if (p.k == 0) finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
   }
 }
 
@@ -208,9 +210,9 @@ void gemmTeamMember(const Problem& p, const CpuConfig& cfg, const MicroKernel& u
         packB(p, b, pc, kb, kPad, jc + s0 * NR, cols, NR, uk.bFormat, Bp + s0 * kPad * NR * bSize, kPad * NR);
       }
       shared.barrier->wait(team);
-      if (m1 > m0) multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, nullptr, jc, nb, Ap, acc, ldacc);
+      if (m1 > m0) multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, nullptr, jc, nb, Ap, acc, ldacc, c, bias);
     }
-    if (m1 > m0) finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
+    if (m1 > m0 && p.k == 0) finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "epilogue.h"
 #include "scratch_buffer.h"
@@ -41,10 +42,17 @@ void gemvColumnsPortable(const float* x, int64_t ldx, int64_t m, const void* w, 
 template <typename Out, DType In>
 void packXRow(const void* src, int64_t stride, int64_t k, int lanes, int64_t m, Out* row) {
   const int64_t steps = (k + lanes - 1) / lanes;
+  // Same type, contiguous: the strips are plain copies.
+  const bool copy = stride == 1 && (sizeof(Out) == 2 || In == DType::F32);
   for (int64_t s = 0; s < steps; s++) {
     Out* dst = row + s * m * lanes;
     const int64_t l0 = s * lanes;
     const int64_t n = k - l0 < lanes ? k - l0 : lanes;
+    if (copy) {
+      std::memcpy(dst, static_cast<const Out*>(src) + l0, size_t(n) * sizeof(Out));
+      for (int64_t q = n; q < lanes; q++) dst[q] = Out(0);
+      continue;
+    }
     for (int64_t q = 0; q < n; q++) {
       if constexpr (sizeof(Out) == 2) {
         dst[q] = static_cast<const uint16_t*>(src)[(l0 + q) * stride];

@@ -92,23 +92,28 @@ GEMMKIT_AVX512 void packF32Transposing(const void* src, int64_t count, int64_t k
 }
 
 // F32 panels from a source contiguous along the sliver (strideX == 1): vector copies with conversion.
+// Source rows are read in order, each across every sliver (reading a sliver's strip of every row in turn
+// would touch a new cache line per row, far apart).
 template <DType T>
 GEMMKIT_AVX512 void packF32Copying(const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideK,
                                    float* out, int64_t sliverStride) {
   constexpr int64_t esize = T == DType::F32 ? 4 : 2;
   const char* base = static_cast<const char*>(src);
-  for (int64_t s = 0; s * R < count; s++) {
-    const int64_t x0 = s * R;
-    const int64_t rs = count - x0 < R ? count - x0 : R;
-    float* dst = out + s * sliverStride;
-    for (int64_t l = 0; l < kb; l++) {
-      const char* row = base + (l * strideK + x0) * esize;
+  const int64_t slivers = (count + R - 1) / R;
+  for (int64_t l = 0; l < kb; l++) {
+    const char* row = base + l * strideK * esize;
+    for (int64_t s = 0; s < slivers; s++) {
+      const int64_t x0 = s * R;
+      const int64_t rs = count - x0 < R ? count - x0 : R;
+      float* dst = out + s * sliverStride + l * R;
       for (int xb = 0; xb < R; xb += 16) {
-        __m512 v = load16AsF32<T>(row + xb * esize, firstLanes(rs - xb));
-        _mm512_mask_storeu_ps(dst + l * R + xb, firstLanes(R - xb), v);
+        __m512 v = load16AsF32<T>(row + (x0 + xb) * esize, firstLanes(rs - xb));
+        _mm512_mask_storeu_ps(dst + xb, firstLanes(R - xb), v);
       }
     }
-    if (kPad > kb) std::memset(dst + kb * R, 0, size_t((kPad - kb) * R) * sizeof(float));
+  }
+  if (kPad > kb) {
+    for (int64_t s = 0; s < slivers; s++) std::memset(out + s * sliverStride + kb * R, 0, size_t((kPad - kb) * R) * sizeof(float));
   }
 }
 
@@ -143,26 +148,33 @@ GEMMKIT_AVX512 void packPairsTransposing(const uint16_t* src, int64_t count, int
   }
 }
 
-// Bf16Pairs panels from a bf16 source contiguous along the sliver: rows l and l+1 interleaved.
+// Bf16Pairs panels from a bf16 source contiguous along the sliver: rows l and l+1 interleaved, the pair
+// of rows read in order across every sliver (as packF32Copying).
 GEMMKIT_AVX512 void packPairsInterleaving(const uint16_t* src, int64_t count, int64_t kb, int64_t kPad, int R,
                                           int64_t strideK, uint16_t* out, int64_t sliverStride) {
-  for (int64_t s = 0; s * R < count; s++) {
-    const int64_t x0 = s * R;
-    const int64_t rs = count - x0 < R ? count - x0 : R;
-    uint32_t* dst = reinterpret_cast<uint32_t*>(out + s * sliverStride);
-    for (int64_t l = 0; l < kb; l += 2) {
-      const uint16_t* even = src + l * strideK + x0;
-      const uint16_t* odd = even + strideK;
-      const bool hasOdd = l + 1 < kb;
+  const int64_t slivers = (count + R - 1) / R;
+  for (int64_t l = 0; l < kb; l += 2) {
+    const uint16_t* even = src + l * strideK;
+    const uint16_t* odd = even + strideK;
+    const bool hasOdd = l + 1 < kb;
+    for (int64_t s = 0; s < slivers; s++) {
+      const int64_t x0 = s * R;
+      const int64_t rs = count - x0 < R ? count - x0 : R;
+      uint32_t* dst = reinterpret_cast<uint32_t*>(out + s * sliverStride) + (l / 2) * R;
       for (int xb = 0; xb < R; xb += 16) {
         const __mmask16 m = firstLanes(rs - xb);
-        __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, even + xb));
-        __m512i hi = hasOdd ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, odd + xb)) : _mm512_setzero_si512();
-        _mm512_mask_storeu_epi32(dst + (l / 2) * R + xb, firstLanes(R - xb), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, even + x0 + xb));
+        __m512i hi = hasOdd ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, odd + x0 + xb)) : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi32(dst + xb, firstLanes(R - xb), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
       }
     }
-    const int64_t pairsDone = (kb + 1) / 2;
-    if (kPad / 2 > pairsDone) std::memset(dst + pairsDone * R, 0, size_t((kPad / 2 - pairsDone) * R) * 4);
+  }
+  const int64_t pairsDone = (kb + 1) / 2;
+  if (kPad / 2 > pairsDone) {
+    for (int64_t s = 0; s < slivers; s++) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(out + s * sliverStride);
+      std::memset(dst + pairsDone * R, 0, size_t((kPad / 2 - pairsDone) * R) * 4);
+    }
   }
 }
 
