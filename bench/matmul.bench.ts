@@ -91,7 +91,7 @@ function printTable(t: string[][]): void {
   for (const r of t) console.log(r.map((x, i) => (x ?? '').padEnd(widths[i])).join('  ').trimEnd());
 }
 // The kernel and thread count of a config name (the cache blocks are the heuristic's; see README).
-const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|ks\d+)\.t(\d+)$/, ' t$2');
+const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|kc\d+\.ks\d+)\.t(\d+)$/, ' t$2');
 
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
 const peers = await loadPeers();

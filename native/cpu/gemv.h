@@ -67,9 +67,10 @@ constexpr int64_t kGemvColumnAlign = 64;
 // multiple of `lanes`.
 void packGemvX(const Problem& p, const void* a, int64_t m, int64_t k, int lanes, DType xt, void* panel);
 
-// The default depth block (CpuConfig::kc) of a kernel for a problem. Dot kernels: up to 8 rows of x
-// (one pass over W) keep their strip of the x panel within 32 KiB (L1); more rows keep the x block
-// within 512 KiB (L2) and a group of 4 W rows within 16 KiB (L1). Columns kernels: 256.
+// The default depth block (CpuConfig::kc) of a kernel for a problem. Dot kernels: up to 8 rows of x (one
+// pass over W) take long runs of W rows, shorter as the x strip grows (16384, 4096, 1024 for 1, 2-4 and
+// 5-8 rows); more rows keep the x block within 512 KiB (L2) and a group of 4 W rows within 16 KiB (L1).
+// Columns kernels: 256.
 int gemvDepthBlock(const Problem& p, const GemvKernel& kernel);
 
 Status runCpuGemv(const Problem& p, const CpuConfig& cfg, const GemvKernel& kernel, const Buffers& buf);
