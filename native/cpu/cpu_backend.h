@@ -8,8 +8,8 @@ namespace gemmkit {
 
 // The configuration used when nothing is tuned: the widest ISA this CPU has, cache blocks from the
 // kernel's register block, one thread for problems too small to be worth splitting.
-// Small M (up to kGemvMaxM) streams the weight through the GEMV family; a prepacked B runs the blocked
-// kernel and kc it was packed for.
+// Small M streams the weight through the GEMV family (x @ W^T up to the dot kernel's defaultMaxMTransB,
+// W stored [K, N] up to kGemvMaxM); a prepacked B runs the blocked kernel and kc it was packed for.
 CpuConfig cpuHeuristic(const Problem& p);
 
 // The kernel and kc a weight is prepacked for when the caller does not say: the blocked kernel the
