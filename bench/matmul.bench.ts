@@ -62,8 +62,12 @@ function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: st
   return times[times.length >> 1];
 }
 
+// For a prepacked weight, the heuristic for its packed panel (the counterpart of oneDNN's reordered
+// weights). Without a tuned row, matmul itself may run small M on the weight's kept source instead
+// (explain() says which); those calls are the unpacked rows' GEMV kernel.
 function heuristicConfig(o: Operands, transB: boolean, threads?: number): string {
-  const { native, desc } = prepareMatmul('bench', o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB });
+  const packed = o.b instanceof PackedWeight;
+  const { native, desc } = prepareMatmul('bench', o.a, o.b, { transB: packed ? undefined : transB }, !packed);
   const c = native.heuristic(desc);
   return threads === undefined ? c : c.replace(/\.t\d+$/, `.t${threads}`);
 }
