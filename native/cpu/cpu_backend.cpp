@@ -193,12 +193,14 @@ class CpuBackend : public Backend {
       }
     }
     if (!p.packedB.empty()) return out;
+    const GemvKernel* preferred = preferredGemv(p);
     for (const GemvKernel& g : gemvKernels()) {
       if (!gemvUsable(g, p) || (g.isa == Isa::Scalar && haveSimd)) continue;
       const int kc = gemvDepthBlock(p, g);
       for (int kcChoice : {kc, kc / 2, kc * 2}) {
-        // Other depth blocks only for the dot kernels, and only where they change the blocking.
-        if (kcChoice != kc && (!p.transB || kcChoice < 256 || (kcChoice >= p.k && kc >= p.k))) continue;
+        // Other depth blocks only for the preferred kernel's dot kernel, and only where they change the
+        // blocking (the other kernels are there for the odd shape they win, at their default).
+        if (kcChoice != kc && (&g != preferred || !p.transB || kcChoice < 256 || (kcChoice >= p.k && kc >= p.k))) continue;
         for (int ks : {1, 2}) {
           for (int threads : threadChoices) {
             CpuConfig c = gemvConfig(g, p);
