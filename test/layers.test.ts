@@ -44,9 +44,24 @@ describe('Linear: one GEMM with transB and the bias/activation epilogue', () => 
       }
     });
   }
-  it('the sizes above cover both the synchronous path and the thread-pool path of gemm()', () => {
-    expect(sizes.some(([m, i, o]) => m * i * o < gemmPolicy.syncBelowMacs)).toBe(true);
-    expect(sizes.some(([m, i, o]) => m * i * o >= gemmPolicy.syncBelowMacs)).toBe(true);
+  it('the sizes above run synchronously; the same Linear through the thread-pool path of gemm() agrees', async () => {
+    expect(sizes.every(([m, i, o]) => m * i * o < gemmPolicy.syncBelowMacs)).toBe(true);
+    const saved = gemmPolicy.syncBelowMacs;
+    gemmPolicy.syncBelowMacs = 0; // every GEMM async, on the pool
+    try {
+      let seed = 4242;
+      for (const [m, inF, outF] of [[45, 129, 33], [128, 96, 130]]) {
+        for (const wd of DTYPES) {
+          const x = randTensor([m, inF], 'f32', seed++);
+          const w = randTensor([outF, inF], wd, seed++);
+          const bias = randTensor([outF], 'f32', seed++);
+          const y = await new Linear('test', w, bias, 'silu').forward(x);
+          expectMatches(y, referenceMatmul(x, w, { transB: true, bias, activation: 'silu' }), inF, `async Linear ${m}x${inF}->${outF} w=${wd}`);
+        }
+      }
+    } finally {
+      gemmPolicy.syncBelowMacs = saved;
+    }
   });
   it('rejects weights that are not [out, in] and biases of the wrong size', () => {
     expect(() => new Linear('fc', tensor([1, 2, 3], [3]))).toThrow(/fc: a Linear weight must be \[out, in\], got \[3\]/);

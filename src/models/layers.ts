@@ -34,9 +34,13 @@ export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
   return { weight, packed, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype };
 }
 
-// Below `syncBelowMacs` multiply-adds a GEMM runs synchronously: handing it to the thread pool and back
-// costs more than the GEMM itself (bench/models.bench.ts measures both). Above, the event loop stays free.
-export const gemmPolicy = { syncBelowMacs: 1 << 20 };
+// Below `syncBelowMacs` multiply-adds a GEMM runs synchronously (still on the engine's threads, the caller
+// being one of them): an async call's round trip through libuv and back costs about 100 us on a 2-core VM
+// (bench/models.bench.ts measures it), which is most of a decode step's GEMM at M = 1 (a 1024x2816 bf16
+// weight streams in about 0.2 ms). 2^24 MACs is a few ms at most (M = 1 over 32 MB of bf16 weight), so
+// decoding one token blocks the event loop only in such short slices; prefill GEMMs stay async. Measured on
+// the bench's Llama model (hidden 1024): decode 24.3 ms/token with 2^20, 16.6 ms with 2^24.
+export const gemmPolicy = { syncBelowMacs: 1 << 24 };
 
 export interface GemmExtras {
   bias?: Tensor;
