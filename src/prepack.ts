@@ -73,7 +73,8 @@ export class PackedWeight {
 
   /** @internal What tuned dispatch needs to know of this weight. */
   dispatchRef(): PreparedWeightRef {
-    return { layout: this.layout, hasSource: this.source !== undefined };
+    const sourceBytes = this.source ? this.size * (this.source.dtype === 'f32' ? 4 : 2) : 0;
+    return { layout: this.layout, hasSource: this.source !== undefined, panelLarger: this.bytes > 1.25 * sourceBytes };
   }
 
   /** @internal The kept source for a config that reads B as stored; an Error naming the caller when gone. */

@@ -157,7 +157,18 @@ export interface PreparedWeightRef {
   layout: string;
   /** The weight as given to prepack() is kept, so configs that read B as stored can run on it. */
   hasSource: boolean;
+  /** The packed panel holds more bytes than the source (bf16 weights packed for f32 activations: 2x). */
+  panelLarger: boolean;
 }
+
+// Without a tuned row, a prepacked weight runs on its packed panel rather than on its kept source (with
+// the GEMV kernel the plain problem's heuristic picks) from these M on: from M = 2 where the panel is no
+// larger than the source (1.1-1.5x faster at M = 2..32, README "CPU performance"), from M = 64 where it
+// is larger, since below that both stream the weight and the source is fewer bytes (f32 x with a bf16
+// weight, 2816x1024 and 4096x4096: source 1.1-1.7x faster at M = 1..32, panel 1.0-1.1x at M = 64..128,
+// measured side by side with both forced). M = 1 always reads the source: GEMV streams it at memory speed.
+const PANEL_FROM_M = 2;
+const LARGER_PANEL_FROM_M = 64;
 
 export interface Explanation {
   backend: string;
@@ -252,6 +263,9 @@ function decide(native: NativeSurface, desc: ProblemDesc, forced: string | undef
     const config = native.heuristic(withoutHandle(desc));
     const form = formFor(config);
     if (form === undefined) return packedDefault(reason);
+    if (form === 'source' && desc.m >= (weight.panelLarger ? LARGER_PANEL_FROM_M : PANEL_FROM_M)) {
+      return packedDefault(`${reason}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
+    }
     return { backend: desc.backend, config, source: 'default', reason, key, weight: form };
   }
   return { backend: desc.backend, config: resolve ? native.heuristic(desc) : '', source: 'default', reason, key };
