@@ -47,7 +47,7 @@ export interface TuneOptions {
 
 export const DEFAULT_TUNE_OPTIONS: TuneOptions = {
   warmup: 1, iters: 10, fastIters: 3, topK: 3, dropFactor: 1.5, maxMsPerShape: 30_000, rotatingMb: 64,
-  check: true, noisePct: 2,
+  check: true, noisePct: 5,
 };
 
 export type CandidateStatus =
