@@ -48,6 +48,7 @@ export class PackedWeight {
   /** The weight prepack() was given, when kept (keepSource); never copied. */
   readonly source?: Tensor;
   readonly #handle: NativePackedWeight;
+  #ref?: PreparedWeightRef;
 
   /** @internal Use prepack(). */
   constructor(handle: NativePackedWeight, dtype: DType, shape: readonly number[], transB: boolean, source?: Tensor) {
@@ -73,8 +74,12 @@ export class PackedWeight {
 
   /** @internal What tuned dispatch needs to know of this weight. */
   dispatchRef(): PreparedWeightRef {
-    const sourceBytes = this.source ? this.size * (this.source.dtype === 'f32' ? 4 : 2) : 0;
-    return { layout: this.layout, hasSource: this.source !== undefined, panelLarger: this.bytes > 1.25 * sourceBytes };
+    if (!this.#ref) {
+      const sourceBytes = this.source ? this.size * (this.source.dtype === 'f32' ? 4 : 2) : 0;
+      // One object per weight: dispatch keeps its choices for this weight keyed by it.
+      this.#ref = Object.freeze({ layout: this.layout, hasSource: this.source !== undefined, panelLarger: this.bytes > 1.25 * sourceBytes });
+    }
+    return this.#ref;
   }
 
   /** @internal The kept source for a config that reads B as stored; an Error naming the caller when gone. */

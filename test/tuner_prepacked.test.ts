@@ -5,7 +5,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { explain, info, matmulSync, prepack, setTunedFile } from '../src/index.js';
+import { prepareMatmul } from '../src/matmul.js';
 import { cpuNative } from '../src/native.js';
+import { dispatch } from '../src/tuner/dispatch.js';
 import { readTunedFile } from '../src/tuner/tuned_file.js';
 import { tune } from '../src/tuner/tune.js';
 import { expectMatches, intTensor, referenceMatmul } from './helpers.js';
@@ -115,6 +117,28 @@ describe('tuned dispatch of prepacked weights', () => {
     const plainOut = join(scratchDir(), 'tuned.csv');
     await tune({ backend: { name: 'cpu', native }, cpu, shapes: [spec(16, N, K), spec(64, N, K)], opts: QUICK, out: plainOut });
     expect(readTunedFile(plainOut).rows.find((r) => r.m === 16)?.config).toBe(blockedConfig(32));
+  });
+
+  it('the choice kept per prepacked weight follows setTunedFile: loaded, replaced and cleared', () => {
+    const w = intTensor([N, K], 'f32', 1);
+    const packed = prepack(w, { transB: true, config: blockedConfig(64) });
+    const x = intTensor([8, K], 'f32', 2);
+    const choose = () => {
+      const { native, desc } = prepareMatmul('test', x, packed, {}, false);
+      return dispatch(native, desc, packed.dispatchRef());
+    };
+    const untuned = choose();
+    expect(choose()).toBe(untuned); // kept, not decided again
+    const path = join(scratchDir(), 'tuned.csv');
+    writeFileSync(path, tunedFileText([row(packedSpec(8), blockedConfig(64, 4))]));
+    setTunedFile(path);
+    expect(choose()).toEqual({ config: blockedConfig(64, 4), weight: 'packed' });
+    writeFileSync(path, tunedFileText([row(packedSpec(8), gemvConfig)]));
+    setTunedFile(path);
+    expect(choose()).toEqual({ config: gemvConfig, weight: 'source' });
+    expect(Array.from(matmulSync(x, packed).data)).toEqual(Array.from(matmulSync(x, w, { transB: true, config: gemvConfig }).data));
+    setTunedFile(null);
+    expect(choose()).toEqual(untuned);
   });
 
   it('GEMMKIT_RECORD_UNTUNED records prepacked calls as prepacked', async () => {

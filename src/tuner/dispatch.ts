@@ -69,6 +69,8 @@ export interface TunedFileStatus {
 let tables: Map<string, TunedTable> | undefined; // backend -> table; undefined until first needed
 let fileStatus: TunedFileStatus[] = [];
 let recordPath: string | undefined;
+// Per prepacked weight: problem key -> the choice dispatch() made (see there); reset with the table.
+let weightChoices = new WeakMap<PreparedWeightRef, Map<string, Choice>>();
 const warned = new Set<string>();
 
 function warnOnce(message: string): void {
@@ -109,6 +111,7 @@ function loadFiles(paths: string[], strict: boolean): void {
   }
   tables = next;
   fileStatus = status;
+  weightChoices = new WeakMap(); // decided against the old table
 }
 
 function ensureLoaded(): Map<string, TunedTable> {
@@ -276,10 +279,32 @@ function decide(native: NativeSurface, desc: ProblemDesc, forced: string | undef
  * (resolved natively), and for a prepack()ed b which form of the weight to pass. Cheap when nothing is
  * tuned or recorded (one Map lookup otherwise); records misses when asked.
  */
-export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: PreparedWeightRef): { config: string; weight?: 'packed' | 'source' } {
+export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: PreparedWeightRef): Choice {
   if (!weight && !ensureLoaded().get(desc.backend) && recordPath === undefined) return { config: '' };
-  const d = decide(native, desc, undefined, weight, true, false);
-  return { config: d.config, weight: d.weight };
+  if (!weight || recordPath !== undefined) {
+    const d = decide(native, desc, undefined, weight, true, false);
+    return { config: d.config, weight: d.weight };
+  }
+  // A prepacked weight meets the same few problems again and again (every decode step makes the same
+  // calls), and deciding costs two native heuristic calls (about 5 us, half of a small GEMM's call), so
+  // the choice is kept per weight until the tuned table changes. The key holds everything decide() and
+  // the heuristics read that the weight does not fix (its n, k, dtype and transB are fixed).
+  let choices = weightChoices.get(weight);
+  if (!choices) weightChoices.set(weight, (choices = new Map()));
+  const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.strideB}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
+  let choice = choices.get(key);
+  if (!choice) {
+    const d = decide(native, desc, undefined, weight, true, false);
+    choice = { config: d.config, weight: d.weight };
+    choices.set(key, choice);
+  }
+  return choice;
+}
+
+/** What dispatch() returns: the config ('' for the backend's heuristic) and, for a prepacked b, which form runs. */
+export interface Choice {
+  config: string;
+  weight?: 'packed' | 'source';
 }
 
 /**
