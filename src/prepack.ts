@@ -5,7 +5,7 @@ import { type DType, isDType } from './dtype.js';
 import { formatShape } from './errors.js';
 import { type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
-import { type PreparedWeightRef, tunedPackedConfig } from './tuner/dispatch.js';
+import { type PreparedWeightRef, panelLargerThanSource, tunedPackedConfig } from './tuner/dispatch.js';
 
 export interface PrepackOptions {
   /** The weight is stored [N, K] and applied as x @ W^T (matmul's transB). Default false: stored [K, N]. */
@@ -74,11 +74,10 @@ export class PackedWeight {
 
   /** @internal What tuned dispatch needs to know of this weight. */
   dispatchRef(): PreparedWeightRef {
-    if (!this.#ref) {
-      const sourceBytes = this.source ? this.size * (this.source.dtype === 'f32' ? 4 : 2) : 0;
-      // One object per weight: dispatch keeps its choices for this weight keyed by it.
-      this.#ref = Object.freeze({ layout: this.layout, hasSource: this.source !== undefined, panelLarger: this.bytes > 1.25 * sourceBytes });
-    }
+    // One object per weight: dispatch keeps its choices for this weight keyed by it.
+    this.#ref ??= Object.freeze({
+      layout: this.layout, hasSource: this.source !== undefined, panelLarger: panelLargerThanSource(this.layout, this.dtype),
+    });
     return this.#ref;
   }
 

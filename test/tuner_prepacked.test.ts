@@ -9,9 +9,9 @@ import { prepareMatmul } from '../src/matmul.js';
 import { cpuNative } from '../src/native.js';
 import { dispatch } from '../src/tuner/dispatch.js';
 import { readTunedFile } from '../src/tuner/tuned_file.js';
-import { tune } from '../src/tuner/tune.js';
+import { tune, tuneShape } from '../src/tuner/tune.js';
 import { expectMatches, intTensor, referenceMatmul } from './helpers.js';
-import { QUICK, row, runNode, scratchDir, spec, tunedFileText } from './tuner_helpers.js';
+import { QUICK, row, runNode, scratchDir, spec, tunedFileText, validators } from './tuner_helpers.js';
 
 afterEach(() => {
   setTunedFile(null);
@@ -117,6 +117,19 @@ describe('tuned dispatch of prepacked weights', () => {
     const plainOut = join(scratchDir(), 'tuned.csv');
     await tune({ backend: { name: 'cpu', native }, cpu, shapes: [spec(16, N, K), spec(64, N, K)], opts: QUICK, out: plainOut });
     expect(readTunedFile(plainOut).rows.find((r) => r.m === 16)?.config).toBe(blockedConfig(32));
+  });
+
+  it('tune: the default a prepacked shape is measured against is what dispatch runs without a tuned row', async () => {
+    const cpu = cpuNative();
+    // 300x200 weights (GEMV for the plain problem up to M = 128): the source at M = 1 and, for bf16
+    // weights with f32 activations (a larger panel), up to M = 63; the panel from there.
+    for (const [m, dtypeB] of [[1, 'f32'], [2, 'f32'], [8, 'bf16'], [64, 'bf16']] as const) {
+      const s = spec(m, 300, 200, { prepacked: true, dtypeB });
+      const r = await tuneShape({ name: 'cpu', native: cpu }, cpu, s, { ...QUICK, maxMsPerShape: 200, check: false }, validators());
+      const packed = prepack(intTensor([300, 200], dtypeB, 1), { transB: true, inputDtype: 'f32' });
+      const e = explain(intTensor([m, 200], 'f32', 2), packed);
+      expect(r.defaultConfig, `M=${m} ${dtypeB}: dispatch ${e.config} (${e.weight})`).toBe(e.config);
+    }
   });
 
   it('the choice kept per prepacked weight follows setTunedFile: loaded, replaced and cleared', () => {

@@ -6,6 +6,7 @@
 import type { PackedWeight } from '../prepack.js';
 import type { Tensor } from '../tensor.js';
 import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
+import type { DType } from '../dtype.js';
 import type { NativeSurface, ProblemDesc } from '../native.js';
 import { type GemmSpec, describeSpec, keyString, keyWithoutM } from './key.js';
 import { recordUntuned } from './record.js';
@@ -173,6 +174,20 @@ export interface PreparedWeightRef {
 const PANEL_FROM_M = 2;
 const LARGER_PANEL_FROM_M = 64;
 
+/** Whether a prepacked weight without a tuned row runs M rows on its panel rather than on its source. */
+export function panelBeatsSource(m: number, panelLarger: boolean): boolean {
+  return m >= (panelLarger ? LARGER_PANEL_FROM_M : PANEL_FROM_M);
+}
+
+/**
+ * Whether a panel in `layout` ("<kernel id>.kc<KC>", the kernel id naming its element type second, as in
+ * avx512.f32.14x32) holds more bytes per element than a source of `dtypeB`, by more than padding would.
+ */
+export function panelLargerThanSource(layout: string, dtypeB: DType): boolean {
+  const panelBytes = layout.split('.')[1] === 'f32' ? 4 : 2;
+  return panelBytes > (dtypeB === 'f32' ? 4 : 2);
+}
+
 export interface Explanation {
   backend: string;
   /** The config that runs ('' on a plain call: the backend's heuristic, resolved natively). */
@@ -266,7 +281,7 @@ function decide(native: NativeSurface, desc: ProblemDesc, forced: string | undef
     const config = native.heuristic(withoutHandle(desc));
     const form = formFor(config);
     if (form === undefined) return packedDefault(reason);
-    if (form === 'source' && desc.m >= (weight.panelLarger ? LARGER_PANEL_FROM_M : PANEL_FROM_M)) {
+    if (form === 'source' && panelBeatsSource(desc.m, weight.panelLarger)) {
       return packedDefault(`${reason}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
     }
     return { backend: desc.backend, config, source: 'default', reason, key, weight: form };

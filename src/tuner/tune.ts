@@ -15,6 +15,7 @@
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
+import { panelBeatsSource, panelLargerThanSource } from './dispatch.js';
 import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
@@ -137,7 +138,16 @@ export async function tuneShape(
   // A prepared weight holds one packed layout (see tune()): once it is fixed, only configs that read it,
   // or that read B as stored, can run on the weight, and the default is what dispatch would run then.
   const fits = (config: string) => packedLayout === undefined || [null, packedLayout].includes(layoutOf(config));
+  // The default is what dispatch runs for this call without a tuned row: for a prepacked weight, from
+  // some M on the panel (in the fixed layout, or the one prepack() picks by default) instead of the plain
+  // heuristic's kernel that reads B as stored.
   let defaultConfig = native.heuristic(desc);
+  if (spec.prepacked && layoutOf(defaultConfig) === null) {
+    const panelLayout = packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)); // prepacked: CPU only
+    if (panelLayout && panelBeatsSource(spec.m, panelLargerThanSource(panelLayout, spec.dtypeB))) {
+      defaultConfig = native.heuristic({ ...desc, packedLayout: panelLayout });
+    }
+  }
   if (!fits(defaultConfig)) defaultConfig = native.heuristic({ ...desc, packedLayout });
   const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig && fits(c))];
   const results = new Map<string, CandidateResult>();
