@@ -63,7 +63,7 @@ function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: st
 }
 
 // For a prepacked weight, the heuristic for its packed panel (the counterpart of oneDNN's reordered
-// weights). Without a tuned row, matmul itself may run small M on the weight's kept source instead
+// weights). Without a tuned row, matmul itself runs M = 1 on the weight's kept source instead
 // (explain() says which); those calls are the unpacked rows' GEMV kernel.
 function heuristicConfig(o: Operands, transB: boolean, threads?: number): string {
   const packed = o.b instanceof PackedWeight;

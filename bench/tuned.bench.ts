@@ -5,8 +5,8 @@
 // and where the tuned config came from (tuned row, padded-M bucket, or default), then the geometric mean.
 // Without --shapes it benchmarks every row of the tuned file. --prepacked treats every shape as a
 // prepack()ed weight (as models run them): the default is then what dispatch runs without a tuned table
-// (GEMV on the kept source for small M, else the heuristic on the default packed layout), the tuned side
-// a weight prepacked in the layout the tuned table chose.
+// (GEMV on the kept source at M = 1, or up to M = 63 for a panel larger than the source; else the heuristic
+// on the default packed layout), the tuned side a weight prepacked in the layout the tuned table chose.
 import { parseArgs } from 'node:util';
 import { type DType, type PackedWeight, Tensor, explain, info, matmulSync, prepack, setTunedFile } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
