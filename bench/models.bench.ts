@@ -1,6 +1,7 @@
 // npm run bench:models: the figures of issue 6, measured in one run.
 //  1. the machine's ceilings (bench/ceilings): streaming read bandwidth, the bound for decoding, which
-//     reads every weight once per token; f32 FMA peak, the bound for prefill (the engine computes in f32);
+//     reads every weight once per token; the peak of the unit the weight GEMMs run on (AVX512-BF16 or AMX
+//     for bf16 x bf16 where the CPU has it, else f32 FMA), the bound for prefill;
 //  2. digits: accuracy on the held-out 30%, single-image latency p50/p99, predictions/s at batch 256;
 //  3. a Llama-style model with random bf16 weights (hidden 1024, 8 layers, intermediate 2816, 16 heads,
 //     4 KV heads, vocab 32000; written to a temp dir and loaded with loadModel): prefill tokens/s for a
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type LlamaModel, createKVCache, forward, info, matmul, matmulSync } from '../src/index.js';
 import { attention } from '../src/models/llama.js';
-import { gemmPolicy, softmaxRows } from '../src/models/layers.js';
+import { gemmPolicy, linearInputDtype, softmaxRows } from '../src/models/layers.js';
 import { writeRandomLlamaCheckpoint, loadModel } from '../src/index.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
@@ -45,7 +46,7 @@ process.on('exit', () => rmSync(tmp, { recursive: true, force: true })); // also
 const ceilings = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
 if (ceilings.note) console.log(`ceilings: ${ceilings.note}`);
 const bandwidth = ceilings.readGBps;
-console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${bandwidth.toFixed(1)} GB/s (median ${ceilings.readMedianGBps?.toFixed(1) ?? '?'}), f32 FMA ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s`);
+console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${bandwidth.toFixed(1)} GB/s (median ${ceilings.readMedianGBps?.toFixed(1) ?? '?'}), f32 FMA ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s, AVX512-BF16 ${ceilings.avx512Bf16Gflops?.toFixed(0) ?? 'n/a'}, AMX-BF16 ${ceilings.amxBf16Gflops?.toFixed(0) ?? 'n/a'}`);
 
 // --- 2. digits -------------------------------------------------------------------------------------------
 {
@@ -80,9 +81,15 @@ const promptLen = quick ? 32 : 128;
 const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919) % c.vocabSize);
 const prefillMs = await timeMs(() => forward(model, prompt, { cache: createKVCache(model, 1, promptLen), logits: 'last' }), quick ? 2 : 5);
 const prefillFlops = 2 * promptLen * (gemmWeights - c.vocabSize * c.hiddenSize) + 2 * c.vocabSize * c.hiddenSize; // LM head on the last token only
-const prefillBound = (ceilings.fmaF32Gflops * 1e9 * promptLen) / prefillFlops;
+// The weight GEMMs run in the dtype the model feeds them (bf16 x bf16 where the CPU has bf16 kernels): the
+// bound is that unit's peak.
+const gemmInput = linearInputDtype('bf16');
+const [peakName, peak] = gemmInput === 'bf16'
+  ? ceilings.amxBf16Gflops ? ['AMX-BF16', ceilings.amxBf16Gflops] : ['AVX512-BF16', ceilings.avx512Bf16Gflops ?? NaN]
+  : ['f32 FMA', ceilings.fmaF32Gflops];
+const prefillBound = (peak * 1e9 * promptLen) / prefillFlops;
 console.log(`prefill ${promptLen} tokens: ${prefillMs.toFixed(1)} ms = ${(promptLen / (prefillMs / 1000)).toFixed(0)} tokens/s (${(prefillFlops / prefillMs / 1e6).toFixed(1)} GFLOP/s in weight GEMMs)`);
-console.log(`compute bound: ${(prefillFlops / promptLen / 1e9).toFixed(3)} GFLOP per token at ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s = ${prefillBound.toFixed(0)} tokens/s; prefill reaches ${((100 * promptLen) / (prefillMs / 1000) / prefillBound).toFixed(0)}% of it`);
+console.log(`compute bound: ${(prefillFlops / promptLen / 1e9).toFixed(3)} GFLOP per token at ${peak.toFixed(0)} GFLOP/s (${peakName}: the weight GEMMs read ${gemmInput} inputs) = ${prefillBound.toFixed(0)} tokens/s; prefill reaches ${((100 * promptLen) / (prefillMs / 1000) / prefillBound).toFixed(0)}% of it`);
 
 const decodeSteps = quick ? 8 : 32;
 const cache = createKVCache(model, 1, promptLen + decodeSteps + 1);

@@ -1,8 +1,8 @@
 // Model layers against their float64 references (test/model-reference.ts and the reference GEMM).
 import { describe, expect, it } from 'vitest';
-import { type DType, DTYPES, Linear, Tensor, tensor } from '../src/index.js';
+import { type DType, DTYPES, Linear, Tensor, info, tensor } from '../src/index.js';
 import type { Activation } from '../src/matmul.js';
-import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
+import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, linearInputDtype, rmsNorm, softmaxRows } from '../src/models/layers.js';
 import { expectMatches, randTensor, referenceMatmul } from './helpers.js';
 import { f64, refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
 
@@ -32,10 +32,12 @@ describe('Linear: one GEMM with transB and the bias/activation epilogue', () => 
           const lin = new Linear('test', w, bias, act);
           const y = await lin.forward(x);
           expect(y.dtype).toBe('f32');
-          expectMatches(y, referenceMatmul(x, w, { transB: true, bias, activation: act }), inF, `Linear ${m}x${inF}->${outF} w=${wd} ${act}`);
+          // The GEMM reads x in linearInputDtype(wd): bf16 weights may take x rounded to bf16.
+          const xIn = x.toDType(linearInputDtype(wd));
+          expectMatches(y, referenceMatmul(xIn, w, { transB: true, bias, activation: act }), inF, `Linear ${m}x${inF}->${outF} w=${wd} ${act}`);
           // Fused residual: r += x W^T, in place.
           const r = randTensor([m, outF], 'f32', seed++);
-          const ref = referenceMatmul(x, w, { transB: true, c: r, beta: 1 });
+          const ref = referenceMatmul(xIn, w, { transB: true, c: r, beta: 1 });
           const plain = new Linear('test', w);
           const out = await plain.forward(x, r);
           expect(out).toBe(r);
@@ -56,7 +58,7 @@ describe('Linear: one GEMM with transB and the bias/activation epilogue', () => 
           const w = randTensor([outF, inF], wd, seed++);
           const bias = randTensor([outF], 'f32', seed++);
           const y = await new Linear('test', w, bias, 'silu').forward(x);
-          expectMatches(y, referenceMatmul(x, w, { transB: true, bias, activation: 'silu' }), inF, `async Linear ${m}x${inF}->${outF} w=${wd}`);
+          expectMatches(y, referenceMatmul(x.toDType(linearInputDtype(wd)), w, { transB: true, bias, activation: 'silu' }), inF, `async Linear ${m}x${inF}->${outF} w=${wd}`);
         }
       }
     } finally {
@@ -123,7 +125,17 @@ describe('elementwise layers, norms, softmax, embedding', () => {
     expect([...addInPlace(new Float32Array([1, 2]), new Float32Array([3, -5]))]).toEqual([4, -3]);
     expect(() => addInPlace(new Float32Array(2), new Float32Array(3))).toThrow(/residual add: 2 vs 3 elements/);
   });
-  it('Tensor inputs of other dtypes go through Linear unchanged (the GEMM converts)', async () => {
+  it('bf16 weights take bf16 inputs exactly where the CPU has bf16 kernels; f32 and f16 weights take f32', () => {
+    const bf16Kernels = info().kernels.some((k) => k.available && k.family === 'blocked' && k.inputs === 'bf16');
+    expect(linearInputDtype('bf16')).toBe(bf16Kernels ? 'bf16' : 'f32');
+    expect(linearInputDtype('f32')).toBe('f32');
+    expect(linearInputDtype('f16')).toBe('f32');
+    const lin = new Linear('t', randTensor([40, 24], 'bf16', 3));
+    expect(lin.weight.inputDtype).toBe(linearInputDtype('bf16'));
+    // The panel is packed for that input: a bf16 kernel's layout, or an f32 one.
+    expect(lin.weight.packed.layout.split('.')[1]).toBe(linearInputDtype('bf16') === 'bf16' ? 'bf16' : 'f32');
+  });
+  it('Tensor inputs of other dtypes go through Linear (converted to the dtype the weight reads)', async () => {
     const x = randTensor([3, 8], 'bf16', 1), w = randTensor([5, 8], 'bf16', 2);
     const y = await new Linear('t', w).forward(x);
     expect(y).toBeInstanceOf(Tensor);

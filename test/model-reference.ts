@@ -1,14 +1,21 @@
 // Float64 references of every model layer and of the whole Llama decoder, written from the definitions
 // (Hugging Face's LlamaForCausalLM: rotate_half rotary embeddings, grouped-query causal attention, SwiGLU,
 // RMSNorm), sharing no code with src/models. Everything is a plain Float64Array, row-major.
+import { fromBf16Bits, toBf16Bits } from '../src/dtype.js';
 import { type Tensor } from '../src/index.js';
 import { activate } from './helpers.js';
 import type { Activation } from '../src/matmul.js';
 
 export const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toFloat32());
 
-/** y[M, out] = act(x[M, in] W[out, in]^T + bias). */
-export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none'): Float64Array {
+/** x rounded to bf16 (nearest even), as a model feeds a GEMM whose weight reads bf16 inputs. */
+export function roundToBf16(x: Float64Array): Float64Array {
+  return x.map((v) => fromBf16Bits(toBf16Bits(v)));
+}
+
+/** y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 first. */
+export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none', roundInput = false): Float64Array {
+  if (roundInput) x = roundToBf16(x);
   const inF = x.length / m;
   const y = new Float64Array(m * out);
   for (let i = 0; i < m; i++) {
@@ -71,6 +78,8 @@ export interface RefLlamaConfig {
   eps: number;
   theta: number;
   tied: boolean;
+  /** Every weight GEMM reads its input rounded to bf16 (a bf16 model on a CPU with bf16 kernels). */
+  roundInputs?: boolean;
 }
 
 /** Weights by Hugging Face name, as float64. */
@@ -104,9 +113,10 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
     const h = refRmsNorm(x, H, get(`${p}.input_layernorm.weight`), c.eps);
-    const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d);
-    const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d);
-    const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d);
+    const r = c.roundInputs ?? false;
+    const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d, undefined, 'none', r);
+    const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d, undefined, 'none', r);
+    const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d, undefined, 'none', r);
     rope(q, c.heads);
     rope(k, c.kvHeads);
     const attn = new Float64Array(T * c.heads * d);
@@ -127,14 +137,14 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
         }
       }
     }
-    const o = refLinear(attn, T, get(`${p}.self_attn.o_proj.weight`), H);
+    const o = refLinear(attn, T, get(`${p}.self_attn.o_proj.weight`), H, undefined, 'none', r);
     x = x.map((val, i) => val + o[i]);
     const h2 = refRmsNorm(x, H, get(`${p}.post_attention_layernorm.weight`), c.eps);
-    const gate = refLinear(h2, T, get(`${p}.mlp.gate_proj.weight`), c.intermediate, undefined, 'silu');
-    const up = refLinear(h2, T, get(`${p}.mlp.up_proj.weight`), c.intermediate);
-    const down = refLinear(gate.map((g, i) => g * up[i]), T, get(`${p}.mlp.down_proj.weight`), H);
+    const gate = refLinear(h2, T, get(`${p}.mlp.gate_proj.weight`), c.intermediate, undefined, 'silu', r);
+    const up = refLinear(h2, T, get(`${p}.mlp.up_proj.weight`), c.intermediate, undefined, 'none', r);
+    const down = refLinear(gate.map((g, i) => g * up[i]), T, get(`${p}.mlp.down_proj.weight`), H, undefined, 'none', r);
     x = x.map((val, i) => val + down[i]);
   }
   const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
-  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab);
+  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', c.roundInputs ?? false);
 }

@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
+import { linearInputDtype } from '../src/models/layers.js';
 import { keyString } from '../src/tuner/key.js';
 import { UNTUNED_COLUMNS } from '../src/tuner/record.js';
 import { readShapesFile } from '../src/tuner/shapes.js';
@@ -127,7 +128,7 @@ describe('gemmkit tune (CLI)', () => {
     const rows = readTunedFile(out).rows;
     // q/k/v/o, gate/up/down and the head at two batch sizes; k_proj and v_proj share a key.
     expect(new Set(rows.map(keyString))).toEqual(new Set(want.map((s) => keyString({ ...s, dtypeB: s.dtype, outDtype: s.dtypeC, transA: false, prepacked: true }))));
-    for (const row of rows) expect(row).toMatchObject({ dtypeA: 'f32', dtypeB: 'bf16', outDtype: 'f32', transB: true, prepacked: true });
+    for (const row of rows) expect(row).toMatchObject({ dtypeA: linearInputDtype('bf16'), dtypeB: 'bf16', outDtype: 'f32', transB: true, prepacked: true });
     // A decode step of the loaded model: every weight GEMM finds its tuned row.
     const check = `
       import { loadModel, forward, createKVCache, explain, setTunedFile } from './src/index.js';

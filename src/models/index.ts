@@ -16,7 +16,8 @@ import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, par
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
 export { KVCache, type GenerateOptions, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
-export { Linear, prepareWeight, linearForward, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
+import { linearInputDtype } from './layers.js';
+export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
 export { parseLlamaConfig, llamaTensorShapes } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
 
@@ -125,7 +126,7 @@ export interface GemmShape {
   dtype: DType;
   bias: boolean;
   activation: Activation;
-  /** The activations' dtype (A) and the result's (C): f32. */
+  /** The dtype the GEMM reads its input in (A: linearInputDtype(dtype)) and the result's (C: f32). */
   dtypeA: DType;
   dtypeC: DType;
   /** 1 when the product is added into C (the residual add fused into o_proj and down_proj), else 0. */
@@ -157,12 +158,13 @@ export async function modelGemmShapes(path: string, batchSizes: number[]): Promi
   try {
     type Gemm = Omit<GemmShape, 'm'>;
     const gemms: Gemm[] = [];
-    const base = { transB: true as const, dtypeA: 'f32' as DType, dtypeC: 'f32' as DType };
+    const base = { transB: true as const, dtypeC: 'f32' as DType };
+    const inputFor = (dtype: DType) => ({ dtype, dtypeA: linearInputDtype(dtype) }); // as prepareWeight packs it
     if (d.kind === 'mlp') {
       for (const l of d.spec.layers) {
         if (l.op !== 'linear') continue;
         const [n, k] = d.ck.info(l.weight).shape;
-        gemms.push({ ...base, name: l.weight, n, k, dtype: weightDtype(d.ck, l.weight), bias: l.bias !== undefined, activation: l.activation ?? 'none', beta: 0, count: 1 });
+        gemms.push({ ...base, name: l.weight, n, k, ...inputFor(weightDtype(d.ck, l.weight)), bias: l.bias !== undefined, activation: l.activation ?? 'none', beta: 0, count: 1 });
       }
     } else {
       const c = d.config;
@@ -181,12 +183,12 @@ export async function modelGemmShapes(path: string, batchSizes: number[]): Promi
           const key = `${dtype}/${bias}`;
           const g = groups.get(key);
           if (g) g.count++;
-          else groups.set(key, { ...base, name: `model.layers.*.${role}`, n, k, dtype, bias, activation, beta, count: 1 });
+          else groups.set(key, { ...base, name: `model.layers.*.${role}`, n, k, ...inputFor(dtype), bias, activation, beta, count: 1 });
         }
         gemms.push(...groups.values());
       }
       const head = c.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head';
-      gemms.push({ ...base, name: c.tieWordEmbeddings ? 'lm_head (tied: model.embed_tokens)' : 'lm_head', n: c.vocabSize, k: c.hiddenSize, dtype: weightDtype(d.ck, `${head}.weight`), bias: !c.tieWordEmbeddings && d.ck.has('lm_head.bias'), activation: 'none', beta: 0, count: 1 });
+      gemms.push({ ...base, name: c.tieWordEmbeddings ? 'lm_head (tied: model.embed_tokens)' : 'lm_head', n: c.vocabSize, k: c.hiddenSize, ...inputFor(weightDtype(d.ck, `${head}.weight`)), bias: !c.tieWordEmbeddings && d.ck.has('lm_head.bias'), activation: 'none', beta: 0, count: 1 });
     }
     return batchSizes.flatMap((m) => gemms.map((g) => ({ ...g, m })));
   } finally {

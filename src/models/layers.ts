@@ -1,7 +1,9 @@
 // The building blocks of gemmkit's models. Activations are f32 tensors; weights stay in the dtype they
 // were stored in (f32, f16 or bf16) and are prepacked once at load into the layout of the kernel that will
-// read them (converted to that kernel's input type), accumulating in f32. The source is kept, so calls
-// whose best kernel reads the weight as stored (GEMV when decoding one token) read it in place.
+// read them, accumulating in f32. A Linear's GEMM reads its input in linearInputDtype(weight dtype): f32,
+// except that bf16 weights take bf16 inputs where the CPU has bf16 kernels (as bf16 inference does; twice
+// the f32 rate and half the panel's bytes). The source is kept, so calls whose best kernel reads the
+// weight as stored (GEMV when decoding one token) read it in place.
 //
 // Every weight GEMM of every model goes through linearForward(), with its weight made ready once at load by
 // prepareWeight(): those two functions are the single place where the weight's engine form is decided.
@@ -9,6 +11,7 @@
 // Float32Arrays, with sums in float64 (JS numbers).
 import type { DType } from '../dtype.js';
 import { formatShape } from '../errors.js';
+import { info } from '../info.js';
 import { type Activation, matmul, matmulSync } from '../matmul.js';
 import { type PackedWeight, prepack } from '../prepack.js';
 import { Tensor } from '../tensor.js';
@@ -17,21 +20,39 @@ import { Tensor } from '../tensor.js';
 export interface PreparedWeight {
   /** [out, in] row-major, applied as x @ W^T (transB). */
   readonly weight: Tensor;
-  /** The same weight prepacked for f32 activations (its source is `weight`); what every call passes. */
+  /** The same weight prepacked for inputs of `inputDtype` (its source is `weight`); what every call passes. */
   readonly packed: PackedWeight;
   readonly outFeatures: number;
   readonly inFeatures: number;
   readonly dtype: DType;
+  /** The dtype the GEMM reads its input in: linearInputDtype(dtype). */
+  readonly inputDtype: DType;
+}
+
+let bf16Kernels: boolean | undefined;
+
+/**
+ * The dtype a Linear's GEMM reads its input in, for a weight of `weight` dtype: bf16 for bf16 weights on a
+ * CPU with bf16 kernels (AVX512-BF16 or AMX), where bf16 x bf16 runs at twice the f32 rate on a panel of
+ * half the bytes; the input is then rounded to bf16 once per call, as in bf16 inference elsewhere.
+ * f32 otherwise: f32 and f16 weights, and bf16 weights where the engine would only widen them to f32.
+ */
+export function linearInputDtype(weight: DType): DType {
+  if (weight !== 'bf16') return 'f32';
+  bf16Kernels ??= info().kernels.some((k) => k.available && k.family === 'blocked' && k.inputs === 'bf16');
+  return bf16Kernels ? 'bf16' : 'f32';
 }
 
 /**
- * Prepacks a Linear weight for f32 activations, in the layout the loaded tuned table chose for it (or
- * the heuristic's): load the tuned file (GEMMKIT_TUNED_FILE or setTunedFile) before loading the model.
+ * Prepacks a Linear weight for inputs of linearInputDtype(), in the layout the loaded tuned table chose
+ * for it (or the heuristic's): load the tuned file (GEMMKIT_TUNED_FILE or setTunedFile) before loading
+ * the model.
  */
 export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
   if (weight.shape.length !== 2) throw new RangeError(`${name}: a Linear weight must be [out, in], got ${formatShape(weight.shape)}`);
-  const packed = prepack(weight, { transB: true, inputDtype: 'f32' });
-  return { weight, packed, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype };
+  const inputDtype = linearInputDtype(weight.dtype);
+  const packed = prepack(weight, { transB: true, inputDtype });
+  return { weight, packed, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype, inputDtype };
 }
 
 // Below `syncBelowMacs` multiply-adds a GEMM runs synchronously (still on the engine's threads, the caller
@@ -86,8 +107,9 @@ export function observeLinear(fn: ((call: LinearCall) => void) | undefined): voi
  * `residual` ([M, out] f32) the result is added into it in place (beta = 1) and it is returned.
  */
 export function linearForward(x: Tensor, w: PreparedWeight, bias?: Tensor, activation: Activation = 'none', residual?: Tensor): Promise<Tensor> {
-  linearObserver?.({ x, weight: w, bias, activation, residual });
-  return gemm(x, w.packed, { transB: true, bias, activation, residual });
+  const input = x.toDType(w.inputDtype); // rounded to nearest even when the weight reads bf16
+  linearObserver?.({ x: input, weight: w, bias, activation, residual });
+  return gemm(input, w.packed, { transB: true, bias, activation, residual });
 }
 
 /** A Linear layer: weight [out, in], optional bias [out], an optional fused activation. */

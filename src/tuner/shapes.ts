@@ -128,8 +128,9 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
 
 /**
  * The GEMMs forward() runs for a model (a gemmkit MLP .safetensors or a Llama checkpoint) at each batch
- * size, from the models module: activations (A) and results are f32, the weight (B) keeps its dtype, is
- * applied as x @ W^T and is prepacked at load, so the shapes are tuned as prepacked. A GEMM forward runs
+ * size, from the models module: A in the dtype the model feeds the GEMM (linearInputDtype), results f32;
+ * the weight (B) keeps its dtype, is applied as x @ W^T and is prepacked at load, so the shapes are tuned
+ * as prepacked. A GEMM forward runs
  * with beta = 1 (a fused residual add) is tuned with beta = 0: beta is not part of the key, and it
  * changes the work by one read of C.
  */
