@@ -12,6 +12,6 @@ export {
 export {
   loadModel, forward, generate, createKVCache, modelGemmShapes, KVCache,
   type Model, type TokenIds, type ForwardOptions, type GenerateOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
-  MLP_METADATA_KEY, Linear, prepareWeight, linearForward, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
+  MLP_METADATA_KEY, Linear, prepareWeight, linearForward, linearInputDtype, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
 } from './models/index.js';
 export { setTunedFile, tunedFiles, explain, type Explanation, type TunedFileStatus, TunedFileError } from './tuner/dispatch.js';

@@ -1,8 +1,8 @@
 // Model layers against their float64 references (test/model-reference.ts and the reference GEMM).
 import { describe, expect, it } from 'vitest';
-import { type DType, DTYPES, Linear, Tensor, info, tensor } from '../src/index.js';
+import { type DType, DTYPES, Linear, Tensor, info, linearInputDtype, tensor } from '../src/index.js';
 import type { Activation } from '../src/matmul.js';
-import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, linearInputDtype, rmsNorm, softmaxRows } from '../src/models/layers.js';
+import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
 import { expectMatches, randTensor, referenceMatmul } from './helpers.js';
 import { f64, refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
 
