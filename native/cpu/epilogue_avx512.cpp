@@ -14,24 +14,19 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include "avx512_common.h"
+
 #define GEMMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
 
 namespace gemmkit {
 
 namespace {
 
-GEMMKIT_AVX512 inline __mmask16 firstLanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
-}
-
 GEMMKIT_AVX512 inline __m512 loadAsF32x16(const void* base, DType t, int64_t i, __mmask16 m) {
   switch (t) {
-    case DType::F32: return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
-    case DType::F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i));
-    case DType::BF16: {
-      __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
+    case DType::F32: return load16AsF32<DType::F32>(base, i, m);
+    case DType::F16: return load16AsF32<DType::F16>(base, i, m);
+    case DType::BF16: return load16AsF32<DType::BF16>(base, i, m);
   }
   return _mm512_setzero_ps();
 }

@@ -20,6 +20,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include "avx512_common.h"
+
 #define GEMMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define GEMMKIT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx512bf16")))
 
@@ -30,24 +32,8 @@ namespace {
 // Bytes the weight prefetch runs ahead of the loads (per row of the block).
 constexpr int64_t kPrefetchBytes = 1024;
 
-GEMMKIT_AVX512 inline __mmask16 firstLanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
 GEMMKIT_AVX512 inline __mmask32 firstLanes32(int64_t n) {
   return n >= 32 ? __mmask32(0xffffffffu) : n <= 0 ? __mmask32(0) : __mmask32((1u << n) - 1u);
-}
-
-template <DType T>
-GEMMKIT_AVX512 inline __m512 loadW(const void* base, int64_t i, __mmask16 m) {
-  if constexpr (T == DType::F32) {
-    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
-  } else if constexpr (T == DType::BF16) {
-    __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i));
-  }
 }
 
 template <DType T>
@@ -148,7 +134,7 @@ GEMMKIT_AVX512 inline void dotBlock(const float* xs, int64_t xStep, const void* 
     const __mmask16 m = firstLanes(len - l);
     __m512 wv[RB];
 #pragma GCC unroll 4
-    for (int r = 0; r < RB; r++) wv[r] = loadW<T>(wb + r * ldwBytes, l, m);
+    for (int r = 0; r < RB; r++) wv[r] = load16AsF32<T>(wb + r * ldwBytes, l, m);
 #pragma GCC unroll 8
     for (int i = 0; i < MB; i++) {
       const __m512 xv = _mm512_load_ps(xs + 16 * i);
@@ -384,7 +370,7 @@ GEMMKIT_AVX512 inline void columnsBlock(const float* x, int64_t ldx, const void*
       _mm_prefetch(static_cast<const char*>(w) + ((l + 8) * ldw + j + q) * (T == DType::F32 ? 4 : 2), _MM_HINT_T0);
     }
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) wv[v] = loadW<T>(w, l * ldw + j + 16 * v, mk[v]);
+    for (int v = 0; v < NV; v++) wv[v] = load16AsF32<T>(w, l * ldw + j + 16 * v, mk[v]);
 #pragma GCC unroll 8
     for (int i = 0; i < MB; i++) {
       __m512 xv = _mm512_set1_ps(x[i * ldx + l]);

@@ -13,6 +13,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include "avx512_common.h"
+
 #define GEMMKIT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 namespace gemmkit {
@@ -23,11 +25,7 @@ template <int MR, int NV, int ROWS>
 GEMMKIT_AVX512BF16 inline void tileBf16(int64_t kb, const uint32_t* Ap, const uint16_t* Bp, float* C, int64_t ldc,
                                         int nr, float alpha, float beta) {
   constexpr int NR = 16 * NV;
-#pragma GCC unroll 16
-  for (int r = 0; r < ROWS; r++) {
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + NR - 1), _MM_HINT_T0);
-  }
+  prefetchTile<ROWS, NR>(C, ldc);
   __m512 acc[ROWS][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; r++) {
@@ -46,20 +44,7 @@ GEMMKIT_AVX512BF16 inline void tileBf16(int64_t kb, const uint32_t* Ap, const ui
       for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-  for (int r = 0; r < ROWS; r++) {
-    float* row = C + r * ldc;
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) {
-      int left = nr - 16 * v;
-      if (left <= 0) break;
-      __mmask16 mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
-      __m512 out = _mm512_mul_ps(va, acc[r][v]);
-      if (beta != 0.0f) out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, row + 16 * v), out);
-      _mm512_mask_storeu_ps(row + 16 * v, mask, out);
-    }
-  }
+  storeTile<ROWS, NV>(acc, C, ldc, nr, alpha, beta);
 }
 
 template <int MR, int NV, int ROWS = MR>

@@ -14,28 +14,13 @@
 
 #include <cstring>
 
+#include "avx512_common.h"
+
 #define GEMMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 namespace gemmkit {
 
 namespace {
-
-GEMMKIT_AVX512 inline __mmask16 firstLanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
-// 16 elements from p (lanes past n zero) as f32.
-template <DType T>
-GEMMKIT_AVX512 inline __m512 load16AsF32(const void* p, __mmask16 m) {
-  if constexpr (T == DType::F32) {
-    return _mm512_maskz_loadu_ps(m, p);
-  } else if constexpr (T == DType::BF16) {
-    __m256i h = _mm256_maskz_loadu_epi16(m, p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-  }
-}
 
 // Transposes the 16x16 matrix whose rows are r[0..15] (bit patterns are preserved).
 GEMMKIT_AVX512 inline void transpose16x16(__m512 r[16]) {
@@ -81,7 +66,7 @@ GEMMKIT_AVX512 void packF32Transposing(const void* src, int64_t count, int64_t k
         const __mmask16 kMask = firstLanes(kl);
         __m512 r[16];
         for (int i = 0; i < 16; i++) {
-          r[i] = i < rows ? load16AsF32<T>(base + ((x0 + xb + i) * strideX + lb) * esize, kMask) : _mm512_setzero_ps();
+          r[i] = i < rows ? load16AsF32<T>(base + ((x0 + xb + i) * strideX + lb) * esize, 0, kMask) : _mm512_setzero_ps();
         }
         transpose16x16(r);
         for (int64_t j = 0; j < kl; j++) _mm512_mask_storeu_ps(dst + (lb + j) * R + xb, laneMask, r[j]);
@@ -107,7 +92,7 @@ GEMMKIT_AVX512 void packF32Copying(const void* src, int64_t count, int64_t kb, i
       const int64_t rs = count - x0 < R ? count - x0 : R;
       float* dst = out + s * sliverStride + l * R;
       for (int xb = 0; xb < R; xb += 16) {
-        __m512 v = load16AsF32<T>(row + (x0 + xb) * esize, firstLanes(rs - xb));
+        __m512 v = load16AsF32<T>(row + (x0 + xb) * esize, 0, firstLanes(rs - xb));
         _mm512_mask_storeu_ps(dst + xb, firstLanes(R - xb), v);
       }
     }
