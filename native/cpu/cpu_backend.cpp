@@ -105,32 +105,38 @@ CpuConfig gemvConfig(const GemvKernel& k, const Problem& p) {
   return c;
 }
 
-// Ok when cfg can run p on this CPU, else why not (ISA, dtypes, prepacked layout).
+// Ok when cfg can run p on this CPU, else why not (ISA, dtypes, prepacked layout). Every run() checks this,
+// so the config's name is only built for a message.
 Status checkRunnable(const Problem& p, const CpuConfig& cfg) {
-  const std::string name = cfg.name();
   if (cfg.isGemv()) {
     const GemvKernel* g = findGemvKernel(cfg.kernel);
     std::string why = isaUnavailableReason(g->isa);
-    if (!why.empty()) return unsupported("config " + name + " cannot run here: " + why + " (" + cpuFeatures().model + ")");
+    if (!why.empty()) return unsupported("config " + cfg.name() + " cannot run here: " + why + " (" + cpuFeatures().model + ")");
     if (!p.packedB.empty()) {
-      return unsupported("config " + name + " reads plain weights; this problem's weight is prepacked as " + p.packedB);
+      return unsupported("config " + cfg.name() + " reads plain weights; this problem's weight is prepacked as " + p.packedB);
     }
-    if (!gemvUsable(*g, p)) return unsupported("config " + name + " needs bf16 A and B; this problem is " + p.describe());
+    if (!gemvUsable(*g, p)) return unsupported("config " + cfg.name() + " needs bf16 A and B; this problem is " + p.describe());
     return Status::ok();
   }
   const MicroKernel* k = findMicroKernel(cfg.kernel);
   std::string why = isaUnavailableReason(k->isa);
-  if (!why.empty()) return unsupported("config " + name + " cannot run here: " + why + " (" + cpuFeatures().model + ")");
+  if (!why.empty()) return unsupported("config " + cfg.name() + " cannot run here: " + why + " (" + cpuFeatures().model + ")");
   if (!panelAccepts(k->aFormat, p.dtypeA) || !panelAccepts(k->bFormat, p.dtypeB)) {
-    return unsupported("config " + name + " needs bf16 A and B; this problem is " + p.describe());
+    return unsupported("config " + cfg.name() + " needs bf16 A and B; this problem is " + p.describe());
   }
   if (!p.packedB.empty()) {
-    std::string want = k->id + ".kc" + std::to_string(cfg.kc);
+    std::string want = packedLayoutName(k->id, cfg.kc);
     if (want != p.packedB) {
-      return unsupported("config " + name + " needs a weight packed as " + want + ", but it was prepacked as " + p.packedB);
+      return unsupported("config " + cfg.name() + " needs a weight packed as " + want + ", but it was prepacked as " + p.packedB);
     }
   }
   return Status::ok();
+}
+
+// The system BLAS behind config, or why it cannot run p (it reads plain weights only).
+Status systemBlasFor(const Problem& p, const std::string& config, const SystemBlas** blas) {
+  if (!p.packedB.empty()) return unsupported("config " + config + " reads plain weights, not prepacked ones");
+  return findSystemBlas(p, config, blas);
 }
 
 class CpuBackend : public Backend {
@@ -227,14 +233,13 @@ class CpuBackend : public Backend {
     if (isSystemBlasConfig(config)) return "";
     CpuConfig cfg;
     if (!CpuConfig::parse(config, &cfg).isOk() || cfg.isGemv()) return "";
-    return cfg.kernel + ".kc" + std::to_string(cfg.kc);
+    return packedLayoutName(cfg.kernel, cfg.kc);
   }
 
   Status supports(const Problem& p, const std::string& config) const override {
     if (isSystemBlasConfig(config)) {
-      if (!p.packedB.empty()) return unsupported("config " + config + " reads plain weights, not prepacked ones");
       const SystemBlas* blas;
-      return findSystemBlas(p, config, &blas);
+      return systemBlasFor(p, config, &blas);
     }
     CpuConfig cfg;
     Status s = CpuConfig::parse(config, &cfg);
@@ -246,9 +251,8 @@ class CpuBackend : public Backend {
     Status s = checkProblem(p);
     if (!s.isOk()) return s;
     if (isSystemBlasConfig(config)) {
-      s = supports(p, config);
       const SystemBlas* blas;
-      if (s.isOk()) s = findSystemBlas(p, config, &blas);
+      s = systemBlasFor(p, config, &blas);
       return s.isOk() ? runSystemBlas(p, *blas, buf) : s;
     }
     CpuConfig cfg;

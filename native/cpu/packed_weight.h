@@ -15,6 +15,12 @@
 
 namespace gemmkit {
 
+// The layout name of a weight packed for kernel `kernelId` with depth blocks of kc: "<kernel id>.kc<kc>",
+// the value of Problem::packedB for problems that use it.
+inline std::string packedLayoutName(const std::string& kernelId, int kc) {
+  return kernelId + ".kc" + std::to_string(kc);
+}
+
 struct PackedWeight {
   const MicroKernel* kernel = nullptr;  // whose bFormat / NR / kAlign the slivers use
   int kc = 0;                           // depth of the blocks; configs using this weight must have this kc
@@ -30,8 +36,7 @@ struct PackedWeight {
   PackedWeight& operator=(const PackedWeight&) = delete;
   ~PackedWeight() { std::free(data); }
 
-  // "<kernel id>.kc<kc>": the value of Problem::packedB for problems that use this weight.
-  std::string layout() const { return kernel->id + ".kc" + std::to_string(kc); }
+  std::string layout() const { return packedLayoutName(kernel->id, kc); }
   // Sliver `s` (columns s*NR ...) at the block starting at depth pc (a multiple of kc).
   const void* sliver(int64_t s, int64_t pc) const {
     return static_cast<const char*>(data) + (s * sliverStride + pc * kernel->nr) * panelElementSize(kernel->bFormat);
