@@ -8,6 +8,14 @@ bool finalizeRowsAvx512(const Problem& p, const float* acc, int64_t ldacc, void*
                         int64_t m1, int64_t jc, int64_t nb);  // epilogue_avx512.cpp
 bool storeRowAvx512(DType t, const float* row, int64_t n, void* out);
 
+std::vector<float> biasAsF32(const Problem& p, const void* bias) {
+  std::vector<float> out;
+  if (!p.hasBias) return out;
+  out.resize(size_t(p.n));
+  for (int64_t j = 0; j < p.n; j++) out[size_t(j)] = loadAsF32(bias, p.dtypeBias, j);
+  return out;
+}
+
 void finalizeRowsPortable(const Problem& p, const float* acc, int64_t ldacc, void* c, const float* bias, int64_t m0,
                           int64_t m1, int64_t jc, int64_t nb) {
   const bool outF32 = p.dtypeC == DType::F32;

@@ -7,10 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "../core/problem.h"
 
 namespace gemmkit {
+
+// The bias of p (bias: [n] of p.dtypeBias) as [n] f32, converted once per call; empty when p has none.
+std::vector<float> biasAsF32(const Problem& p, const void* bias);
 
 // acc: [m1-m0, nb] f32 accumulator (row stride ldacc) for rows [m0, m1) and columns [jc, jc+nb) of C.
 // bias: [n] f32 or null.

@@ -168,11 +168,7 @@ Status runCpuGemv(const Problem& p, const CpuConfig& cfg, const GemvKernel& kern
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
   if (!p.packedB.empty()) return unsupported("GEMV configs read plain weights, not prepacked ones: " + p.describe());
   const int64_t m = p.m, n = p.n, k = p.k;
-  std::vector<float> bias;
-  if (p.hasBias) {
-    bias.resize(size_t(n));
-    for (int64_t j = 0; j < n; j++) bias[size_t(j)] = loadAsF32(buf.bias, p.dtypeBias, j);
-  }
+  const std::vector<float> bias = biasAsF32(p, buf.bias);
   const float* biasF32 = p.hasBias ? bias.data() : nullptr;
   // K parts of a multiple of 32 (one vector of bf16), fixed by ks alone; depth blocks within each part.
   const int64_t kPart = k == 0 ? 0 : roundUp(ceilDiv(k, cfg.ks), 32);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "epilogue.h"
 #include "thread_pool.h"
 
 #if defined(__linux__) || defined(__APPLE__)
@@ -143,11 +144,7 @@ Status findSystemBlas(const Problem& p, const std::string& config, const SystemB
 Status runSystemBlas(const Problem& p, const SystemBlas& blas, const Buffers& buf) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
   auto sgemm = reinterpret_cast<CblasSgemm>(blas.sgemm);
-  std::vector<float> bias;  // bias: [n] as f32
-  if (p.hasBias) {
-    bias.resize(size_t(p.n));
-    for (int64_t j = 0; j < p.n; j++) bias[size_t(j)] = loadAsF32(buf.bias, p.dtypeBias, j);
-  }
+  const std::vector<float> bias = biasAsF32(p, buf.bias);
   for (int64_t item = 0; item < p.batch; item++) {
     const float* a = static_cast<const float*>(buf.a) + item * p.strideA;  // A: rowsA x lda
     const float* b = static_cast<const float*>(buf.b) + item * p.strideB;  // B: rowsB x ldb
