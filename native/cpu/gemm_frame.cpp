@@ -29,6 +29,12 @@ int64_t rowBlock(int64_t rows, const CpuConfig& cfg, int MR) {
   return roundUp(ceilDiv(rows, ceilDiv(rows, cfg.mc)), MR);
 }
 
+// The beta the micro-kernel applies for the depth block starting at pc: beta once, on the first block (for
+// f16/bf16 outputs finalizeRows adds beta*C, so the kernel starts from zero), then 1 to keep adding.
+inline float kernelBeta(const Problem& p, int64_t pc) {
+  return pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
+}
+
 // The f32 accumulator of rows [m0, m1) and columns [jc, jc+nb): C itself for f32 outputs, else scratch
 // [m1-m0, nb] kept across all K blocks (when K == 0 it is set to what beta*C contributes).
 float* accumulatorFor(const Problem& p, void* c, int64_t m0, int64_t m1, int64_t jc, int64_t nb, int64_t* ldacc) {
@@ -64,8 +70,7 @@ void multiplyRows(const Problem& p, const MicroKernel& uk, const void* a, int64_
   const int MR = uk.mr, NR = uk.nr;
   const int64_t kPad = uk.paddedK(kb);
   const int aSize = panelElementSize(uk.aFormat), bSize = panelElementSize(uk.bFormat);
-  // beta applies once, on the first K block; for f16/bf16 outputs finalizeRows applies it.
-  const float betaK = pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
+  const float betaK = kernelBeta(p, pc);
   for (int64_t ic = m0; ic < m1; ic += mc) {
     const int64_t mb = (m1 - ic) < mc ? (m1 - ic) : mc;
     packA(p, a, ic, mb, pc, kb, kPad, MR, uk.aFormat, Ap);
@@ -106,10 +111,9 @@ void gemmRowsAgainstPrepacked(const Problem& p, const CpuConfig& cfg, const Micr
   const int MR = uk.mr, NR = uk.nr;
   const int aSize = panelElementSize(uk.aFormat);
   const int mr = int(m1 - m0);
-  // Ap: one sliver [kPad][MR] per depth block, at the depth's offset (as the weight's slivers store K).
-  const int64_t lastBlock = (p.k - 1) / cfg.kc * cfg.kc;
-  const int64_t paddedDepth = lastBlock + uk.paddedK(p.k - lastBlock);
-  char* Ap = static_cast<char*>(packedA.get(size_t(paddedDepth * MR) * aSize + 64));
+  // Ap: one sliver [kPad][MR] per depth block, at the depth's offset, as the weight's slivers store K
+  // (sliverStride / NR: all of K, each block padded).
+  char* Ap = static_cast<char*>(packedA.get(size_t(pw->sliverStride / NR * MR) * aSize + 64));
   for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
     const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
     packA(p, a, m0, mr, pc, kb, uk.paddedK(kb), MR, uk.aFormat, Ap + pc * MR * aSize);
@@ -122,8 +126,8 @@ void gemmRowsAgainstPrepacked(const Problem& p, const CpuConfig& cfg, const Micr
       const int nr = int((nb - jr) < NR ? (nb - jr) : NR);
       for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
         const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
-        const float betaK = pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
-        uk.run(kb, Ap + pc * MR * aSize, pw->sliver((jc + jr) / NR, pc), acc + jr, ldacc, mr, nr, p.alpha, betaK);
+        uk.run(kb, Ap + pc * MR * aSize, pw->sliver((jc + jr) / NR, pc), acc + jr, ldacc, mr, nr, p.alpha,
+               kernelBeta(p, pc));
       }
     }
     finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
@@ -239,11 +243,7 @@ TaskGrid chooseTaskGrid(int64_t m, int64_t n, int mr, int nr, int threads) {
 Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const Buffers& buf) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
   const PackedWeight* pw = p.packedB.empty() ? nullptr : static_cast<const PackedWeight*>(buf.b);
-  std::vector<float> bias;  // bias: [n] as f32, converted once per call
-  if (p.hasBias) {
-    bias.resize(size_t(p.n));
-    for (int64_t j = 0; j < p.n; j++) bias[size_t(j)] = loadAsF32(buf.bias, p.dtypeBias, j);
-  }
+  const std::vector<float> bias = biasAsF32(p, buf.bias);
   // Several batch items per thread make a finer split of each item unnecessary.
   int perItemThreads = int(ceilDiv(cfg.threads, p.batch));
   TaskGrid grid = chooseTaskGrid(p.m, p.n, uk.mr, uk.nr, perItemThreads);
