@@ -2,8 +2,9 @@
 // weight is widened in registers: f32 as is, bf16 by a 16-bit shift (exact), f16 by VCVTPH2PS (exact).
 //   Dot kernel (W stored [N, K]): up to 2 rows of x times 4 rows of W, or blocks of up to 4 rows of x
 //   times 3 rows of W (12 ymm accumulators along K, 3 W vectors and one x vector: the 16 registers),
-//   reduced by one shuffle tree per depth block; the last rows of W take 1-row blocks. Depths that are not a multiple of 8 end with one step on
-//   zero-padded copies (AVX2 has no masked 16-bit loads). Prefetch runs ahead as in gemv_avx512.cpp.
+//   reduced by one shuffle tree per depth block; the last rows of W take 1-row blocks. Depths that are not
+//   a multiple of 8 end with one step on zero-padded copies (AVX2 has no masked 16-bit loads). Prefetch
+//   runs ahead as in gemv_avx512.cpp.
 //   Columns kernel (W stored [K, N]): 32 columns x up to 2 rows of x, K in blocks of 256.
 #include "gemv.h"
 

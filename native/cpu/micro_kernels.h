@@ -55,7 +55,7 @@ struct MicroKernel {
   PanelFormat aFormat, bFormat;
   int kAlign;      // packed depth is padded to a multiple of this; kc must be a multiple of it
   MicroKernelFn run;
-  // Rows and depth of the packed slivers for depth kb.
+  // The depth of the packed slivers for depth kb: kb rounded up to kAlign.
   int64_t paddedK(int64_t kb) const { return (kb + kAlign - 1) / kAlign * kAlign; }
 };
 
