@@ -48,7 +48,7 @@ class RocblasLibrary : public VendorLibrary {
     if (!handles_.workspace(d.index, 256, "allocating rocBLAS's stand-in buffer", &standIn).isOk()) return out;
     rocblas_int count = 0;
     if (listSolutions(handle, p, standIn, nullptr, &count) != rocblas_status_success || count <= 0) return out;
-    std::vector<rocblas_int> ids(size_t(count));
+    std::vector<rocblas_int> ids(static_cast<size_t>(count));  // ids(size_t(count)) would declare a function
     if (listSolutions(handle, p, standIn, ids.data(), &count) != rocblas_status_success) return out;
     for (rocblas_int i = 0; i < count; i++) out.push_back(nameOf(ids[size_t(i)]));
     return out;
