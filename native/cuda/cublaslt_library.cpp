@@ -9,12 +9,10 @@
 
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
-#include <mutex>
 
 #include "../gpu/vendor_library.h"
-#include "../gpu/vendor_runtime.h"
+#include "../gpu/vendor_library_cache.h"
 #include "cuda_libraries.h"
 
 namespace gemmkit {
@@ -65,7 +63,7 @@ class CublasLtLibrary : public VendorLibrary {
 
   std::vector<std::string> candidates(const Problem& p, const GpuDevice& d) const override {
     std::vector<std::string> out;
-    if (!takes(p).isOk() || p.m == 0 || p.n == 0 || p.k == 0) return out;
+    if (!blasLtTakes(p, "cuBLASLt").isOk() || p.m == 0 || p.n == 0 || p.k == 0) return out;
     cublasLtHandle_t handle;
     if (!handleFor(d.index, &handle).isOk()) return out;
     Descriptors desc;
@@ -91,7 +89,7 @@ class CublasLtLibrary : public VendorLibrary {
   }
 
   Status supports(const Problem& p, const std::string& name, const GpuDevice& d) const override {
-    Status s = takes(p);
+    Status s = blasLtTakes(p, "cuBLASLt");
     if (!s.isOk()) return s;
     AlgorithmFields f;
     s = parseName(name, &f);
@@ -100,11 +98,9 @@ class CublasLtLibrary : public VendorLibrary {
     cublasLtHandle_t handle;
     s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
-    Descriptors desc;
-    s = describe(p, &desc);
-    if (!s.isOk()) return s;
-    cublasLtMatmulAlgo_t algo;
-    return rebuild(handle, p, desc, f, name, &algo);
+    // The plan run() then finds: checking a name does not rebuild its algorithm on every call.
+    std::shared_ptr<Prepared> prep;
+    return prepared(handle, p, name, &prep);
   }
 
   Status run(const Problem& p, const std::string& name, const Buffers& buf, const GpuDevice& d, void* stream) const override {
@@ -113,7 +109,7 @@ class CublasLtLibrary : public VendorLibrary {
     Status s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
     void* workspace;
-    s = workspaceFor(d.index, &workspace);
+    s = handles_.workspace(d.index, kWorkspaceBytes, "allocating cuBLASLt's workspace", &workspace);
     if (!s.isOk()) return s;
     std::shared_ptr<Prepared> prep;
     s = prepared(handle, p, name, &prep);
@@ -132,22 +128,6 @@ class CublasLtLibrary : public VendorLibrary {
   }
 
  private:
-  // What cuBLASLt computes exactly as gemmkit defines it.
-  static Status takes(const Problem& p) {
-    if (p.dtypeA != p.dtypeB) return unsupported("cuBLASLt candidates need A and B of one dtype; the problem is " + p.describe());
-    if (p.dtypeC != DType::F32 && p.dtypeC != p.dtypeA) {
-      return unsupported("cuBLASLt candidates write C in f32 or the inputs' dtype; the problem is " + p.describe());
-    }
-    if (p.activation != Activation::None && p.activation != Activation::Relu) {
-      return unsupported(std::string("cuBLASLt has no ") + activationName(p.activation) + " matching gemmkit's");
-    }
-    if (p.hasBias && p.dtypeBias != p.dtypeC) return unsupported("cuBLASLt candidates need the bias in C's dtype");
-    if (p.m > 2147483647 || p.n > 2147483647 || p.k > 2147483647 || p.batch > 2147483647) {
-      return unsupported("problem too large for cuBLASLt's 32-bit sizes");
-    }
-    return Status::ok();
-  }
-
   static Status describe(const Problem& p, Descriptors* d) {
     const cudaDataType_t in = cudaType(p.dtypeA), out = cudaType(p.dtypeC);
     const ColumnMajorGemm g = columnMajorGemm(p);
@@ -208,13 +188,6 @@ class CublasLtLibrary : public VendorLibrary {
     return buf;
   }
 
-  // "v13_0_1": the version as one name field.
-  std::string versionField() const {
-    std::string v = "v" + version();
-    for (char& ch : v) ch = ch == '.' ? '_' : ch;
-    return v;
-  }
-
   Status parseName(const std::string& name, AlgorithmFields* f) const {
     unsigned tile, stages, splitK, reduction, swizzle, custom, inner, cluster;
     int algo;
@@ -268,73 +241,38 @@ class CublasLtLibrary : public VendorLibrary {
     return Status::ok();
   }
 
-  // One handle and one workspace per device, made on first use (callers hold the device's lane).
+  // One handle per device, made on first use (callers hold the device's lane).
   Status handleFor(int device, cublasLtHandle_t* out) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = handles_.find(device);
-    if (it == handles_.end()) {
-      cublasLtHandle_t h;
-      cublasStatus_t s = cublasLtCreate(&h);
-      if (s != CUBLAS_STATUS_SUCCESS) return ltError("creating a handle", s);
-      it = handles_.emplace(device, h).first;
-    }
-    *out = it->second;
-    return Status::ok();
+    return handles_.handle(
+        device,
+        [](cublasLtHandle_t* h) {
+          cublasStatus_t s = cublasLtCreate(h);
+          return s == CUBLAS_STATUS_SUCCESS ? Status::ok() : ltError("creating a handle", s);
+        },
+        out);
   }
 
-  Status workspaceFor(int device, void** out) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = workspaces_.find(device);
-    if (it == workspaces_.end()) {
-      void* p = nullptr;
-      vendor::Error e = vendor::deviceMalloc(&p, size_t(kWorkspaceBytes));
-      if (e != vendor::kSuccess) {
-        vendor::clearLastError();
-        return gpuError(device, "allocating cuBLASLt's workspace", e);
-      }
-      it = workspaces_.emplace(device, p).first;
-    }
-    *out = it->second;
-    return Status::ok();
-  }
-
-  // A problem's descriptors and rebuilt algorithm, made once per (device, problem, name): timing and
-  // tuned dispatch then pay only for cublasLtMatmul.
+  // A problem's descriptors and rebuilt algorithm.
   struct Prepared {
     Descriptors desc;
     cublasLtMatmulAlgo_t algo;
   };
 
   Status prepared(cublasLtHandle_t handle, const Problem& p, const std::string& name, std::shared_ptr<Prepared>* out) const {
-    const std::string key = std::to_string(p.device) + "|" + p.describe() + "|" + std::to_string(p.lda) + "," + std::to_string(p.ldb) +
-                            "," + std::to_string(p.ldc) + "|" + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
-                            std::to_string(p.strideC) + "|" + name;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = prepared_.find(key);
-      if (it != prepared_.end()) {
-        *out = it->second;
-        return Status::ok();
-      }
-    }
-    AlgorithmFields f;
-    Status s = parseName(name, &f);
-    if (!s.isOk()) return s;
-    auto prep = std::make_shared<Prepared>();
-    s = describe(p, &prep->desc);
-    if (s.isOk()) s = rebuild(handle, p, prep->desc, f, name, &prep->algo);
-    if (!s.isOk()) return s;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (prepared_.size() >= 256) prepared_.clear();  // a bound, not a cache policy: tuning visits many
-    prepared_[key] = prep;
-    *out = prep;
-    return Status::ok();
+    return plans_.get(
+        p, name,
+        [&](Prepared* prep) {
+          AlgorithmFields f;
+          Status s = parseName(name, &f);
+          if (s.isOk()) s = describe(p, &prep->desc);
+          if (s.isOk()) s = rebuild(handle, p, prep->desc, f, name, &prep->algo);
+          return s;
+        },
+        out);
   }
 
-  mutable std::mutex mutex_;
-  mutable std::map<std::string, std::shared_ptr<Prepared>> prepared_;
-  mutable std::map<int, cublasLtHandle_t> handles_;
-  mutable std::map<int, void*> workspaces_;
+  mutable LibraryHandles<cublasLtHandle_t> handles_;
+  mutable PreparedPlans<Prepared> plans_;
 };
 
 }  // namespace

@@ -57,12 +57,12 @@ GemmArgs makeArgs(const Problem& p, const Buffers& buf) {
   return a;
 }
 
-// A rough cost of `c` on `p` in arbitrary units, comparable between configs of one family only: bytes
-// streamed over the parallelism for skinny kernels; waves of blocks over the device times the work of
-// one block for the tiled ones.
 // The largest M for which the heuristic picks a skinny kernel (the tuner may still choose one up to 16).
 constexpr int64_t kSkinnyHeuristicMaxM = 8;
 
+// A rough cost of `c` on `p` in arbitrary units, comparable between configs of one family only: bytes
+// streamed over the parallelism for skinny kernels; waves of blocks over the device times the work of
+// one block for the tiled ones.
 double estimatedCost(const GpuConfig& c, const Problem& p, int units) {
   const double m = double(std::max<int64_t>(p.m, 1)), n = double(std::max<int64_t>(p.n, 1));
   const double k = double(std::max<int64_t>(p.k, 1)), batch = double(std::max<int64_t>(p.batch, 1));
@@ -143,16 +143,9 @@ class GpuBackend : public Backend {
 
   Status supports(const Problem& p, const std::string& config) const override {
     const GpuDevice* d;
-    Status s = GpuRuntime::instance().checkKernels(p.device, &d);
-    if (!s.isOk()) return s;
-    if (const VendorLibrary* lib = libraryFor(config)) {
-      std::unique_lock<std::mutex> lock;
-      GpuRuntime::DeviceLane* lane;
-      s = GpuRuntime::instance().acquire(p.device, &lock, &lane);
-      return s.isOk() ? lib->supports(p, config, *d) : s;
-    }
-    const KernelEntry* e;
-    return findKernel(p, config, *d, &e);
+    const VendorLibrary* lib;
+    const KernelEntry* entry;
+    return resolve(p, config, &d, &lib, &entry);
   }
 
   Status run(const Problem& p, const std::string& config, const Buffers& buf) const override {
@@ -183,9 +176,12 @@ class GpuBackend : public Backend {
 
   Status time(const Problem& p, const std::string& config, const TimingOptions& opts,
               std::vector<double>* microseconds) const override {
-    Status s = supports(p, config);
+    const GpuDevice* device;
+    const VendorLibrary* lib;
+    const KernelEntry* entry;
+    Status s = resolve(p, config, &device, &lib, &entry);
     if (!s.isOk()) return s;
-    const GpuDevice& d = GpuRuntime::instance().device(p.device);
+    const GpuDevice& d = *device;
     const int64_t bytesA = std::max<int64_t>(1, (p.batch - 1) * p.strideA + p.rowsA() * p.lda) * dtypeSize(p.dtypeA);
     const int64_t bytesB = std::max<int64_t>(1, (p.batch - 1) * p.strideB + p.rowsB() * p.ldb) * dtypeSize(p.dtypeB);
     const int64_t bytesC = std::max<int64_t>(1, (p.batch - 1) * p.strideC + p.m * p.ldc) * dtypeSize(p.dtypeC);
@@ -205,9 +201,6 @@ class GpuBackend : public Backend {
     char* c = base + copies * (aligned(bytesA) + aligned(bytesB));
     char* bias = c + aligned(bytesC);
 
-    const VendorLibrary* lib = libraryFor(config);
-    const KernelEntry* entry = nullptr;
-    if (!lib) findKernel(p, config, d, &entry);
     std::unique_lock<std::mutex> lock;
     GpuRuntime::DeviceLane* lane;
     s = GpuRuntime::instance().acquire(p.device, &lock, &lane);
@@ -247,6 +240,23 @@ class GpuBackend : public Backend {
   }
 
  private:
+  // supports(), keeping what it found: the device, and the library that owns `config` or else the
+  // kernel compiled under that name.
+  Status resolve(const Problem& p, const std::string& config, const GpuDevice** d, const VendorLibrary** lib,
+                 const KernelEntry** entry) const {
+    Status s = GpuRuntime::instance().checkKernels(p.device, d);
+    if (!s.isOk()) return s;
+    *lib = libraryFor(config);
+    *entry = nullptr;
+    if (*lib) {
+      std::unique_lock<std::mutex> lock;
+      GpuRuntime::DeviceLane* lane;
+      s = GpuRuntime::instance().acquire(p.device, &lock, &lane);
+      return s.isOk() ? (*lib)->supports(p, config, **d) : s;
+    }
+    return findKernel(p, config, **d, entry);
+  }
+
   const VendorLibrary* libraryFor(const std::string& config) const {
     for (const auto& lib : libraries_) {
       const std::string prefix = std::string(lib->prefix()) + ".";

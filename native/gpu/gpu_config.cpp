@@ -89,7 +89,7 @@ int64_t GpuConfig::sharedBytes() const {
       const int64_t stage = int64_t(tileM) * tileN < 4096 ? int64_t(tileM) * tileN : 4096;
       return 4 * (tiles > stage ? tiles : stage);
     }
-    case GpuFamily::Mma: return int64_t(stages) * (tileM + tileN) * tileK * 2;
+    case GpuFamily::Mma:
     case GpuFamily::Wgmma: return int64_t(stages) * (tileM + tileN) * tileK * 2;
     case GpuFamily::Mfma: return int64_t(2) * (tileM + tileN) * (tileK + 4) * 2;
     case GpuFamily::Skinny: return int64_t(warps) * tileM * tileN * 4;

@@ -135,31 +135,12 @@ constexpr DType dtypeOf(GpuInput t) {
   return t == GpuInput::BF16 ? DType::BF16 : t == GpuInput::F16 ? DType::F16 : DType::F32;
 }
 
-template <GpuArch ARCH>
-struct TableOf;
-#if !defined(__HIPCC__)
-template <>
-struct TableOf<GpuArch::Sm80> {
-  static constexpr const GpuConfig* rows = config_tables::kSm80;
-  static constexpr size_t size = sizeof(config_tables::kSm80) / sizeof(GpuConfig);
-};
-template <>
-struct TableOf<GpuArch::Sm90a> {
-  static constexpr const GpuConfig* rows = config_tables::kSm90a;
-  static constexpr size_t size = sizeof(config_tables::kSm90a) / sizeof(GpuConfig);
-};
-#else
-template <>
-struct TableOf<GpuArch::Gfx90a> {
-  static constexpr const GpuConfig* rows = config_tables::kGfx90a;
-  static constexpr size_t size = sizeof(config_tables::kGfx90a) / sizeof(GpuConfig);
-};
-template <>
-struct TableOf<GpuArch::Gfx942> {
-  static constexpr const GpuConfig* rows = config_tables::kGfx942;
-  static constexpr size_t size = sizeof(config_tables::kGfx942) / sizeof(GpuConfig);
-};
-#endif
+// The architecture's row of kGpuConfigTables (config_tables.h).
+constexpr const GpuConfigTable& tableOf(GpuArch arch) {
+  size_t i = 0;
+  while (kGpuConfigTables[i].arch != arch) i++;
+  return kGpuConfigTables[i];
+}
 
 // Whether this compilation builds row ROW of table ARCH (all rows unless the compile check asks for one).
 template <GpuArch ARCH, size_t ROW>
@@ -173,7 +154,7 @@ constexpr bool rowSelected() {
 
 template <GpuArch ARCH, size_t ROW>
 LaunchFn launcherFor() {
-  constexpr GpuConfig c = TableOf<ARCH>::rows[ROW];
+  constexpr GpuConfig c = tableOf(ARCH).configs[ROW];
   constexpr DType T = dtypeOf(c.input);
   if constexpr (!rowSelected<ARCH, ROW>()) {
     return nullptr;
@@ -197,7 +178,7 @@ LaunchFn launcherFor() {
 template <GpuArch ARCH, size_t... ROWS>
 std::vector<KernelEntry> buildTable(std::index_sequence<ROWS...>) {
   std::vector<KernelEntry> entries;
-  const KernelEntry all[] = {KernelEntry{TableOf<ARCH>::rows[ROWS], launcherFor<ARCH, ROWS>()}...};
+  const KernelEntry all[] = {KernelEntry{tableOf(ARCH).configs[ROWS], launcherFor<ARCH, ROWS>()}...};
   for (const KernelEntry& e : all) {
     if (e.launch) entries.push_back(e);
   }
@@ -206,7 +187,7 @@ std::vector<KernelEntry> buildTable(std::index_sequence<ROWS...>) {
 
 template <GpuArch ARCH>
 std::vector<KernelEntry> buildTable() {
-  return buildTable<ARCH>(std::make_index_sequence<TableOf<ARCH>::size>());
+  return buildTable<ARCH>(std::make_index_sequence<tableOf(ARCH).size>());
 }
 
 }  // namespace

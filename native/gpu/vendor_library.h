@@ -40,12 +40,35 @@ inline ColumnMajorGemm columnMajorGemm(const Problem& p) {
   return g;
 }
 
+// What a BLASLt library (cuBLASLt, hipBLASLt: f32 compute, a bias and ReLU epilogue, 32-bit sizes)
+// computes exactly as gemmkit defines it; `library` names it in the reasons why not.
+inline Status blasLtTakes(const Problem& p, const std::string& library) {
+  if (p.dtypeA != p.dtypeB) return unsupported(library + " candidates need A and B of one dtype; the problem is " + p.describe());
+  if (p.dtypeC != DType::F32 && p.dtypeC != p.dtypeA) {
+    return unsupported(library + " candidates write C in f32 or the inputs' dtype; the problem is " + p.describe());
+  }
+  if (p.activation != Activation::None && p.activation != Activation::Relu) {
+    return unsupported(library + " has no " + activationName(p.activation) + " matching gemmkit's");
+  }
+  if (p.hasBias && p.dtypeBias != p.dtypeC) return unsupported(library + " candidates need the bias in C's dtype");
+  if (p.m > 2147483647 || p.n > 2147483647 || p.k > 2147483647 || p.batch > 2147483647) {
+    return unsupported("problem too large for " + library + "'s 32-bit sizes");
+  }
+  return Status::ok();
+}
+
 class VendorLibrary {
  public:
   virtual ~VendorLibrary() = default;
   // The first field of every config name this library owns ("cublaslt", "hipblaslt", "rocblas").
   virtual const char* prefix() const = 0;
   virtual std::string version() const = 0;
+  // The version as one name field: "v13_0_1" ('.', '-' and ' ' become '_').
+  std::string versionField() const {
+    std::string v = "v" + version();
+    for (char& ch : v) ch = (ch == '.' || ch == '-' || ch == ' ') ? '_' : ch;
+    return v;
+  }
   // Names of the algorithms worth timing for `p` (may be empty: the library does not do this problem).
   virtual std::vector<std::string> candidates(const Problem& p, const GpuDevice& d) const = 0;
   // Ok when `name` is one of this library's algorithms that runs `p` here, else why not.

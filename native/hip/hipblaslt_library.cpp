@@ -10,12 +10,10 @@
 #include <hipblaslt/hipblaslt.h>
 
 #include <cstdio>
-#include <map>
 #include <memory>
-#include <mutex>
 
 #include "../gpu/vendor_library.h"
-#include "../gpu/vendor_runtime.h"
+#include "../gpu/vendor_library_cache.h"
 #include "hip_libraries.h"
 
 namespace gemmkit {
@@ -57,7 +55,7 @@ class HipblasLtLibrary : public VendorLibrary {
 
   std::vector<std::string> candidates(const Problem& p, const GpuDevice& d) const override {
     std::vector<std::string> out;
-    if (!takes(p).isOk() || p.m == 0 || p.n == 0 || p.k == 0 || p.batch == 0) return out;
+    if (!blasLtTakes(p, "hipBLASLt").isOk() || p.m == 0 || p.n == 0 || p.k == 0 || p.batch == 0) return out;
     hipblasLtHandle_t handle;
     if (!handleFor(d.index, &handle).isOk()) return out;
     Descriptors desc;
@@ -83,7 +81,7 @@ class HipblasLtLibrary : public VendorLibrary {
   }
 
   Status supports(const Problem& p, const std::string& name, const GpuDevice& d) const override {
-    Status s = takes(p);
+    Status s = blasLtTakes(p, "hipBLASLt");
     if (!s.isOk()) return s;
     int index;
     s = parseName(name, &index);
@@ -91,11 +89,9 @@ class HipblasLtLibrary : public VendorLibrary {
     hipblasLtHandle_t handle;
     s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
-    Descriptors desc;
-    s = describe(p, &desc);
-    if (!s.isOk()) return s;
-    hipblasLtMatmulAlgo_t algo;
-    return rebuild(handle, p, desc, index, name, &algo);
+    // The plan run() then finds: checking a name does not look its solution up on every call.
+    std::shared_ptr<Prepared> prep;
+    return prepared(handle, p, name, &prep);
   }
 
   Status run(const Problem& p, const std::string& name, const Buffers& buf, const GpuDevice& d, void* stream) const override {
@@ -104,7 +100,7 @@ class HipblasLtLibrary : public VendorLibrary {
     Status s = handleFor(d.index, &handle);
     if (!s.isOk()) return s;
     void* workspace;
-    s = workspaceFor(d.index, &workspace);
+    s = handles_.workspace(d.index, kWorkspaceBytes, "allocating hipBLASLt's workspace", &workspace);
     if (!s.isOk()) return s;
     std::shared_ptr<Prepared> prep;
     s = prepared(handle, p, name, &prep);
@@ -125,23 +121,8 @@ class HipblasLtLibrary : public VendorLibrary {
  private:
   static int currentDevice() {
     int d = 0;
-    hipGetDevice(&d);
+    (void)hipGetDevice(&d);
     return d;
-  }
-
-  static Status takes(const Problem& p) {
-    if (p.dtypeA != p.dtypeB) return unsupported("hipBLASLt candidates need A and B of one dtype; the problem is " + p.describe());
-    if (p.dtypeC != DType::F32 && p.dtypeC != p.dtypeA) {
-      return unsupported("hipBLASLt candidates write C in f32 or the inputs' dtype; the problem is " + p.describe());
-    }
-    if (p.activation != Activation::None && p.activation != Activation::Relu) {
-      return unsupported(std::string("hipBLASLt has no ") + activationName(p.activation) + " matching gemmkit's");
-    }
-    if (p.hasBias && p.dtypeBias != p.dtypeC) return unsupported("hipBLASLt candidates need the bias in C's dtype");
-    if (p.m > 2147483647 || p.n > 2147483647 || p.k > 2147483647 || p.batch > 2147483647) {
-      return unsupported("problem too large for hipBLASLt's 32-bit sizes");
-    }
-    return Status::ok();
   }
 
   static Status describe(const Problem& p, Descriptors* d) {
@@ -180,12 +161,6 @@ class HipblasLtLibrary : public VendorLibrary {
     return Status::ok();
   }
 
-  std::string versionField() const {
-    std::string v = "v" + version();
-    for (char& ch : v) ch = ch == '.' ? '_' : ch;
-    return v;
-  }
-
   std::string nameOf(int index) const { return "hipblaslt." + versionField() + ".sol" + std::to_string(index); }
 
   Status parseName(const std::string& name, int* index) const {
@@ -220,70 +195,36 @@ class HipblasLtLibrary : public VendorLibrary {
   }
 
   Status handleFor(int device, hipblasLtHandle_t* out) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = handles_.find(device);
-    if (it == handles_.end()) {
-      hipblasLtHandle_t h;
-      hipblasStatus_t s = hipblasLtCreate(&h);
-      if (s != HIPBLAS_STATUS_SUCCESS) return ltError("creating a handle", s);
-      it = handles_.emplace(device, h).first;
-    }
-    *out = it->second;
-    return Status::ok();
+    return handles_.handle(
+        device,
+        [](hipblasLtHandle_t* h) {
+          hipblasStatus_t s = hipblasLtCreate(h);
+          return s == HIPBLAS_STATUS_SUCCESS ? Status::ok() : ltError("creating a handle", s);
+        },
+        out);
   }
 
-  Status workspaceFor(int device, void** out) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = workspaces_.find(device);
-    if (it == workspaces_.end()) {
-      void* p = nullptr;
-      vendor::Error e = vendor::deviceMalloc(&p, size_t(kWorkspaceBytes));
-      if (e != vendor::kSuccess) {
-        vendor::clearLastError();
-        return gpuError(device, "allocating hipBLASLt's workspace", e);
-      }
-      it = workspaces_.emplace(device, p).first;
-    }
-    *out = it->second;
-    return Status::ok();
-  }
-
-  // A problem's descriptors and algorithm, made once per (device, problem, name).
+  // A problem's descriptors and algorithm.
   struct Prepared {
     Descriptors desc;
     hipblasLtMatmulAlgo_t algo;
   };
 
   Status prepared(hipblasLtHandle_t handle, const Problem& p, const std::string& name, std::shared_ptr<Prepared>* out) const {
-    const std::string key = std::to_string(p.device) + "|" + p.describe() + "|" + std::to_string(p.lda) + "," + std::to_string(p.ldb) +
-                            "," + std::to_string(p.ldc) + "|" + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
-                            std::to_string(p.strideC) + "|" + name;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = prepared_.find(key);
-      if (it != prepared_.end()) {
-        *out = it->second;
-        return Status::ok();
-      }
-    }
-    int index;
-    Status s = parseName(name, &index);
-    if (!s.isOk()) return s;
-    auto prep = std::make_shared<Prepared>();
-    s = describe(p, &prep->desc);
-    if (s.isOk()) s = rebuild(handle, p, prep->desc, index, name, &prep->algo);
-    if (!s.isOk()) return s;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (prepared_.size() >= 256) prepared_.clear();
-    prepared_[key] = prep;
-    *out = prep;
-    return Status::ok();
+    return plans_.get(
+        p, name,
+        [&](Prepared* prep) {
+          int index;
+          Status s = parseName(name, &index);
+          if (s.isOk()) s = describe(p, &prep->desc);
+          if (s.isOk()) s = rebuild(handle, p, prep->desc, index, name, &prep->algo);
+          return s;
+        },
+        out);
   }
 
-  mutable std::mutex mutex_;
-  mutable std::map<std::string, std::shared_ptr<Prepared>> prepared_;
-  mutable std::map<int, hipblasLtHandle_t> handles_;
-  mutable std::map<int, void*> workspaces_;
+  mutable LibraryHandles<hipblasLtHandle_t> handles_;
+  mutable PreparedPlans<Prepared> plans_;
 };
 
 }  // namespace

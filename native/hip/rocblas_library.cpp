@@ -8,11 +8,9 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <mutex>
 
 #include "../gpu/vendor_library.h"
-#include "../gpu/vendor_runtime.h"
+#include "../gpu/vendor_library_cache.h"
 #include "hip_libraries.h"
 
 namespace gemmkit {
@@ -45,10 +43,13 @@ class RocblasLibrary : public VendorLibrary {
     if (!takes(p).isOk() || p.m == 0 || p.n == 0 || p.k == 0 || p.batch == 0) return out;
     rocblas_handle handle;
     if (!handleFor(d.index, &handle).isOk()) return out;
+    // Listing reads no matrix, but rocBLAS checks the pointers: a small device buffer stands in for all.
+    void* standIn;
+    if (!handles_.workspace(d.index, 256, "allocating rocBLAS's stand-in buffer", &standIn).isOk()) return out;
     rocblas_int count = 0;
-    if (listSolutions(handle, p, nullptr, &count) != rocblas_status_success || count <= 0) return out;
-    std::vector<rocblas_int> ids(size_t(count));
-    if (listSolutions(handle, p, ids.data(), &count) != rocblas_status_success) return out;
+    if (listSolutions(handle, p, standIn, nullptr, &count) != rocblas_status_success || count <= 0) return out;
+    std::vector<rocblas_int> ids(static_cast<size_t>(count));  // ids(size_t(count)) would declare a function
+    if (listSolutions(handle, p, standIn, ids.data(), &count) != rocblas_status_success) return out;
     for (rocblas_int i = 0; i < count; i++) out.push_back(nameOf(ids[size_t(i)]));
     return out;
   }
@@ -103,11 +104,8 @@ class RocblasLibrary : public VendorLibrary {
     return Status::ok();
   }
 
-  // Solution indices for the problem. Listing reads no matrix, but rocBLAS checks the pointers, so a
-  // small device buffer stands in for all of them.
-  rocblas_status listSolutions(rocblas_handle handle, const Problem& p, rocblas_int* ids, rocblas_int* count) const {
-    void* stand = standInFor(handle);
-    if (!stand) return rocblas_status_memory_error;
+  // Solution indices for the problem, with `stand` as every matrix pointer.
+  static rocblas_status listSolutions(rocblas_handle handle, const Problem& p, void* stand, rocblas_int* ids, rocblas_int* count) {
     const ColumnMajorGemm g = columnMajorGemm(p);
     const float alpha = p.alpha, beta = p.beta;
     const rocblas_datatype in = rocType(p.dtypeA), out = rocType(p.dtypeC);
@@ -124,12 +122,6 @@ class RocblasLibrary : public VendorLibrary {
         stand, in, rocblas_int(p.lda), p.strideA, &beta, stand, out, rocblas_int(p.ldc), p.strideC, stand, out,
         rocblas_int(p.ldc), p.strideC, rocblas_int(p.batch), rocblas_datatype_f32_r, rocblas_gemm_algo_solution_index,
         rocblas_gemm_flags_none, ids, count);
-  }
-
-  std::string versionField() const {
-    std::string v = "v" + version();
-    for (char& ch : v) ch = (ch == '.' || ch == '-' || ch == ' ') ? '_' : ch;
-    return v;
   }
 
   std::string nameOf(int index) const {
@@ -155,34 +147,17 @@ class RocblasLibrary : public VendorLibrary {
   }
 
   Status handleFor(int device, rocblas_handle* out) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = handles_.find(device);
-    if (it == handles_.end()) {
-      rocblas_handle h;
-      rocblas_status s = rocblas_create_handle(&h);
-      if (s != rocblas_status_success) return rocError("creating a handle", s);
-      it = handles_.emplace(device, h).first;
-    }
-    *out = it->second;
-    return Status::ok();
+    return handles_.handle(
+        device,
+        [](rocblas_handle* h) {
+          rocblas_status s = rocblas_create_handle(h);
+          return s == rocblas_status_success ? Status::ok() : rocError("creating a handle", s);
+        },
+        out);
   }
 
-  void* standInFor(rocblas_handle handle) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = standIns_.find(handle);
-    if (it != standIns_.end()) return it->second;
-    void* p = nullptr;
-    if (vendor::deviceMalloc(&p, 256) != vendor::kSuccess) {
-      vendor::clearLastError();
-      return nullptr;
-    }
-    standIns_.emplace(handle, p);
-    return p;
-  }
-
-  mutable std::mutex mutex_;
-  mutable std::map<int, rocblas_handle> handles_;
-  mutable std::map<rocblas_handle, void*> standIns_;
+  // One handle per device, and as the device's workspace the stand-in buffer of listSolutions.
+  mutable LibraryHandles<rocblas_handle> handles_;
 };
 
 }  // namespace
