@@ -145,13 +145,9 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   }
   if (withBuffers) {
     Buffers& b = call.buffers;
-    b.a = typedData(env, d, "a", p.dtypeA, matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), &call.keepAlive);
-    if (call.packedB) {
-      b.b = call.packedB.get();
-    } else {
-      b.b = typedData(env, d, "b", p.dtypeB, matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
-    }
-    b.c = typedData(env, d, "c", p.dtypeC, matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n), &call.keepAlive);
+    b.a = typedData(env, d, "a", p.dtypeA, extentA(p), &call.keepAlive);
+    b.b = call.packedB ? call.packedB.get() : typedData(env, d, "b", p.dtypeB, extentB(p), &call.keepAlive);
+    b.c = typedData(env, d, "c", p.dtypeC, extentC(p), &call.keepAlive);
     if (p.hasBias) b.bias = typedData(env, d, "bias", p.dtypeBias, p.n, &call.keepAlive);
   }
   return call;
@@ -182,6 +178,10 @@ int64_t matrixExtent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, in
   if (batch == 0 || rows == 0 || cols == 0) return 0;
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
+
+int64_t extentA(const Problem& p) { return matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()); }
+int64_t extentB(const Problem& p) { return matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()); }
+int64_t extentC(const Problem& p) { return matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n); }
 
 Napi::Error statusError(const Napi::Env& env, const Status& s) {
   switch (s.code()) {
