@@ -54,13 +54,7 @@ Napi::Value wrapAllocation(const Napi::Env& env, std::shared_ptr<DeviceAllocatio
 }
 
 int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t fallback) {
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throwType(env, std::string(name) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != double(int64_t(d)) || d > 9007199254740991.0) {
-    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + name + " must be a non-negative integer");
-  }
-  return int64_t(d);
+  return v.IsUndefined() ? fallback : nonNegativeInteger(env, v, name);
 }
 
 // A GEMM on device buffers, or on host typed arrays that are staged through device memory for the

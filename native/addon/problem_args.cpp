@@ -17,15 +17,7 @@ namespace {
   throw Napi::RangeError::New(env, "gemmkit native: " + msg);
 }
 
-int64_t getDim(const Napi::Env& env, const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throwType(env, std::string(key) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
-    throwRange(env, std::string(key) + " must be a non-negative integer, got " + std::to_string(d));
-  }
-  return int64_t(d);
-}
+int64_t getDim(const Napi::Env& env, const Napi::Object& o, const char* key) { return nonNegativeInteger(env, o.Get(key), key); }
 
 bool getBool(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
@@ -74,6 +66,15 @@ void* typedData(const Napi::Env& env, const Napi::Object& desc, const char* key,
 }
 
 }  // namespace
+
+int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsNumber()) throwType(env, name + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
+    throwRange(env, name + " must be a non-negative integer, got " + std::to_string(d));
+  }
+  return int64_t(d);
+}
 
 UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");

@@ -40,6 +40,9 @@ int64_t extentA(const Problem& p);
 int64_t extentB(const Problem& p);
 int64_t extentC(const Problem& p);
 
+// v as a non-negative integer (at most 2^53 - 1); a TypeError or RangeError naming `name` otherwise.
+int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std::string& name);
+
 // The JS error for a failed Status: TypeError, RangeError or Error, by status code.
 Napi::Error statusError(const Napi::Env& env, const Status& s);
 
