@@ -20,73 +20,21 @@ namespace gemmkit {
 
 namespace {
 
-std::string resolveConfig(const UnpackedCall& call) {
-  return call.config.empty() ? call.backend->heuristic(call.problem) : call.config;
-}
-
 Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   UnpackedCall call = unpackCall(env, info[0], true);
-  Status s = call.backend->run(call.problem, resolveConfig(call), call.buffers);
+  Status s = call.backend->run(call.problem, call.configOrHeuristic(), call.buffers);
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
 }
 
 // Runs one GEMM on the libuv thread pool; the typed arrays stay referenced until it settles.
-class MatmulWorker : public Napi::AsyncWorker {
- public:
-  MatmulWorker(Napi::Env env, UnpackedCall call)
-      : Napi::AsyncWorker(env, "gemmkit.matmul"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
-    config_ = resolveConfig(call_);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    status_ = call_.backend->run(call_.problem, config_, call_.buffers);
-    if (!status_.isOk()) SetError(status_.message());
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
-
- private:
-  UnpackedCall call_;
-  std::string config_;
-  Status status_;
-  Napi::Promise::Deferred deferred_;
-};
-
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  UnpackedCall call = unpackCall(env, info[0], true);
-  auto* worker = new MatmulWorker(env, std::move(call));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  UnpackedCall call = unpackCall(info.Env(), info[0], true);
+  const std::string config = call.configOrHeuristic();
+  return queueWork(info.Env(), "gemmkit.matmul",
+                   [call = std::move(call), config] { return call.backend->run(call.problem, config, call.buffers); });
 }
-
-// referenceAsync(desc, c64?, scale64?) -> Promise<void>: the float64 reference GEMM (core/reference_gemm)
-// on the desc's buffers: writes C rounded to its dtype and, when given, the unrounded result and the
-// root-sum-square magnitude of the summed terms into Float64Arrays of [batch, m, n].
-class ReferenceWorker : public Napi::AsyncWorker {
- public:
-  ReferenceWorker(Napi::Env env, UnpackedCall call, double* c64, double* scale64, std::vector<Napi::ObjectReference> keep)
-      : Napi::AsyncWorker(env, "gemmkit.reference"),
-        call_(std::move(call)),
-        c64_(c64),
-        scale64_(scale64),
-        keep_(std::move(keep)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { referenceGemm(call_.problem, call_.buffers, c64_, scale64_); }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-
- private:
-  UnpackedCall call_;
-  double* c64_;
-  double* scale64_;
-  std::vector<Napi::ObjectReference> keep_;
-  Napi::Promise::Deferred deferred_;
-};
 
 double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t needed,
                    std::vector<Napi::ObjectReference>* keep) {
@@ -103,17 +51,19 @@ double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name,
   return a.Data();
 }
 
+// referenceAsync(desc, c64?, scale64?) -> Promise<void>: the float64 reference GEMM (core/reference_gemm)
+// on the desc's buffers: writes C rounded to its dtype and, when given, the unrounded result and the
+// root-sum-square magnitude of the summed terms into Float64Arrays of [batch, m, n].
 Napi::Value referenceAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   UnpackedCall call = unpackCall(env, info[0], true);
   const int64_t elements = call.problem.batch * call.problem.m * call.problem.n;
-  std::vector<Napi::ObjectReference> keep;
-  double* c64 = float64Out(env, info[1], "c64", elements, &keep);
-  double* scale64 = float64Out(env, info[2], "scale64", elements, &keep);
-  auto* worker = new ReferenceWorker(env, std::move(call), c64, scale64, std::move(keep));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  double* c64 = float64Out(env, info[1], "c64", elements, &call.keepAlive);
+  double* scale64 = float64Out(env, info[2], "scale64", elements, &call.keepAlive);
+  return queueWork(env, "gemmkit.reference", [call = std::move(call), c64, scale64] {
+    referenceGemm(call.problem, call.buffers, c64, scale64);
+    return Status::ok();
+  });
 }
 
 // defaultPackedConfig(desc) -> the blocked config a weight is prepacked for when the caller names none.
@@ -187,23 +137,10 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
   const std::vector<SystemBlas>& blas = systemBlasLibraries();
   Napi::Array libs = Napi::Array::New(env, blas.size());
   for (size_t i = 0; i < blas.size(); i++) {
-    Napi::Object l = Napi::Object::New(env);
-    l.Set("name", blas[i].library);
-    l.Set("version", blas[i].version);
-    l.Set("path", blas[i].path);
-    l.Set("config", blas[i].config);
-    libs.Set(uint32_t(i), l);
+    libs.Set(uint32_t(i), libraryObject(env, blas[i].library, blas[i].version, blas[i].path, blas[i].config));
   }
   out.Set("libraries", libs);
-  out.Set("compiler", Napi::String::New(env,
-#if defined(__clang__)
-                                        "clang " __clang_version__
-#elif defined(__GNUC__)
-                                        "gcc " __VERSION__
-#else
-                                        "unknown"
-#endif
-                                        ));
+  out.Set("compiler", compilerName());
   return out;
 }
 

@@ -50,34 +50,23 @@ Napi::Value packedLayout(const Napi::CallbackInfo& info) {
 
 // timeConfig(desc, config, { warmup, iterations, rotatingBytes, maxMs }) -> Promise<number[]>: the
 // per-iteration microseconds of running `config` natively (the tuner's timer; no JS between runs).
-class TimeWorker : public Napi::AsyncWorker {
+class TimeWorker : public PromiseWorker {
  public:
   TimeWorker(Napi::Env env, UnpackedCall call, std::string config, TimingOptions opts)
-      : Napi::AsyncWorker(env, "gemmkit.timeConfig"),
-        call_(std::move(call)),
-        config_(std::move(config)),
-        opts_(opts),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    status_ = call_.backend->time(call_.problem, config_, opts_, &microseconds_);
-    if (!status_.isOk()) SetError(status_.message());
-  }
-  void OnOK() override {
-    Napi::Array out = Napi::Array::New(Env(), microseconds_.size());
-    for (size_t i = 0; i < microseconds_.size(); i++) out.Set(uint32_t(i), microseconds_[i]);
-    deferred_.Resolve(out);
-  }
-  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
+      : PromiseWorker(env, "gemmkit.timeConfig"), call_(std::move(call)), config_(std::move(config)), opts_(opts) {}
 
  private:
+  Status run() override { return call_.backend->time(call_.problem, config_, opts_, &microseconds_); }
+  Napi::Value result() override {
+    Napi::Array out = Napi::Array::New(Env(), microseconds_.size());
+    for (size_t i = 0; i < microseconds_.size(); i++) out.Set(uint32_t(i), microseconds_[i]);
+    return out;
+  }
+
   UnpackedCall call_;
   std::string config_;
   TimingOptions opts_;
-  Status status_;
   std::vector<double> microseconds_;
-  Napi::Promise::Deferred deferred_;
 };
 
 int64_t timingField(const Napi::Env& env, const Napi::Object& o, const char* key, int64_t fallback, int64_t lo, int64_t hi) {
@@ -108,13 +97,48 @@ Napi::Value timeConfig(const Napi::CallbackInfo& info) {
       opts.maxMilliseconds = d;
     }
   }
-  auto* worker = new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  return (new TimeWorker(env, std::move(call), info[1].As<Napi::String>().Utf8Value(), opts))->queue();
 }
 
 }  // namespace
+
+PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
+    : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+Napi::Promise PromiseWorker::queue() {
+  Napi::Promise promise = deferred_.Promise();
+  Queue();
+  return promise;
+}
+
+void PromiseWorker::Execute() {
+  status_ = run();
+  if (!status_.isOk()) SetError(status_.message());
+}
+
+void PromiseWorker::OnOK() { deferred_.Resolve(result()); }
+
+void PromiseWorker::OnError(const Napi::Error&) { deferred_.Reject(statusError(Env(), status_).Value()); }
+
+Napi::Object libraryObject(Napi::Env env, const std::string& name, const std::string& version, const std::string& path,
+                           const std::string& config) {
+  Napi::Object l = Napi::Object::New(env);
+  l.Set("name", name);
+  l.Set("version", version);
+  l.Set("path", path);
+  l.Set("config", config);
+  return l;
+}
+
+const char* compilerName() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " __VERSION__;
+#else
+  return "unknown";
+#endif
+}
 
 void exportBackendCalls(Napi::Env env, Napi::Object exports) {
   exports.Set("heuristic", Napi::Function::New(env, heuristic, "heuristic"));

@@ -32,11 +32,15 @@ const napi_type_tag kDeviceBufferTag = {0x67656d6d6b697400ull, 0x646576627566000
   throw Napi::TypeError::New(env, "gemmkit native: " + msg);
 }
 
+// The handle behind a JS value, or null when it is not one of our device buffers.
+DeviceBufferHandle* deviceBufferHandle(const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kDeviceBufferTag)) return nullptr;
+  return v.As<Napi::External<DeviceBufferHandle>>().Data();
+}
+
 std::shared_ptr<DeviceAllocation> allocationOf(const Napi::Env& env, const Napi::Value& v, const char* name) {
-  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kDeviceBufferTag)) {
-    throwType(env, std::string(name) + " must be a device buffer from alloc()");
-  }
-  DeviceBufferHandle* h = v.As<Napi::External<DeviceBufferHandle>>().Data();
+  DeviceBufferHandle* h = deviceBufferHandle(v);
+  if (!h) throwType(env, std::string(name) + " must be a device buffer from alloc()");
   if (!h->allocation) throwType(env, std::string(name) + " is a device buffer that was already freed");
   return h->allocation;
 }
@@ -50,13 +54,7 @@ Napi::Value wrapAllocation(const Napi::Env& env, std::shared_ptr<DeviceAllocatio
 }
 
 int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t fallback) {
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throwType(env, std::string(name) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != double(int64_t(d)) || d > 9007199254740991.0) {
-    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + name + " must be a non-negative integer");
-  }
-  return int64_t(d);
+  return v.IsUndefined() ? fallback : nonNegativeInteger(env, v, name);
 }
 
 // A GEMM on device buffers, or on host typed arrays that are staged through device memory for the
@@ -84,10 +82,6 @@ void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* 
   return a->data();
 }
 
-int64_t extentA(const Problem& p) { return matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()); }
-int64_t extentB(const Problem& p) { return matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()); }
-int64_t extentC(const Problem& p) { return matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n); }
-
 DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");
   Napi::Object d = descValue.As<Napi::Object>();
@@ -106,10 +100,6 @@ DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) 
   b.c = deviceOperand(env, d, "c", extentC(p), p.dtypeC, p.device, &dc.keep);
   if (p.hasBias) b.bias = deviceOperand(env, d, "bias", p.n, p.dtypeBias, p.device, &dc.keep);
   return dc;
-}
-
-std::string resolveConfig(const UnpackedCall& call) {
-  return call.config.empty() ? call.backend->heuristic(call.problem) : call.config;
 }
 
 // Copies host operands to fresh device memory, runs, copies C back (C goes up only when beta reads it).
@@ -146,40 +136,17 @@ Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
 Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceCall dc = unpackDeviceCall(env, info[0]);
-  Status s = runDeviceCall(dc, resolveConfig(dc.call));
+  Status s = runDeviceCall(dc, dc.call.configOrHeuristic());
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
 }
 
 // Runs one GEMM on a libuv thread: queues it on the device's stream and waits there, not on the
 // event loop.
-class MatmulWorker : public Napi::AsyncWorker {
- public:
-  MatmulWorker(Napi::Env env, DeviceCall dc)
-      : Napi::AsyncWorker(env, "gemmkit.gpuMatmul"), dc_(std::move(dc)), deferred_(Napi::Promise::Deferred::New(env)) {
-    config_ = resolveConfig(dc_.call);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    status_ = runDeviceCall(dc_, config_);
-    if (!status_.isOk()) SetError(status_.message());
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(statusError(Env(), status_).Value()); }
-
- private:
-  DeviceCall dc_;
-  std::string config_;
-  Status status_;
-  Napi::Promise::Deferred deferred_;
-};
-
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto* worker = new MatmulWorker(env, unpackDeviceCall(env, info[0]));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  DeviceCall dc = unpackDeviceCall(info.Env(), info[0]);
+  const std::string config = dc.call.configOrHeuristic();
+  return queueWork(info.Env(), "gemmkit.gpuMatmul", [dc = std::move(dc), config] { return runDeviceCall(dc, config); });
 }
 
 // alloc(device, bytes) -> device buffer. Out of memory is an Error with code GEMMKIT_OUT_OF_MEMORY.
@@ -198,15 +165,15 @@ Napi::Value alloc(const Napi::CallbackInfo& info) {
 // free(buffer): drops the handle's share now (the memory goes once no GEMM in flight uses it).
 Napi::Value freeBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  allocationOf(env, info[0], "buffer");
-  info[0].As<Napi::External<DeviceBufferHandle>>().Data()->allocation.reset();
+  allocationOf(env, info[0], "buffer");  // throws unless a live device buffer
+  deviceBufferHandle(info[0])->allocation.reset();
   return env.Undefined();
 }
 
 Napi::Value bufferInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsExternal() || !info[0].As<Napi::Object>().CheckTypeTag(&kDeviceBufferTag)) throwType(env, "buffer must be a device buffer");
-  DeviceBufferHandle* h = info[0].As<Napi::External<DeviceBufferHandle>>().Data();
+  DeviceBufferHandle* h = deviceBufferHandle(info[0]);
+  if (!h) throwType(env, "buffer must be a device buffer");
   Napi::Object o = Napi::Object::New(env);
   o.Set("freed", h->allocation == nullptr);
   o.Set("device", h->allocation ? h->allocation->device() : -1);
@@ -314,15 +281,6 @@ Napi::Value parseConfig(const Napi::CallbackInfo& info) {
   return configObject(env, c);
 }
 
-Napi::Object libraryObject(Napi::Env env, const std::string& name, const std::string& version, const std::string& config) {
-  Napi::Object l = Napi::Object::New(env);
-  l.Set("name", name);
-  l.Set("version", version);
-  l.Set("path", "");
-  l.Set("config", config);
-  return l;
-}
-
 // info(): the CPU addon's shape where it overlaps (backends with devices, libraries that can change a
 // tuned result, threads), so the tuner treats every addon alike, plus the GPU details under `gpu`.
 Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
@@ -355,10 +313,11 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
   // The runtime and driver versions and the vendor libraries all change what a tuned file means.
   const std::string vendorName = gpuBackendName();
   std::vector<Napi::Object> libs;
-  libs.push_back(libraryObject(env, vendorName + "-runtime", rt.runtimeVersion(), ""));
-  libs.push_back(libraryObject(env, vendorName + "-driver", rt.driverVersion().empty() ? "none" : rt.driverVersion(), ""));
+  libs.push_back(libraryObject(env, vendorName + "-runtime", rt.runtimeVersion(), "", ""));
+  libs.push_back(libraryObject(env, vendorName + "-driver", rt.driverVersion().empty() ? "none" : rt.driverVersion(), "", ""));
   for (const VendorLibrary* l : gpuVendorLibraries()) {
-    libs.push_back(libraryObject(env, l->prefix(), rt.deviceCount() > 0 ? l->version() : "unknown", std::string(l->prefix()) + ".*"));
+    libs.push_back(
+        libraryObject(env, l->prefix(), rt.deviceCount() > 0 ? l->version() : "unknown", "", std::string(l->prefix()) + ".*"));
   }
   Napi::Array libraries = Napi::Array::New(env, libs.size());
   for (size_t i = 0; i < libs.size(); i++) libraries.Set(uint32_t(i), libs[i]);
@@ -372,15 +331,7 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
   gpu.Set("builtArchs", rt.builtArchs());
   gpu.Set("unavailable", rt.unavailableReason());
   out.Set("gpu", gpu);
-  out.Set("compiler", Napi::String::New(env,
-#if defined(__clang__)
-                                        "clang " __clang_version__
-#elif defined(__GNUC__)
-                                        "gcc " __VERSION__
-#else
-                                        "unknown"
-#endif
-                                        ));
+  out.Set("compiler", compilerName());
   return out;
 }
 

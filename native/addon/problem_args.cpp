@@ -17,15 +17,7 @@ namespace {
   throw Napi::RangeError::New(env, "gemmkit native: " + msg);
 }
 
-int64_t getDim(const Napi::Env& env, const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throwType(env, std::string(key) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
-    throwRange(env, std::string(key) + " must be a non-negative integer, got " + std::to_string(d));
-  }
-  return int64_t(d);
-}
+int64_t getDim(const Napi::Env& env, const Napi::Object& o, const char* key) { return nonNegativeInteger(env, o.Get(key), key); }
 
 bool getBool(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
@@ -74,6 +66,15 @@ void* typedData(const Napi::Env& env, const Napi::Object& desc, const char* key,
 }
 
 }  // namespace
+
+int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsNumber()) throwType(env, name + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
+    throwRange(env, name + " must be a non-negative integer, got " + std::to_string(d));
+  }
+  return int64_t(d);
+}
 
 UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");
@@ -145,13 +146,9 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   }
   if (withBuffers) {
     Buffers& b = call.buffers;
-    b.a = typedData(env, d, "a", p.dtypeA, matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()), &call.keepAlive);
-    if (call.packedB) {
-      b.b = call.packedB.get();
-    } else {
-      b.b = typedData(env, d, "b", p.dtypeB, matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
-    }
-    b.c = typedData(env, d, "c", p.dtypeC, matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n), &call.keepAlive);
+    b.a = typedData(env, d, "a", p.dtypeA, extentA(p), &call.keepAlive);
+    b.b = call.packedB ? call.packedB.get() : typedData(env, d, "b", p.dtypeB, extentB(p), &call.keepAlive);
+    b.c = typedData(env, d, "c", p.dtypeC, extentC(p), &call.keepAlive);
     if (p.hasBias) b.bias = typedData(env, d, "bias", p.dtypeBias, p.n, &call.keepAlive);
   }
   return call;
@@ -182,6 +179,10 @@ int64_t matrixExtent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, in
   if (batch == 0 || rows == 0 || cols == 0) return 0;
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
+
+int64_t extentA(const Problem& p) { return matrixExtent(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()); }
+int64_t extentB(const Problem& p) { return matrixExtent(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()); }
+int64_t extentC(const Problem& p) { return matrixExtent(p.batch, p.strideC, p.m, p.ldc, p.n); }
 
 Napi::Error statusError(const Napi::Env& env, const Status& s) {
   switch (s.code()) {

@@ -19,6 +19,9 @@ struct UnpackedCall {
   Buffers buffers;
   std::vector<Napi::ObjectReference> keepAlive;  // the typed arrays, held while work is in flight
   std::shared_ptr<const PackedWeight> packedB;   // a prepacked B, held while work is in flight
+
+  // The config to run: the one named, else the backend's heuristic choice.
+  std::string configOrHeuristic() const { return config.empty() ? backend->heuristic(problem) : config; }
 };
 
 // desc: { backend, config?, device?, m, n, k, batch, transA, transB, lda, ldb, ldc, strideA, strideB,
@@ -32,6 +35,13 @@ UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue);
 
 // Elements a strided matrix batch touches: the last element's index plus one (0 when empty).
 int64_t matrixExtent(int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols);
+// The elements of A, B and C a problem touches (what a buffer for each must hold).
+int64_t extentA(const Problem& p);
+int64_t extentB(const Problem& p);
+int64_t extentC(const Problem& p);
+
+// v as a non-negative integer (at most 2^53 - 1); a TypeError or RangeError naming `name` otherwise.
+int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std::string& name);
 
 // The JS error for a failed Status: TypeError, RangeError or Error, by status code.
 Napi::Error statusError(const Napi::Env& env, const Status& s);

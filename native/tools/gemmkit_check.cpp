@@ -18,36 +18,18 @@
 #include "../core/backend.h"
 #include "../core/reference_gemm.h"
 #include "../cpu/cpu_backend.h"
+#include "../cpu/cpu_config.h"
 #include "../cpu/epilogue.h"
 #include "../cpu/gemv.h"
 #include "../cpu/micro_kernels.h"
 #include "../cpu/pack.h"
 #include "../cpu/packed_weight.h"
 #include "../cpu/system_blas.h"
+#include "check_support.h"
 
 using namespace gemmkit;
 
 namespace {
-
-struct Matrix {
-  std::vector<uint16_t> storage;  // f32 data uses two slots per element
-  void* data() { return storage.data(); }
-};
-
-Matrix randomMatrix(int64_t elements, DType t, std::mt19937& rng) {
-  Matrix m;
-  m.storage.resize(size_t(elements) * (t == DType::F32 ? 2 : 1) + 2);
-  std::uniform_int_distribution<int> small(-3, 3);  // exact in every dtype; sums exact in f32
-  for (int64_t i = 0; i < elements; i++) storeFromF32(m.data(), t, i, float(small(rng)));
-  return m;
-}
-
-int failures = 0, checks = 0;
-
-void fail(const std::string& what) {
-  failures++;
-  std::printf("FAIL %s\n", what.c_str());
-}
 
 void checkOne(const Backend& be, const std::string& config, Problem p, std::mt19937& rng) {
   p.lda = p.colsA() > 0 ? p.colsA() : 1;
@@ -56,46 +38,50 @@ void checkOne(const Backend& be, const std::string& config, Problem p, std::mt19
   p.strideA = p.rowsA() * p.lda;
   p.strideB = p.rowsB() * p.ldb;
   p.strideC = p.m * p.ldc;
-  Matrix a = randomMatrix(p.batch * p.strideA, p.dtypeA, rng);
-  Matrix b = randomMatrix(p.batch * p.strideB, p.dtypeB, rng);
-  Matrix c0 = randomMatrix(p.batch * p.strideC, p.dtypeC, rng);
-  Matrix bias = randomMatrix(p.n, p.dtypeBias, rng);
-  Matrix got = c0, want = c0;
+  HostMatrix a = randomMatrix(p.batch * p.strideA, p.dtypeA, rng);
+  HostMatrix b = randomMatrix(p.batch * p.strideB, p.dtypeB, rng);
+  HostMatrix c0 = randomMatrix(p.batch * p.strideC, p.dtypeC, rng);
+  HostMatrix bias = randomMatrix(p.n, p.dtypeBias, rng);
+  HostMatrix got = c0, want = c0;
   std::vector<double> c64(size_t(p.batch * p.m * p.n) + 1);
-  Buffers wantBuf{a.data(), b.data(), want.data(), bias.data()};
-  referenceGemm(p, wantBuf, c64.data());
-  Buffers gotBuf{a.data(), b.data(), got.data(), bias.data()};
-  Status s = be.run(p, config, gotBuf);
-  checks++;
-  if (!s.isOk()) {
-    failures++;
-    std::printf("FAIL %s %s: %s\n", p.describe().c_str(), config.c_str(), s.message().c_str());
-    return;
-  }
-  // Integer inputs: f32 results are exact; other outputs are exact up to their one rounding.
-  double tol = p.dtypeC == DType::BF16 ? 0x1p-8 : p.dtypeC == DType::F16 ? 0x1p-11 : (p.activation == Activation::None ? 0.0 : 1e-6);
-  double err = relativeError(p, got.data(), c64.data());
-  if (!(err <= tol)) {
-    failures++;
-    std::printf("FAIL %s %s: relative error %.3g > %.3g\n", p.describe().c_str(), config.c_str(), err, tol);
-  }
+  referenceGemm(p, Buffers{a.data(), b.data(), want.data(), bias.data()}, c64.data());
+  Status s = be.run(p, config, Buffers{a.data(), b.data(), got.data(), bias.data()});
+  expectReference(p, p.describe() + " " + config, s, got.data(), c64.data());
+}
+
+// A blocked config of kernel k whose cache blocks hold two register blocks each way and kc, the first
+// multiple of the kernel's K alignment from minKc, a few steps of depth: every loop of the frame wraps.
+CpuConfig smallBlocks(const MicroKernel& k, int minKc, int threads) {
+  CpuConfig c;
+  c.kernel = k.id;
+  c.mc = 2 * k.mr;
+  c.kc = (minKc + k.kAlign - 1) / k.kAlign * k.kAlign;
+  c.nc = 2 * k.nr;
+  c.threads = threads;
+  return c;
+}
+
+CpuConfig gemvConfig(const GemvKernel& g, int kc, int ks, int threads) {
+  CpuConfig c;
+  c.kernel = g.id;
+  c.kc = kc;
+  c.ks = ks;
+  c.threads = threads;
+  return c;
 }
 
 // Every config this CPU runs, with cache blocks small enough that every loop of the frame wraps.
 std::vector<std::string> forcedConfigs() {
   std::vector<std::string> configs;
   for (const MicroKernel& k : microKernels()) {
-    if (!isaAvailable(k.isa)) continue;
-    int kc = (13 + k.kAlign - 1) / k.kAlign * k.kAlign;
-    configs.push_back("cpu." + k.id + ".mc" + std::to_string(2 * k.mr) + ".kc" + std::to_string(kc) + ".nc" +
-                      std::to_string(2 * k.nr) + ".t2");
+    if (isaAvailable(k.isa)) configs.push_back(smallBlocks(k, 13, 2).name());
   }
   for (const GemvKernel& g : gemvKernels()) {
     if (!isaAvailable(g.isa)) continue;
     // Depth blocks of 32 and 64 make every sum of the checked sizes span several blocks.
-    configs.push_back("cpu." + g.id + ".kc32.ks1.t2");
-    configs.push_back("cpu." + g.id + ".kc64.ks3.t3");
-    configs.push_back("cpu." + g.id + ".kc1024.ks1.t1");
+    configs.push_back(gemvConfig(g, 32, 1, 2).name());
+    configs.push_back(gemvConfig(g, 64, 3, 3).name());
+    configs.push_back(gemvConfig(g, 1024, 1, 1).name());
   }
   return configs;
 }
@@ -143,9 +129,9 @@ void checkPrepacked(const Backend& be, std::mt19937& rng) {
   int count = 0;
   for (const MicroKernel& k : microKernels()) {
     if (!isaAvailable(k.isa)) continue;
-    const int kc = (40 + k.kAlign - 1) / k.kAlign * k.kAlign;
-    const std::string config = "cpu." + k.id + ".mc" + std::to_string(2 * k.mr) + ".kc" + std::to_string(kc) + ".nc" +
-                               std::to_string(2 * k.nr) + ".t2";
+    const CpuConfig cfg = smallBlocks(k, 40, 2);
+    const int kc = cfg.kc;
+    const std::string config = cfg.name();
     for (bool transB : {false, true}) {
       for (int64_t m : {int64_t(1), int64_t(k.mr + 1), int64_t(37)}) {
         Problem p;
@@ -159,8 +145,8 @@ void checkPrepacked(const Backend& be, std::mt19937& rng) {
         p.lda = p.k;
         p.ldb = p.colsB() + 3;  // a padded leading dimension
         p.ldc = p.n;
-        Matrix a = randomMatrix(p.m * p.lda, p.dtypeA, rng), b = randomMatrix(p.rowsB() * p.ldb, p.dtypeB, rng);
-        Matrix bias = randomMatrix(p.n, p.dtypeBias, rng);
+        HostMatrix a = randomMatrix(p.m * p.lda, p.dtypeA, rng), b = randomMatrix(p.rowsB() * p.ldb, p.dtypeB, rng);
+        HostMatrix bias = randomMatrix(p.n, p.dtypeBias, rng);
         std::vector<float> plain(size_t(p.m * p.n)), packed(size_t(p.m * p.n));
         Status s = be.run(p, config, Buffers{a.data(), b.data(), plain.data(), bias.data()});
         std::unique_ptr<PackedWeight> w;
@@ -188,18 +174,15 @@ void checkPrepacked(const Backend& be, std::mt19937& rng) {
 // N), x @ W^T (the GEMV dot kernels), f32 and bf16 outputs.
 void checkThreadInvariance(const Backend& be, std::mt19937& rng) {
   int count = 0;
-  std::vector<std::string> families;
+  std::vector<CpuConfig> families;  // run with 1, 2 and 3 threads
   for (const MicroKernel& k : microKernels()) {
-    if (!isaAvailable(k.isa)) continue;
-    int kc = (40 + k.kAlign - 1) / k.kAlign * k.kAlign;
-    families.push_back("cpu." + k.id + ".mc" + std::to_string(2 * k.mr) + ".kc" + std::to_string(kc) + ".nc" +
-                       std::to_string(2 * k.nr) + ".t");
+    if (isaAvailable(k.isa)) families.push_back(smallBlocks(k, 40, 1));
   }
   for (const GemvKernel& g : gemvKernels()) {
-    if (isaAvailable(g.isa)) families.push_back("cpu." + g.id + ".kc64.ks2.t");
+    if (isaAvailable(g.isa)) families.push_back(gemvConfig(g, 64, 2, 1));
   }
   const int64_t shapes[][3] = {{131, 45, 97}, {45, 131, 97}, {200, 33, 64}};
-  for (const std::string& family : families) {
+  for (CpuConfig family : families) {
     for (const auto& s : shapes) {
       for (int t = 0; t < 4; t++) {
         Problem p;
@@ -214,13 +197,15 @@ void checkThreadInvariance(const Backend& be, std::mt19937& rng) {
         p.lda = p.colsA();
         p.ldb = p.colsB();
         p.ldc = p.n;
-        if (!be.supports(p, family + "1").isOk()) continue;
-        Matrix a = randomMatrix(p.rowsA() * p.lda, p.dtypeA, rng), b = randomMatrix(p.rowsB() * p.ldb, p.dtypeB, rng);
-        Matrix bias = randomMatrix(p.n, p.dtypeBias, rng);
+        family.threads = 1;
+        if (!be.supports(p, family.name()).isOk()) continue;
+        HostMatrix a = randomMatrix(p.rowsA() * p.lda, p.dtypeA, rng), b = randomMatrix(p.rowsB() * p.ldb, p.dtypeB, rng);
+        HostMatrix bias = randomMatrix(p.n, p.dtypeBias, rng);
         std::vector<float> first;
         for (int threads = 1; threads <= 3; threads++) {
           std::vector<float> c(size_t(p.m * p.n), NAN);
-          const std::string config = family + std::to_string(threads);
+          family.threads = threads;
+          const std::string config = family.name();
           Status st = be.run(p, config, Buffers{a.data(), b.data(), c.data(), bias.data()});
           checks++;
           count++;
@@ -252,7 +237,7 @@ void checkPacking(std::mt19937& rng) {
             const int64_t kPad = (kb + kAlign - 1) / kAlign * kAlign + (f == PanelFormat::F32 ? 1 : 0);
             const int64_t ld = (kContiguous ? kb : count_) + 5;
             const int64_t strideX = kContiguous ? ld : 1, strideK = kContiguous ? 1 : ld;
-            Matrix src = randomMatrix((kContiguous ? count_ : kb) * ld, t, rng);
+            HostMatrix src = randomMatrix((kContiguous ? count_ : kb) * ld, t, rng);
             const int64_t slivers = (count_ + R - 1) / R, stride = kPad * R + 7;
             const size_t bytes = size_t(slivers * stride) * panelElementSize(f);
             std::vector<char> fast(bytes, 0x55), portable(bytes, 0x55);

@@ -20,25 +20,11 @@
 #include "../gpu/gpu_backend.h"
 #include "../gpu/gpu_config.h"
 #include "../gpu/gpu_runtime.h"
+#include "check_support.h"
 
 using namespace gemmkit;
 
 namespace {
-
-struct HostMatrix {
-  std::vector<uint16_t> storage;  // f32 data takes two slots per element
-  void* data() { return storage.data(); }
-};
-
-HostMatrix randomMatrix(int64_t elements, DType t, std::mt19937& rng) {
-  HostMatrix m;
-  m.storage.resize(size_t(elements) * (t == DType::F32 ? 2 : 1) + 2);
-  std::uniform_int_distribution<int> small(-3, 3);  // exact in every dtype; sums exact in f32
-  for (int64_t i = 0; i < elements; i++) storeFromF32(m.data(), t, i, float(small(rng)));
-  return m;
-}
-
-int failures = 0, checks = 0;
 
 bool checkOne(const Backend& be, const std::string& config, Problem p, int pad, std::mt19937& rng) {
   p.lda = std::max<int64_t>(1, p.colsA() + pad);
@@ -68,22 +54,8 @@ bool checkOne(const Backend& be, const std::string& config, Problem p, int pad, 
   if (s.isOk()) s = copyHostToDevice(*dbias, 0, bias.data(), dbias->bytes());
   if (s.isOk()) s = be.run(p, config, Buffers{da->data(), db->data(), dc->data(), p.hasBias ? dbias->data() : nullptr});
   if (s.isOk()) s = copyDeviceToHost(got.data(), *dc, 0, dc->bytes());
-  checks++;
   const std::string label = p.describe() + " lda " + std::to_string(p.lda) + (p.beta != 0 ? " beta" : "") + " " + config;
-  if (!s.isOk()) {
-    failures++;
-    std::printf("FAIL %s: %s\n", label.c_str(), s.message().c_str());
-    return false;
-  }
-  const bool smooth = p.activation == Activation::Gelu || p.activation == Activation::Silu;
-  const double tol = p.dtypeC == DType::BF16 ? 0x1p-8 : p.dtypeC == DType::F16 ? 0x1p-11 : smooth ? 1e-6 : 0.0;
-  const double err = relativeError(p, got.data(), c64.data());
-  if (!(err <= tol)) {
-    failures++;
-    std::printf("FAIL %s: relative error %.3g > %.3g\n", label.c_str(), err, tol);
-    return false;
-  }
-  return true;
+  return expectReference(p, label, s, got.data(), c64.data());
 }
 
 // The problem sizes a config is checked at: its tile edges and awkward values.

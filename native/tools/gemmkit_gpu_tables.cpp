@@ -14,20 +14,11 @@
 #include "../gpu/config_tables.h"
 #include "../gpu/gpu_config.h"
 #include "../gpu/tile_schedule.h"
+#include "check_support.h"
 
 using namespace gemmkit;
 
 namespace {
-
-int failures = 0, checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  checks++;
-  if (!ok) {
-    failures++;
-    std::printf("FAIL %s\n", what.c_str());
-  }
-}
 
 int list() {
   std::set<std::string> seen;
