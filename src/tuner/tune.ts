@@ -15,7 +15,7 @@
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
-import { panelBeatsSource, panelLargerThanSource } from './dispatch.js';
+import { packedLayoutOf, panelBeatsSource, panelLargerThanSource } from './dispatch.js';
 import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
@@ -99,12 +99,12 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
-/** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
 /** What fixes a prepared weight's packed layout: the weight itself, whatever M, epilogue and out dtype. */
 export function weightKey(s: GemmSpec): string {
   return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
 }
 
+/** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
 export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDesc {
   const { m, n, k } = spec;
   return {
@@ -130,7 +130,7 @@ export async function tuneShape(
   const desc = specDesc(backend.name, spec, device);
   // A prepacked spec times each blocked config on B packed once in its own layout (as prepack() would
   // hold it); configs that read B as stored (GEMV, system BLAS) time on plain B. Results are identical.
-  const layoutOf = (config: string) => (spec.prepacked ? native.packedLayout?.(backend.name, config) ?? null : null);
+  const layoutOf = (config: string) => (spec.prepacked ? packedLayoutOf(native, backend.name, config) : null);
   const descFor = (config: string): ProblemDesc => {
     const layout = layoutOf(config);
     return layout === null ? desc : { ...desc, packedLayout: layout };
@@ -336,7 +336,7 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
     if (why) throw new Error(`${why}. Write to another --out file, or delete this one.`);
     present = new Set(file.rows.map(keyString));
     for (const r of file.rows) {
-      const layout = r.prepacked ? backend.native.packedLayout?.(backend.name, r.config) ?? null : null;
+      const layout = r.prepacked ? packedLayoutOf(backend.native, backend.name, r.config) : null;
       const have = fileLayouts.get(weightKey(r));
       if (layout !== null && (!have || r.m > have[0])) fileLayouts.set(weightKey(r), [r.m, layout]);
     }
@@ -374,7 +374,7 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
       const r = await tuneShape(backend, run.cpu, spec, opts, validators, device, (done, total, bestUs) =>
         run.onEvent?.({ type: 'candidate', index, done, total, bestUs }), wk === undefined ? undefined : layouts.get(wk));
       if (wk !== undefined && r.winner && !layouts.has(wk)) {
-        const layout = backend.native.packedLayout?.(backend.name, r.winner) ?? null;
+        const layout = packedLayoutOf(backend.native, backend.name, r.winner);
         if (layout !== null) layouts.set(wk, layout);
       }
       if (r.row && run.out) await updateTunedFile(run.out, validators, [r.row]);
