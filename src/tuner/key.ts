@@ -2,9 +2,7 @@
 // Backend and device architecture are checked once per file by its validator lines; the rest is the
 // per-row key, written as a short string so the lookup on every matmul call is one Map access.
 import { type DType, isDType } from '../dtype.js';
-import type { Activation } from '../native.js';
-
-export const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
+import { ACTIVATIONS, type Activation } from '../native.js';
 
 /** One GEMM shape to tune or look up: C[M, N] = act(op(A) op(B) + bias), A/B of dtypeA/dtypeB. */
 export interface GemmSpec {
