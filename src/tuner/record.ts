@@ -30,10 +30,9 @@ export function parseUntunedRecord(f: string[]): (GemmSpec & { backend: string }
   };
 }
 
-function keysInFile(path: string): Set<string> {
+function keysIn(text: string): Set<string> {
   const keys = new Set<string>();
-  if (!existsSync(path)) return keys;
-  const records = parse(readFileSync(path, 'utf8'), { relax_column_count: true, skip_empty_lines: true }) as string[][];
+  const records = parse(text, { relax_column_count: true, skip_empty_lines: true }) as string[][];
   for (const r of records) {
     const spec = parseUntunedRecord(r);
     if (spec) keys.add(`${spec.backend}|${keyString(spec)}`);
@@ -51,10 +50,11 @@ export function recordUntuned(path: string, backend: string, spec: GemmSpec): vo
   if (known?.has(key) || failedPaths.has(path)) return;
   try {
     withFileLockSync(path, () => {
-      known = keysInFile(path);
+      const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+      known = keysIn(text);
       recorded.set(path, known);
       if (known.has(key)) return;
-      const header = existsSync(path) && readFileSync(path).length > 0 ? '' : `${UNTUNED_COLUMNS.join(',')}\n`;
+      const header = text.length > 0 ? '' : `${UNTUNED_COLUMNS.join(',')}\n`;
       // One write of whole lines with O_APPEND: a reader never sees half a line.
       appendFileSync(path, `${header}${untunedLine(backend, spec)}\n`);
       known.add(key);
