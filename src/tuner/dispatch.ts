@@ -188,6 +188,20 @@ export function panelLargerThanSource(layout: string, dtypeB: DType): boolean {
   return panelBytes > (dtypeB === 'f32' ? 4 : 2);
 }
 
+/**
+ * How a prepared weight without a tuned row runs `config`, the plain problem's heuristic pick: on its
+ * packed panel or its kept source; or not: 'mismatch' when config reads another packed layout (or reads
+ * B as stored and the source was not kept), 'panel' when at this M the packed panel beats reading the
+ * source. In those two cases the heuristic for the weight's packed layout runs instead.
+ */
+export function untunedWeightRun(native: NativeSurface, backend: string, m: number, config: string, weight: PreparedWeightRef):
+  'packed' | 'source' | 'mismatch' | 'panel' {
+  const layout = packedLayoutOf(native, backend, config);
+  if (layout !== null) return layout === weight.layout ? 'packed' : 'mismatch';
+  if (!weight.hasSource) return 'mismatch';
+  return panelBeatsSource(m, weight.panelLarger) ? 'panel' : 'source';
+}
+
 export interface Explanation {
   backend: string;
   /** The config that runs ('' on a plain call: the backend's heuristic, resolved natively). */
@@ -284,12 +298,10 @@ function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced
     : 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks');
   if (weight) {
     const config = native.heuristic(withoutHandle(desc));
-    const form = formFor(config);
-    if (form === undefined) return packedDefault(why);
-    if (form === 'source' && panelBeatsSource(desc.m, weight.panelLarger)) {
-      return packedDefault(() => `${why()}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
-    }
-    return { backend, config, source: 'default', why, weight: form };
+    const run = untunedWeightRun(native, backend, desc.m, config, weight);
+    if (run === 'mismatch') return packedDefault(why);
+    if (run === 'panel') return packedDefault(() => `${why()}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
+    return { backend, config, source: 'default', why, weight: run };
   }
   return { backend, config: explaining ? native.heuristic(desc) : '', source: 'default', why };
 }

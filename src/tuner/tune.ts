@@ -15,7 +15,7 @@
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
-import { packedLayoutOf, panelBeatsSource, panelLargerThanSource } from './dispatch.js';
+import { packedLayoutOf, panelLargerThanSource, untunedWeightRun } from './dispatch.js';
 import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
@@ -138,17 +138,16 @@ export async function tuneShape(
   // A prepared weight holds one packed layout (see tune()): once it is fixed, only configs that read it,
   // or that read B as stored, can run on the weight, and the default is what dispatch would run then.
   const fits = (config: string) => packedLayout === undefined || [null, packedLayout].includes(layoutOf(config));
-  // The default is what dispatch runs for this call without a tuned row: for a prepacked weight, from
-  // some M on the panel (in the fixed layout, or the one prepack() picks by default) instead of the plain
-  // heuristic's kernel that reads B as stored.
+  // The default is what dispatch runs for this call without a tuned row (untunedWeightRun): for a
+  // prepacked weight, held in the fixed layout or the one prepack() picks by default (prepacked: CPU
+  // only), either the plain heuristic's config or the heuristic for that layout.
   let defaultConfig = native.heuristic(desc);
-  if (spec.prepacked && layoutOf(defaultConfig) === null) {
-    const panelLayout = packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)); // prepacked: CPU only
-    if (panelLayout && panelBeatsSource(spec.m, panelLargerThanSource(panelLayout, spec.dtypeB))) {
-      defaultConfig = native.heuristic({ ...desc, packedLayout: panelLayout });
-    }
+  const weightLayout = spec.prepacked ? packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)) : null;
+  if (weightLayout !== null) {
+    const weight = { layout: weightLayout, hasSource: true, panelLarger: panelLargerThanSource(weightLayout, spec.dtypeB) };
+    const run = untunedWeightRun(native, backend.name, spec.m, defaultConfig, weight);
+    if (run === 'mismatch' || run === 'panel') defaultConfig = native.heuristic({ ...desc, packedLayout: weightLayout });
   }
-  if (!fits(defaultConfig)) defaultConfig = native.heuristic({ ...desc, packedLayout });
   const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig && fits(c))];
   const results = new Map<string, CandidateResult>();
   for (const config of names) results.set(config, { config, kernel: kernelOfConfig(config), status: 'fast' });
