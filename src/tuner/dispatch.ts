@@ -323,11 +323,12 @@ export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: Prep
   // A prepacked weight meets the same few problems again and again (every decode step makes the same
   // calls), and deciding costs two native heuristic calls (about 5 us, half of a small GEMM's call), so
   // the choice is kept per weight until the tuned table changes. The key holds everything decide() and
-  // the heuristics read that the weight does not fix (its n, k, dtype and transB are fixed). A key is
-  // recorded (GEMMKIT_RECORD_UNTUNED) when it is first decided; recording it again would change nothing.
+  // the heuristics read that the weight does not fix (its n, k, dtype and transB are fixed, and B is 2-D:
+  // strideB is 0). A key is recorded (GEMMKIT_RECORD_UNTUNED) when it is first decided; recording it
+  // again would change nothing.
   let choices = weightChoices.get(weight);
   if (!choices) weightChoices.set(weight, (choices = new Map()));
-  const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.strideB}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
+  const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
   let choice = choices.get(key);
   if (!choice) {
     choice = choiceOf(decide(native, desc, specOf(desc, true), undefined, weight, false));
