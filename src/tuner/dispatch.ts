@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor.js';
 import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
 import type { DType } from '../dtype.js';
 import type { NativeSurface, ProblemDesc } from '../native.js';
-import { type GemmSpec, describeSpec, keyString, keyWithoutM } from './key.js';
+import { type GemmSpec, describeSpec, keyString, keyWithoutM, weightKey } from './key.js';
 import { recordUntuned } from './record.js';
 import { type TunedRow, TunedFileError, betterRow, currentValidators, readTunedFile, validatorMismatch } from './tuned_file.js';
 
@@ -352,10 +352,10 @@ export interface Choice {
 export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): string | undefined {
   const table = ensureLoaded().get(desc.backend);
   if (!table) return undefined;
+  const weight = weightKey(desc);
   let best: TunedRow | undefined;
   for (const r of table.rows()) {
-    if (!r.prepacked || r.n !== desc.n || r.k !== desc.k || r.dtypeA !== desc.dtypeA || r.dtypeB !== desc.dtypeB) continue;
-    if (r.transA !== desc.transA || r.transB !== desc.transB) continue;
+    if (!r.prepacked || weightKey(r) !== weight) continue;
     if (packedLayoutOf(native, desc.backend, r.config) === null) continue;
     if (!best || r.m > best.m) best = r;
   }

@@ -70,6 +70,14 @@ export function keyString(s: GemmSpec): string {
   return `${keyWithoutM(s)}|${s.m}`;
 }
 
+/**
+ * What fixes a prepared weight's packed layout: the weight and the inputs it meets, whatever M, epilogue
+ * and out dtype (a GemmSpec, or a ProblemDesc, which names these fields alike).
+ */
+export function weightKey(s: Pick<GemmSpec, 'dtypeA' | 'dtypeB' | 'transA' | 'transB' | 'n' | 'k'>): string {
+  return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
+}
+
 /** "128x4096x4096 bf16->bf16 nt bias" for tables and messages. */
 export function describeSpec(s: GemmSpec): string {
   const epi = epilogueName(s.bias, s.activation);

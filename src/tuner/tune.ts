@@ -16,7 +16,7 @@
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
 import { packedLayoutOf, panelLargerThanSource, untunedWeightRun } from './dispatch.js';
-import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
+import { type GemmSpec, kernelOfConfig, keyString, weightKey } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
 
@@ -97,11 +97,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((x, y) => x - y);
   const h = s.length >> 1;
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
-
-/** What fixes a prepared weight's packed layout: the weight itself, whatever M, epilogue and out dtype. */
-export function weightKey(s: GemmSpec): string {
-  return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
 }
 
 /** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
