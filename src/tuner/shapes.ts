@@ -11,7 +11,7 @@ import type { Activation } from '../native.js';
 import { modelGemmShapes } from '../models/index.js';
 import type { GemmSpec } from './key.js';
 import { UNTUNED_COLUMNS, parseUntunedRecord } from './record.js';
-import { MAGIC_LINE, readTunedFile } from './tuned_file.js';
+import { MAGIC_LINE, parseTunedFile } from './tuned_file.js';
 
 /** Defaults for what a shape string or a file row does not say. */
 export interface ShapeDefaults {
@@ -94,7 +94,7 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
     throw new ShapeError(`--shapes ${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   if (text.startsWith(MAGIC_LINE)) {
-    return readTunedFile(path).rows.map((r) => ({
+    return parseTunedFile(path, text).rows.map((r) => ({
       m: r.m, n: r.n, k: r.k, dtypeA: r.dtypeA, dtypeB: r.dtypeB, outDtype: r.outDtype, transA: r.transA,
       transB: r.transB, prepacked: r.prepacked, bias: r.bias, activation: r.activation, label: `${path}:${r.line}`,
     }));
