@@ -6,7 +6,7 @@ import { info } from './info.js';
 import { type BackendName, resolveBackend } from './matmul.js';
 import { ACTIVATIONS, type Activation, cpuNative } from './native.js';
 import { tunedFiles } from './tuner/dispatch.js';
-import type { GemmSpec } from './tuner/key.js';
+import { type GemmSpec, parseInteger } from './tuner/key.js';
 import { progressReporter, summaryJson, summaryText } from './tuner/report.js';
 import { type ShapeDefaults, modelShapes, parseShapeArg, readShapesFile } from './tuner/shapes.js';
 import { DEFAULT_TUNE_OPTIONS, type TuneOptions, tune } from './tuner/tune.js';
@@ -14,8 +14,9 @@ import { VERSION } from './version.js';
 
 function integer(min: number) {
   return (v: string): number => {
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError(`expected an integer >= ${min}`);
-    return Number(v);
+    const x = parseInteger(v, min);
+    if (x === undefined) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return x;
   };
 }
 

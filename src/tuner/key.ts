@@ -25,6 +25,13 @@ export interface GemmSpec {
   label?: string;
 }
 
+/** An integer >= min written as decimal digits only (as in shape and tuned files); else undefined. */
+export function parseInteger(s: string, min: number): number | undefined {
+  if (!/^[0-9]+$/.test(s)) return undefined;
+  const x = Number(s);
+  return Number.isSafeInteger(x) && x >= min ? x : undefined;
+}
+
 /** 'bf16' when A and B agree, else 'f32*bf16' (A's dtype first). */
 export function dtypeColumn(a: DType, b: DType): string {
   return a === b ? a : `${a}*${b}`;

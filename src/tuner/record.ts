@@ -5,7 +5,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { withFileLockSync } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue, parseInteger, parseWeightColumn, weightColumn } from './key.js';
 import { isDType } from '../dtype.js';
 
 export const UNTUNED_COLUMNS = ['backend', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'weight', 'epilogue', 'm', 'n', 'k'] as const;
@@ -20,13 +20,13 @@ export function parseUntunedRecord(f: string[]): (GemmSpec & { backend: string }
   const dt = parseDtypeColumn(f[1]);
   const prepacked = parseWeightColumn(f[5]);
   const epi = parseEpilogue(f[6]);
-  const dims = f.slice(7).map((x) => (/^[0-9]+$/.test(x) ? Number(x) : NaN));
+  const dims = f.slice(7).map((x) => parseInteger(x, 1));
   const bools = [f[3], f[4]].map((x) => (x === 'true' ? true : x === 'false' ? false : undefined));
   if (!/^[a-z0-9]+$/.test(f[0]) || !dt || !isDType(f[2]) || prepacked === undefined || !epi || bools.includes(undefined)) return undefined;
-  if (dims.some((d) => !Number.isSafeInteger(d) || d < 1)) return undefined;
+  if (dims.some((d) => d === undefined)) return undefined;
   return {
     backend: f[0], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[2], transA: bools[0]!, transB: bools[1]!, prepacked,
-    bias: epi.bias, activation: epi.activation, m: dims[0], n: dims[1], k: dims[2],
+    bias: epi.bias, activation: epi.activation, m: dims[0]!, n: dims[1]!, k: dims[2]!,
   };
 }
 

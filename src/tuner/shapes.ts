@@ -9,7 +9,7 @@ import { parse } from 'csv-parse/sync';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../native.js';
 import { modelGemmShapes } from '../models/index.js';
-import type { GemmSpec } from './key.js';
+import { type GemmSpec, parseInteger } from './key.js';
 import { UNTUNED_COLUMNS, parseUntunedRecord } from './record.js';
 import { MAGIC_LINE, parseTunedFile } from './tuned_file.js';
 
@@ -59,7 +59,7 @@ function gradlibShapes(path: string, records: { record: string[]; info: { lines:
     const at = `${path}:${info.lines}`;
     if (record.length !== header.length) throw new ShapeError(`${at}: has ${record.length} fields but the header has ${header.length}`);
     const dims = [iM, iN, iK].map((i) => record[i].trim());
-    if (dims.some((x) => !/^[0-9]+$/.test(x) || Number(x) < 1 || !Number.isSafeInteger(Number(x)))) {
+    if (dims.some((x) => parseInteger(x, 1) === undefined)) {
       throw new ShapeError(`${at}: M, N and K must be positive integers, got ${dims.join(', ')}`);
     }
     const bool = (i: number, name: string) => {
