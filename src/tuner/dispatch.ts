@@ -316,8 +316,10 @@ function choiceOf(d: Decision): Choice {
  * tuned or recorded, one table lookup otherwise; records misses when asked.
  */
 export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: PreparedWeightRef): Choice {
+  // Loaded first: loading resets weightChoices, which must not happen between its get and set below.
+  const loaded = ensureLoaded();
   if (!weight) {
-    if (!ensureLoaded().get(desc.backend) && recordPath === undefined) return { config: '' };
+    if (!loaded.get(desc.backend) && recordPath === undefined) return { config: '' };
     return choiceOf(decide(native, desc, specOf(desc, false), undefined, undefined, false));
   }
   // A prepacked weight meets the same few problems again and again (every decode step makes the same
