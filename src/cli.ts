@@ -4,9 +4,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
 import { type BackendName, resolveBackend } from './matmul.js';
-import { type Activation, cpuNative } from './native.js';
+import { ACTIVATIONS, type Activation, cpuNative } from './native.js';
 import { tunedFiles } from './tuner/dispatch.js';
-import { ACTIVATIONS, type GemmSpec } from './tuner/key.js';
+import { type GemmSpec, parseInteger } from './tuner/key.js';
 import { progressReporter, summaryJson, summaryText } from './tuner/report.js';
 import { type ShapeDefaults, modelShapes, parseShapeArg, readShapesFile } from './tuner/shapes.js';
 import { DEFAULT_TUNE_OPTIONS, type TuneOptions, tune } from './tuner/tune.js';
@@ -14,8 +14,9 @@ import { VERSION } from './version.js';
 
 function integer(min: number) {
   return (v: string): number => {
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError(`expected an integer >= ${min}`);
-    return Number(v);
+    const x = parseInteger(v, min);
+    if (x === undefined) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return x;
   };
 }
 
@@ -35,7 +36,8 @@ function collect(v: string, previous: string[]): string[] {
   return [...previous, v];
 }
 
-interface TuneCliOptions {
+// Commander's parse of `gemmkit tune`: the tuning options under their own names, plus what picks the shapes.
+interface TuneCliOptions extends TuneOptions {
   shapes: string[];
   shape: string[];
   model?: string;
@@ -50,16 +52,6 @@ interface TuneCliOptions {
   bias: boolean;
   prepacked: boolean;
   activation: Activation;
-  warmup: number;
-  iters: number;
-  fastIters: number;
-  topK: number;
-  dropFactor: number;
-  maxMsPerShape: number;
-  rotatingMb: number;
-  checkTol?: number;
-  check: boolean;
-  noisePct: number;
   out: string;
   resume: boolean;
   json: boolean;
@@ -85,7 +77,7 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
   if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults)));
   const backend = { name: o.backend === 'auto' ? 'cpu' : o.backend, native: resolveBackend('gemmkit tune', o.backend) };
   const opts: TuneOptions = {
-    ...DEFAULT_TUNE_OPTIONS, warmup: o.warmup, iters: o.iters, fastIters: o.fastIters, topK: o.topK, dropFactor: o.dropFactor,
+    warmup: o.warmup, iters: o.iters, fastIters: o.fastIters, topK: o.topK, dropFactor: o.dropFactor,
     maxMsPerShape: o.maxMsPerShape, rotatingMb: o.rotatingMb, check: o.check, checkTol: o.checkTol, noisePct: o.noisePct,
   };
   const progress = progressReporter(o.quiet);

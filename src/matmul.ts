@@ -3,7 +3,7 @@
 import { type Device, DeviceStorage, type Placement, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
 import { formatShape, shapeSize } from './errors.js';
-import { type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative, gpuNative } from './native.js';
+import { ACTIVATIONS, type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative, gpuNative } from './native.js';
 import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 import { dispatch, packedLayoutOf } from './tuner/dispatch.js';
@@ -38,7 +38,6 @@ export interface MatmulOptions {
 const OPTION_KEYS = new Set([
   'transA', 'transB', 'alpha', 'beta', 'out', 'bias', 'activation', 'outDtype', 'backend', 'config',
 ]);
-const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
 const BACKENDS: readonly BackendName[] = ['auto', 'cpu', 'cuda', 'hip'];
 
 export interface PreparedMatmul {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { DType } from './dtype.js';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'silu';
+export const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
 
 /** One GEMM, flattened: C[b] = act(alpha * op(A[b]) op(B[b]) + beta * C[b] + bias), row-major. */
 export interface ProblemDesc {

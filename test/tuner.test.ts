@@ -213,6 +213,23 @@ describe('dispatch: exact rows, padded-M buckets, several files', () => {
     expect(explain(randTensor([2, 32, 96], 'f32', 1), b, { transB: true }).source).toBe('default');
   });
 
+  it('explain names the key and says why the heuristic picks; matmul dispatch then runs what explain names', () => {
+    setTunedFile(null);
+    const b = randTensor([64, 96], 'f32', 2);
+    const a = randTensor([20, 96], 'f32', 3);
+    const untuned = explain(a, b, { transB: true });
+    expect(untuned).toMatchObject({ backend: 'cpu', source: 'default', config: cpu.heuristic(specDesc('cpu', spec(20, 64, 96))) });
+    expect(untuned.key).toBe(`cpu|${keyString(spec(20, 64, 96))}`);
+    expect(untuned.reason).toMatch(/^no tuned file is loaded/);
+    const path = join(scratchDir(), 'other.csv');
+    writeFileSync(path, tunedFileText([row(spec(200, 64, 96), 'cpu.scalar.f32.4x8.mc8.kc16.nc16.t1')]));
+    setTunedFile(path);
+    const missed = explain(a, b, { transB: true });
+    expect(missed).toMatchObject({ source: 'default', config: untuned.config, key: untuned.key });
+    expect(missed.reason).toMatch(/^20x64x96 f32->f32 nt is not in the tuned table and no tuned M within 2x above M=20/);
+    expectMatches(matmulSync(a, b, { transB: true }), referenceMatmul(a, b, { transB: true }), 96, 'untuned M=20');
+  });
+
   it('several files: the faster row wins per key', () => {
     const dir = scratchDir();
     const s = spec(32, 64, 96);

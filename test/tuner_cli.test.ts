@@ -159,6 +159,16 @@ describe('gemmkit tune (CLI)', () => {
 });
 
 describe('shape files', () => {
+  it('reads a gemmkit tuned file: its rows\' keys, each labelled with its line', () => {
+    const f = join(scratchDir(), 'tuned.csv');
+    const specs = [spec(8, 16, 16), spec(3, 40, 50, { dtypeA: 'bf16', dtypeB: 'bf16', outDtype: 'f32', bias: true, prepacked: true })];
+    writeFileSync(f, tunedFileText(specs.map((s) => row(s, 'cpu.scalar.f32.4x8.mc8.kc16.nc16.t1'))));
+    const lines = readTunedFile(f).rows.map((r) => `${f}:${r.line}`);
+    const shapes = readShapesFile(f, { dtype: 'f16', transA: true, transB: false, bias: false, activation: 'relu' });
+    expect(shapes.map(keyString).sort()).toEqual(specs.map(keyString).sort());
+    expect(shapes.map((s) => s.label).sort()).toEqual(lines.sort());
+  });
+
   it('reads the vLLM/Gradlib format M,N,K,bias,dtype as x @ W^T', () => {
     const f = join(scratchDir(), 'gradlib.csv');
     writeFileSync(f, 'M,N,K,bias,dtype\n1,4096,4096,False,torch.bfloat16\n32,14336,4096,True,torch.float16\n8,128,64,False,torch.float32\n');

@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuNative } from '../src/native.js';
-import type { GemmSpec } from '../src/tuner/key.js';
+import { type GemmSpec, kernelOfConfig } from '../src/tuner/key.js';
 import { type TunedRow, type Validators, currentValidators, formatTunedFile } from '../src/tuner/tuned_file.js';
 import { DEFAULT_TUNE_OPTIONS, type TuneOptions } from '../src/tuner/tune.js';
 
@@ -30,7 +30,7 @@ export function validators(): Validators {
 export function row(s: GemmSpec, config: string, medianUs = 10): TunedRow {
   const v = validators();
   return {
-    ...s, backend: 'cpu', arch: v.arch, kernel: config.split('.').slice(1, 4).join('.'), config, medianUs,
+    ...s, backend: 'cpu', arch: v.arch, kernel: kernelOfConfig(config), config, medianUs,
     tflops: 0.001, defaultUs: medianUs * 1.5, speedup: 1.5, maxError: 1e-7, status: 'ok',
   };
 }

@@ -167,4 +167,22 @@ describe('tuned dispatch of prepacked weights', () => {
     const lines = readFileSync(rec, 'utf8').trim().split('\n').slice(1);
     expect(lines.sort()).toEqual([`cpu,f32,f32,false,true,plain,none,3,${N},${K}`, `cpu,f32,f32,false,true,prepacked,none,3,${N},${K}`]);
   });
+
+  it('GEMMKIT_RECORD_UNTUNED: a prepacked weight records each new M once, and its results do not change', async () => {
+    const rec = join(scratchDir(), 'untuned.csv');
+    const code = `
+      import { matmulSync, prepack, tensor } from './src/index.js';
+      const w = tensor(Float32Array.from({ length: ${N * K} }, (_, i) => (i % 7) - 3), [${N}, ${K}]);
+      const packed = prepack(w, { transB: true });
+      for (const m of [3, 5, 3, 64, 5, 64]) {
+        const x = tensor(Float32Array.from({ length: m * ${K} }, (_, i) => (i % 5) - 2), [m, ${K}]);
+        const got = Array.from(matmulSync(x, packed).data), want = Array.from(matmulSync(x, w, { transB: true }).data);
+        if (got.some((v, i) => v !== want[i])) throw new Error('M=' + m + ': the prepacked result differs');
+      }
+    `;
+    const r = await runNode(['--input-type=module', '-e', code], { GEMMKIT_RECORD_UNTUNED: rec });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = readFileSync(rec, 'utf8').trim().split('\n').slice(1).filter((l) => l.includes(',prepacked,'));
+    expect(lines.sort()).toEqual([3, 5, 64].map((m) => `cpu,f32,f32,false,true,prepacked,none,${m},${N},${K}`).sort());
+  });
 });

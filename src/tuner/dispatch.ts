@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor.js';
 import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
 import type { DType } from '../dtype.js';
 import type { NativeSurface, ProblemDesc } from '../native.js';
-import { type GemmSpec, describeSpec, keyString, keyWithoutM } from './key.js';
+import { type GemmSpec, describeSpec, keyString, keyWithoutM, weightKey } from './key.js';
 import { recordUntuned } from './record.js';
 import { type TunedRow, TunedFileError, betterRow, currentValidators, readTunedFile, validatorMismatch } from './tuned_file.js';
 
@@ -188,6 +188,20 @@ export function panelLargerThanSource(layout: string, dtypeB: DType): boolean {
   return panelBytes > (dtypeB === 'f32' ? 4 : 2);
 }
 
+/**
+ * How a prepared weight without a tuned row runs `config`, the plain problem's heuristic pick: on its
+ * packed panel or its kept source; or not: 'mismatch' when config reads another packed layout (or reads
+ * B as stored and the source was not kept), 'panel' when at this M the packed panel beats reading the
+ * source. In those two cases the heuristic for the weight's packed layout runs instead.
+ */
+export function untunedWeightRun(native: NativeSurface, backend: string, m: number, config: string, weight: PreparedWeightRef):
+  'packed' | 'source' | 'mismatch' | 'panel' {
+  const layout = packedLayoutOf(native, backend, config);
+  if (layout !== null) return layout === weight.layout ? 'packed' : 'mismatch';
+  if (!weight.hasSource) return 'mismatch';
+  return panelBeatsSource(m, weight.panelLarger) ? 'panel' : 'source';
+}
+
 export interface Explanation {
   backend: string;
   /** The config that runs ('' on a plain call: the backend's heuristic, resolved natively). */
@@ -223,94 +237,103 @@ function withoutHandle(desc: ProblemDesc): ProblemDesc {
   return plain;
 }
 
+// What decide() settles: an Explanation whose reason is written only when explain() asks for it, so
+// matmul's dispatch builds no message strings.
+type Decision = Omit<Explanation, 'key' | 'reason'> & { why: () => string };
+
 /**
  * The one decision behind matmul and explain: which config runs, why, and for a prepack()ed b which form
  * of the weight it reads. A prepared weight follows the tuned row (or the heuristic) when that config can
  * run on what the weight holds: its packed layout, or the kept source for configs that read B as stored;
- * otherwise the heuristic for its packed layout runs, and the reason says why. `resolve` fills in the
- * heuristic's config name on plain calls (matmul leaves that to the native side).
+ * otherwise the heuristic for its packed layout runs, and the reason says why. For explain (`explaining`)
+ * it fills in the heuristic's config name on plain calls (matmul leaves that to the native side); for
+ * matmul it records untuned keys when asked.
  */
-function decide(native: NativeSurface, desc: ProblemDesc, forced: string | undefined, weight: PreparedWeightRef | undefined,
-  record: boolean, resolve: boolean): Explanation {
-  const spec = specOf(desc, weight !== undefined);
-  const key = `${desc.backend}|${keyString(spec)}`;
+function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced: string | undefined,
+  weight: PreparedWeightRef | undefined, explaining: boolean): Decision {
+  const backend = desc.backend;
   const formFor = (config: string): 'packed' | 'source' | undefined => {
     if (!weight) return undefined;
-    const layout = packedLayoutOf(native, desc.backend, config);
+    const layout = packedLayoutOf(native, backend, config);
     if (layout === null) return weight.hasSource ? 'source' : undefined;
     return layout === weight.layout ? 'packed' : undefined;
   };
-  const packedDefault = (why: string): Explanation => ({
-    backend: desc.backend, config: native.heuristic(desc), source: 'default', key, weight: 'packed',
-    reason: `${why}; the heuristic for the weight's packed layout ${weight!.layout} runs`,
+  const packedDefault = (why: () => string): Decision => ({
+    backend, config: native.heuristic(desc), source: 'default', weight: 'packed',
+    why: () => `${why()}; the heuristic for the weight's packed layout ${weight!.layout} runs`,
   });
   if (forced) {
     // A forced config the weight cannot serve runs on the packed panel, where the backend says why not.
     const form = weight ? formFor(forced) ?? 'packed' : undefined;
-    return { backend: desc.backend, config: forced, source: 'forced', reason: 'opts.config names the config', key, ...(form ? { weight: form } : {}) };
+    return { backend, config: forced, source: 'forced', why: () => 'opts.config names the config', ...(form ? { weight: form } : {}) };
   }
   if (desc.batch !== 1) {
-    const config = weight || resolve ? native.heuristic(desc) : '';
-    return { backend: desc.backend, config, source: 'default', reason: 'batched GEMMs are not tuned; the heuristic picks', key,
+    const config = weight || explaining ? native.heuristic(desc) : '';
+    return { backend, config, source: 'default', why: () => 'batched GEMMs are not tuned; the heuristic picks',
       ...(weight ? { weight: 'packed' as const } : {}) };
   }
-  const table = ensureLoaded().get(desc.backend);
+  const table = ensureLoaded().get(backend);
   const hit = table?.lookup(spec);
-  if (record && recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
-    recordUntuned(recordPath, desc.backend, spec);
+  if (!explaining && recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
+    recordUntuned(recordPath, backend, spec);
   }
   if (hit) {
-    const where = `${hit.row.file}:${hit.row.line}`;
-    const form = formFor(hit.row.config);
+    const { row } = hit;
+    const where = () => `${row.file}:${row.line}`;
+    const form = formFor(row.config);
     if (weight && form === undefined) {
-      const wants = packedLayoutOf(native, desc.backend, hit.row.config);
-      return packedDefault(wants === null
-        ? `tuned row ${where} (${hit.row.config}) reads the weight as stored, but this PackedWeight keeps only its packed form (keepSource: false)`
-        : `tuned row ${where} (${hit.row.config}) reads a weight packed as ${wants}, but this one is packed as ${weight.layout}`);
+      const wants = packedLayoutOf(native, backend, row.config);
+      return packedDefault(() => (wants === null
+        ? `tuned row ${where()} (${row.config}) reads the weight as stored, but this PackedWeight keeps only its packed form (keepSource: false)`
+        : `tuned row ${where()} (${row.config}) reads a weight packed as ${wants}, but this one is packed as ${weight.layout}`));
     }
-    const common = { backend: desc.backend, config: hit.row.config, row: hit.row, key, ...(form ? { weight: form } : {}) };
+    const common = { backend, config: row.config, row, ...(form ? { weight: form } : {}) };
     return hit.bucket
       ? { ...common, source: 'bucket',
-          reason: `M=${spec.m} is not tuned; using the row for M=${hit.row.m} (${where}), the nearest tuned M within ${BUCKET_MAX_FACTOR}x` }
-      : { ...common, source: 'tuned', reason: `tuned row ${where}` };
+          why: () => `M=${spec.m} is not tuned; using the row for M=${row.m} (${where()}), the nearest tuned M within ${BUCKET_MAX_FACTOR}x` }
+      : { ...common, source: 'tuned', why: () => `tuned row ${where()}` };
   }
-  const files = fileStatus.filter((f) => f.used).length;
-  const reason = files === 0 ? 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks'
-    : `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`;
+  const why = () => (fileStatus.some((f) => f.used)
+    ? `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`
+    : 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks');
   if (weight) {
     const config = native.heuristic(withoutHandle(desc));
-    const form = formFor(config);
-    if (form === undefined) return packedDefault(reason);
-    if (form === 'source' && panelBeatsSource(desc.m, weight.panelLarger)) {
-      return packedDefault(`${reason}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
-    }
-    return { backend: desc.backend, config, source: 'default', reason, key, weight: form };
+    const run = untunedWeightRun(native, backend, desc.m, config, weight);
+    if (run === 'mismatch') return packedDefault(why);
+    if (run === 'panel') return packedDefault(() => `${why()}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
+    return { backend, config, source: 'default', why, weight: run };
   }
-  return { backend: desc.backend, config: resolve ? native.heuristic(desc) : '', source: 'default', reason, key };
+  return { backend, config: explaining ? native.heuristic(desc) : '', source: 'default', why };
+}
+
+function choiceOf(d: Decision): Choice {
+  return { config: d.config, weight: d.weight };
 }
 
 /**
  * What a matmul call without opts.config runs: the tuned row's config, or '' for the backend's heuristic
  * (resolved natively), and for a prepack()ed b which form of the weight to pass. Cheap when nothing is
- * tuned or recorded (one Map lookup otherwise); records misses when asked.
+ * tuned or recorded, one table lookup otherwise; records misses when asked.
  */
 export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: PreparedWeightRef): Choice {
-  if (!weight && !ensureLoaded().get(desc.backend) && recordPath === undefined) return { config: '' };
-  if (!weight || recordPath !== undefined) {
-    const d = decide(native, desc, undefined, weight, true, false);
-    return { config: d.config, weight: d.weight };
+  // Loaded first: loading resets weightChoices, which must not happen between its get and set below.
+  const loaded = ensureLoaded();
+  if (!weight) {
+    if (!loaded.get(desc.backend) && recordPath === undefined) return { config: '' };
+    return choiceOf(decide(native, desc, specOf(desc, false), undefined, undefined, false));
   }
   // A prepacked weight meets the same few problems again and again (every decode step makes the same
   // calls), and deciding costs two native heuristic calls (about 5 us, half of a small GEMM's call), so
   // the choice is kept per weight until the tuned table changes. The key holds everything decide() and
-  // the heuristics read that the weight does not fix (its n, k, dtype and transB are fixed).
+  // the heuristics read that the weight does not fix (its n, k, dtype and transB are fixed, and B is 2-D:
+  // strideB is 0). A key is recorded (GEMMKIT_RECORD_UNTUNED) when it is first decided; recording it
+  // again would change nothing.
   let choices = weightChoices.get(weight);
   if (!choices) weightChoices.set(weight, (choices = new Map()));
-  const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.strideB}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
+  const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
   let choice = choices.get(key);
   if (!choice) {
-    const d = decide(native, desc, undefined, weight, true, false);
-    choice = { config: d.config, weight: d.weight };
+    choice = choiceOf(decide(native, desc, specOf(desc, true), undefined, weight, false));
     choices.set(key, choice);
   }
   return choice;
@@ -331,10 +354,10 @@ export interface Choice {
 export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): string | undefined {
   const table = ensureLoaded().get(desc.backend);
   if (!table) return undefined;
+  const weight = weightKey(desc);
   let best: TunedRow | undefined;
   for (const r of table.rows()) {
-    if (!r.prepacked || r.n !== desc.n || r.k !== desc.k || r.dtypeA !== desc.dtypeA || r.dtypeB !== desc.dtypeB) continue;
-    if (r.transA !== desc.transA || r.transB !== desc.transB) continue;
+    if (!r.prepacked || weightKey(r) !== weight) continue;
     if (packedLayoutOf(native, desc.backend, r.config) === null) continue;
     if (!best || r.m > best.m) best = r;
   }
@@ -347,7 +370,9 @@ export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): str
  */
 export function explain(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Explanation {
   const { native, desc, packed } = prepareMatmul('explain', a, b, opts, false);
-  return decide(native, desc, opts?.config, packed?.dispatchRef(), false, true);
+  const spec = specOf(desc, packed !== undefined);
+  const { why, ...d } = decide(native, desc, spec, opts?.config, packed?.dispatchRef(), true);
+  return { ...d, reason: why(), key: `${desc.backend}|${keyString(spec)}` };
 }
 
 export { TunedFileError };

@@ -2,9 +2,7 @@
 // Backend and device architecture are checked once per file by its validator lines; the rest is the
 // per-row key, written as a short string so the lookup on every matmul call is one Map access.
 import { type DType, isDType } from '../dtype.js';
-import type { Activation } from '../native.js';
-
-export const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'gelu', 'silu'];
+import { ACTIVATIONS, type Activation } from '../native.js';
 
 /** One GEMM shape to tune or look up: C[M, N] = act(op(A) op(B) + bias), A/B of dtypeA/dtypeB. */
 export interface GemmSpec {
@@ -25,6 +23,13 @@ export interface GemmSpec {
   prepacked?: boolean;
   /** Where the shape came from (a model's weight name, a file and line), for messages only. */
   label?: string;
+}
+
+/** An integer >= min written as decimal digits only (as in shape and tuned files); else undefined. */
+export function parseInteger(s: string, min: number): number | undefined {
+  if (!/^[0-9]+$/.test(s)) return undefined;
+  const x = Number(s);
+  return Number.isSafeInteger(x) && x >= min ? x : undefined;
 }
 
 /** 'bf16' when A and B agree, else 'f32*bf16' (A's dtype first). */
@@ -70,6 +75,14 @@ export function keyWithoutM(s: Omit<GemmSpec, 'm'>): string {
 
 export function keyString(s: GemmSpec): string {
   return `${keyWithoutM(s)}|${s.m}`;
+}
+
+/**
+ * What fixes a prepared weight's packed layout: the weight and the inputs it meets, whatever M, epilogue
+ * and out dtype (a GemmSpec, or a ProblemDesc, which names these fields alike).
+ */
+export function weightKey(s: Pick<GemmSpec, 'dtypeA' | 'dtypeB' | 'transA' | 'transB' | 'n' | 'k'>): string {
+  return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
 }
 
 /** "128x4096x4096 bf16->bf16 nt bias" for tables and messages. */

@@ -5,7 +5,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { withFileLockSync } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, parseDtypeColumn, parseEpilogue, parseInteger, parseWeightColumn, weightColumn } from './key.js';
 import { isDType } from '../dtype.js';
 
 export const UNTUNED_COLUMNS = ['backend', 'dtype', 'out_dtype', 'trans_a', 'trans_b', 'weight', 'epilogue', 'm', 'n', 'k'] as const;
@@ -20,20 +20,19 @@ export function parseUntunedRecord(f: string[]): (GemmSpec & { backend: string }
   const dt = parseDtypeColumn(f[1]);
   const prepacked = parseWeightColumn(f[5]);
   const epi = parseEpilogue(f[6]);
-  const dims = f.slice(7).map((x) => (/^[0-9]+$/.test(x) ? Number(x) : NaN));
+  const dims = f.slice(7).map((x) => parseInteger(x, 1));
   const bools = [f[3], f[4]].map((x) => (x === 'true' ? true : x === 'false' ? false : undefined));
   if (!/^[a-z0-9]+$/.test(f[0]) || !dt || !isDType(f[2]) || prepacked === undefined || !epi || bools.includes(undefined)) return undefined;
-  if (dims.some((d) => !Number.isSafeInteger(d) || d < 1)) return undefined;
+  if (dims.some((d) => d === undefined)) return undefined;
   return {
     backend: f[0], dtypeA: dt[0], dtypeB: dt[1], outDtype: f[2], transA: bools[0]!, transB: bools[1]!, prepacked,
-    bias: epi.bias, activation: epi.activation, m: dims[0], n: dims[1], k: dims[2],
+    bias: epi.bias, activation: epi.activation, m: dims[0]!, n: dims[1]!, k: dims[2]!,
   };
 }
 
-function keysInFile(path: string): Set<string> {
+function keysIn(text: string): Set<string> {
   const keys = new Set<string>();
-  if (!existsSync(path)) return keys;
-  const records = parse(readFileSync(path, 'utf8'), { relax_column_count: true, skip_empty_lines: true }) as string[][];
+  const records = parse(text, { relax_column_count: true, skip_empty_lines: true }) as string[][];
   for (const r of records) {
     const spec = parseUntunedRecord(r);
     if (spec) keys.add(`${spec.backend}|${keyString(spec)}`);
@@ -51,10 +50,11 @@ export function recordUntuned(path: string, backend: string, spec: GemmSpec): vo
   if (known?.has(key) || failedPaths.has(path)) return;
   try {
     withFileLockSync(path, () => {
-      known = keysInFile(path);
+      const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+      known = keysIn(text);
       recorded.set(path, known);
       if (known.has(key)) return;
-      const header = existsSync(path) && readFileSync(path).length > 0 ? '' : `${UNTUNED_COLUMNS.join(',')}\n`;
+      const header = text.length > 0 ? '' : `${UNTUNED_COLUMNS.join(',')}\n`;
       // One write of whole lines with O_APPEND: a reader never sees half a line.
       appendFileSync(path, `${header}${untunedLine(backend, spec)}\n`);
       known.add(key);

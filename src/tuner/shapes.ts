@@ -9,9 +9,9 @@ import { parse } from 'csv-parse/sync';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../native.js';
 import { modelGemmShapes } from '../models/index.js';
-import type { GemmSpec } from './key.js';
+import { type GemmSpec, parseInteger } from './key.js';
 import { UNTUNED_COLUMNS, parseUntunedRecord } from './record.js';
-import { MAGIC_LINE, readTunedFile } from './tuned_file.js';
+import { MAGIC_LINE, parseTunedFile } from './tuned_file.js';
 
 /** Defaults for what a shape string or a file row does not say. */
 export interface ShapeDefaults {
@@ -59,7 +59,7 @@ function gradlibShapes(path: string, records: { record: string[]; info: { lines:
     const at = `${path}:${info.lines}`;
     if (record.length !== header.length) throw new ShapeError(`${at}: has ${record.length} fields but the header has ${header.length}`);
     const dims = [iM, iN, iK].map((i) => record[i].trim());
-    if (dims.some((x) => !/^[0-9]+$/.test(x) || Number(x) < 1 || !Number.isSafeInteger(Number(x)))) {
+    if (dims.some((x) => parseInteger(x, 1) === undefined)) {
       throw new ShapeError(`${at}: M, N and K must be positive integers, got ${dims.join(', ')}`);
     }
     const bool = (i: number, name: string) => {
@@ -94,7 +94,7 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
     throw new ShapeError(`--shapes ${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   if (text.startsWith(MAGIC_LINE)) {
-    return readTunedFile(path).rows.map((r) => ({
+    return parseTunedFile(path, text).rows.map((r) => ({
       m: r.m, n: r.n, k: r.k, dtypeA: r.dtypeA, dtypeB: r.dtypeB, outDtype: r.outDtype, transA: r.transA,
       transB: r.transB, prepacked: r.prepacked, bias: r.bias, activation: r.activation, label: `${path}:${r.line}`,
     }));

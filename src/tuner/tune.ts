@@ -15,8 +15,8 @@
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
-import { panelBeatsSource, panelLargerThanSource } from './dispatch.js';
-import { type GemmSpec, kernelOfConfig, keyString } from './key.js';
+import { packedLayoutOf, panelLargerThanSource, untunedWeightRun } from './dispatch.js';
+import { type GemmSpec, kernelOfConfig, keyString, weightKey } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
 
@@ -100,11 +100,6 @@ function median(xs: number[]): number {
 }
 
 /** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
-/** What fixes a prepared weight's packed layout: the weight itself, whatever M, epilogue and out dtype. */
-export function weightKey(s: GemmSpec): string {
-  return `${s.dtypeA}*${s.dtypeB}|${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}|${s.n}|${s.k}`;
-}
-
 export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDesc {
   const { m, n, k } = spec;
   return {
@@ -130,7 +125,7 @@ export async function tuneShape(
   const desc = specDesc(backend.name, spec, device);
   // A prepacked spec times each blocked config on B packed once in its own layout (as prepack() would
   // hold it); configs that read B as stored (GEMV, system BLAS) time on plain B. Results are identical.
-  const layoutOf = (config: string) => (spec.prepacked ? native.packedLayout?.(backend.name, config) ?? null : null);
+  const layoutOf = (config: string) => (spec.prepacked ? packedLayoutOf(native, backend.name, config) : null);
   const descFor = (config: string): ProblemDesc => {
     const layout = layoutOf(config);
     return layout === null ? desc : { ...desc, packedLayout: layout };
@@ -138,17 +133,16 @@ export async function tuneShape(
   // A prepared weight holds one packed layout (see tune()): once it is fixed, only configs that read it,
   // or that read B as stored, can run on the weight, and the default is what dispatch would run then.
   const fits = (config: string) => packedLayout === undefined || [null, packedLayout].includes(layoutOf(config));
-  // The default is what dispatch runs for this call without a tuned row: for a prepacked weight, from
-  // some M on the panel (in the fixed layout, or the one prepack() picks by default) instead of the plain
-  // heuristic's kernel that reads B as stored.
+  // The default is what dispatch runs for this call without a tuned row (untunedWeightRun): for a
+  // prepacked weight, held in the fixed layout or the one prepack() picks by default (prepacked: CPU
+  // only), either the plain heuristic's config or the heuristic for that layout.
   let defaultConfig = native.heuristic(desc);
-  if (spec.prepacked && layoutOf(defaultConfig) === null) {
-    const panelLayout = packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)); // prepacked: CPU only
-    if (panelLayout && panelBeatsSource(spec.m, panelLargerThanSource(panelLayout, spec.dtypeB))) {
-      defaultConfig = native.heuristic({ ...desc, packedLayout: panelLayout });
-    }
+  const weightLayout = spec.prepacked ? packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)) : null;
+  if (weightLayout !== null) {
+    const weight = { layout: weightLayout, hasSource: true, panelLarger: panelLargerThanSource(weightLayout, spec.dtypeB) };
+    const run = untunedWeightRun(native, backend.name, spec.m, defaultConfig, weight);
+    if (run === 'mismatch' || run === 'panel') defaultConfig = native.heuristic({ ...desc, packedLayout: weightLayout });
   }
-  if (!fits(defaultConfig)) defaultConfig = native.heuristic({ ...desc, packedLayout });
   const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig && fits(c))];
   const results = new Map<string, CandidateResult>();
   for (const config of names) results.set(config, { config, kernel: kernelOfConfig(config), status: 'fast' });
@@ -336,7 +330,7 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
     if (why) throw new Error(`${why}. Write to another --out file, or delete this one.`);
     present = new Set(file.rows.map(keyString));
     for (const r of file.rows) {
-      const layout = r.prepacked ? backend.native.packedLayout?.(backend.name, r.config) ?? null : null;
+      const layout = r.prepacked ? packedLayoutOf(backend.native, backend.name, r.config) : null;
       const have = fileLayouts.get(weightKey(r));
       if (layout !== null && (!have || r.m > have[0])) fileLayouts.set(weightKey(r), [r.m, layout]);
     }
@@ -374,7 +368,7 @@ export async function tune(run: TuneRun): Promise<TuneSummary> {
       const r = await tuneShape(backend, run.cpu, spec, opts, validators, device, (done, total, bestUs) =>
         run.onEvent?.({ type: 'candidate', index, done, total, bestUs }), wk === undefined ? undefined : layouts.get(wk));
       if (wk !== undefined && r.winner && !layouts.has(wk)) {
-        const layout = backend.native.packedLayout?.(backend.name, r.winner) ?? null;
+        const layout = packedLayoutOf(backend.native, backend.name, r.winner);
         if (layout !== null) layouts.set(wk, layout);
       }
       if (r.row && run.out) await updateTunedFile(run.out, validators, [r.row]);

@@ -19,7 +19,7 @@ import { type DType, isDType } from '../dtype.js';
 import type { NativeSurface } from '../native.js';
 import { VERSION } from '../version.js';
 import { withFileLock } from './file_lock.js';
-import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue, parseWeightColumn, weightColumn } from './key.js';
+import { type GemmSpec, dtypeColumn, epilogueName, keyString, keyWithoutM, parseDtypeColumn, parseEpilogue, parseInteger, parseWeightColumn, weightColumn } from './key.js';
 
 export const MAGIC_LINE = '# gemmkit tuned GEMM configs, format 1';
 export const VALIDATOR_KEYS = ['gemmkit', 'backend', 'device', 'arch', 'libraries', 'threads'] as const;
@@ -121,9 +121,9 @@ function parseRow(path: string, line: number, f: string[], validators: Validator
   const bad = (column: Column, want: string) =>
     new TunedFileError(path, line, `column ${column} is ${JSON.stringify(field(column))}; expected ${want}`);
   const int = (column: Column, min: number) => {
-    const v = field(column);
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw bad(column, `an integer >= ${min}`);
-    return Number(v);
+    const x = parseInteger(field(column), min);
+    if (x === undefined) throw bad(column, `an integer >= ${min}`);
+    return x;
   };
   const num = (column: Column, allowEmpty = false) => {
     const v = field(column);
