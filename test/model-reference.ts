@@ -110,10 +110,10 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
       }
     }
   };
+  const r = c.roundInputs ?? false;
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
     const h = refRmsNorm(x, H, get(`${p}.input_layernorm.weight`), c.eps);
-    const r = c.roundInputs ?? false;
     const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d, undefined, 'none', r);
     const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d, undefined, 'none', r);
     const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d, undefined, 'none', r);
@@ -146,5 +146,5 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
     x = x.map((val, i) => val + down[i]);
   }
   const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
-  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', c.roundInputs ?? false);
+  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', r);
 }
