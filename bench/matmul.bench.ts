@@ -1,8 +1,8 @@
 // npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries, in one run
 // and one table (issue 3's targets), then GFLOP/s on square and inference shapes for 1 thread and the
 // whole pool (issue 2's rows). Every figure is the median of timed calls that rotate through enough input
-// copies to keep operands out of the last-level cache (at least 128 MiB; 1 GiB of weights for the decode
-// bandwidth row). Ceilings and peers come from bench/peers (set them up once with `npm run bench:peers`);
+// copies to keep operands out of the last-level cache (as many bytes as the peers' sets, 4x the LLC and at
+// least 128 MiB, within 64 copies; 1 GiB of weights for the decode bandwidth row). Ceilings and peers come from bench/peers (set them up once with `npm run bench:peers`);
 // without them those columns say so. Hold the machine's exclusive lock while it runs (see README).
 //   --quick          small shapes and short timing (CI smoke run)
 //   --time-ms MS     timing budget per measurement (default 400; quick 20)
@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
-import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
+import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
 import { printTable, rotationCopies, timeSync } from './timing.js';
 
 const { values: args } = parseArgs({
@@ -85,7 +85,8 @@ function bestPeer(s: PeerShape, only?: string): PeerResult | undefined {
   const rs = peerResults.filter((r) => shapeToken(r.shape) === shapeToken(s) && Number.isFinite(r.medianMs) && (!only || r.peer === only));
   return rs.sort((x, y) => x.medianMs - y.medianMs)[0];
 }
-const rotate = (quick ? 16 : 128) * MiB;
+// As much as the peers rotate through (4x the last-level cache, at least 128 MiB), so the ratios are fair.
+const rotate = quick ? 16 * MiB : rotationFootprintBytes();
 
 // f32 and bf16 square: fastest f32 peer (and the FMA peak); oneDNN for bf16.
 for (const dtype of ['f32', 'bf16'] as DType[]) {

@@ -113,7 +113,7 @@ function llamaOnly(where: string, model: Model): LlamaModel {
 
 /**
  * One weight GEMM of forward: C[m, n] = act(A[m, k] @ W[n, k]^T + bias) (+ C when beta = 1).
- * A (activations) and C are f32; `dtype` is the weight's.
+ * A (activations) in linearInputDtype(dtype), C f32; `dtype` is the weight's.
  */
 export interface GemmShape {
   /** The weight (for Llama, with the layer index as '*': model.layers.*.self_attn.q_proj). */
