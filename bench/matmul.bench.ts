@@ -1,9 +1,10 @@
 // npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries, in one run
 // and one table (issue 3's targets), then GFLOP/s on square and inference shapes for 1 thread and the
 // whole pool (issue 2's rows). Every figure is the median of timed calls that rotate through enough input
-// copies to keep operands out of the last-level cache (as many bytes as the peers' sets, 4x the LLC and at
-// least 128 MiB, within 64 copies; 1 GiB of weights for the decode bandwidth row). Ceilings and peers come from bench/peers (set them up once with `npm run bench:peers`);
-// without them those columns say so. Hold the machine's exclusive lock while it runs (see README).
+// copies to keep operands out of the last-level cache (as many bytes as the peers rotate through, 4x the
+// LLC and at least 128 MiB, within 64 copies; 1 GiB of weights for the decode bandwidth row). Ceilings and
+// peers come from bench/peers (set them up once with `npm run bench:peers`); without them those columns
+// say so. Hold the machine's exclusive lock while it runs (see README).
 //   --quick          small shapes and short timing (CI smoke run)
 //   --time-ms MS     timing budget per measurement (default 400; quick 20)
 //   --no-peers       skip ceilings and peers

@@ -62,7 +62,7 @@ t0 = process.hrtime.bigint();
 const model = (await loadModel(dir)) as LlamaModel;
 const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
 const c = model.config;
-// The weight GEMMs forward runs (the LM head last): every one reads its whole weight once per decode step.
+// The weight GEMMs forward runs: every one reads its whole weight once per decode step.
 const gemms = await modelGemmShapes(dir, [1]);
 const gemmWeights = gemms.reduce((sum, g) => sum + g.count * g.n * g.k, 0);
 const bytesPerToken = gemms.reduce((sum, g) => sum + g.count * g.n * g.k * dtypeSize(g.dtype), 0);
