@@ -1,21 +1,15 @@
 // Float64 references of every model layer and of the whole Llama decoder, written from the definitions
 // (Hugging Face's LlamaForCausalLM: rotate_half rotary embeddings, grouped-query causal attention, SwiGLU,
 // RMSNorm), sharing no code with src/models. Everything is a plain Float64Array, row-major.
-import { fromBf16Bits, toBf16Bits } from '../src/dtype.js';
-import { type Tensor } from '../src/index.js';
-import { activate } from './helpers.js';
+import { activate, roundTo } from './helpers.js';
 import type { Activation } from '../src/matmul.js';
 
-export const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toFloat32());
-
-/** x rounded to bf16 (nearest even), as a model feeds a GEMM whose weight reads bf16 inputs. */
-export function roundToBf16(x: Float64Array): Float64Array {
-  return x.map((v) => fromBf16Bits(toBf16Bits(v)));
-}
-
-/** y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 first. */
+/**
+ * y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 (nearest even) first,
+ * as a model feeds a GEMM whose weight reads bf16 inputs.
+ */
 export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none', roundInput = false): Float64Array {
-  if (roundInput) x = roundToBf16(x);
+  if (roundInput) x = x.map((v) => roundTo('bf16', v));
   const inF = x.length / m;
   const y = new Float64Array(m * out);
   for (let i = 0; i < m; i++) {
