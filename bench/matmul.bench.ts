@@ -1,18 +1,19 @@
 // npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries, in one run
 // and one table (issue 3's targets), then GFLOP/s on square and inference shapes for 1 thread and the
 // whole pool (issue 2's rows). Every figure is the median of timed calls that rotate through enough input
-// copies to keep operands out of the last-level cache (at least 128 MiB; 1 GiB of weights for the decode
-// bandwidth row). Ceilings and peers come from bench/peers (set them up once with `npm run bench:peers`);
-// without them those columns say so. Hold the machine's exclusive lock while it runs (see README).
+// copies to keep operands out of the last-level cache (as many bytes as the peers rotate through, 4x the
+// LLC and at least 128 MiB, within 64 copies; 1 GiB of weights for the decode bandwidth row). Ceilings and
+// peers come from bench/peers (set them up once with `npm run bench:peers`); without them those columns
+// say so. Hold the machine's exclusive lock while it runs (see README).
 //   --quick          small shapes and short timing (CI smoke run)
 //   --time-ms MS     timing budget per measurement (default 400; quick 20)
 //   --no-peers       skip ceilings and peers
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
+import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
+import { printTable, rotationCopies, timeSync } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,39 +28,13 @@ const inf = info();
 const pool = inf.threads;
 const MiB = 1024 * 1024;
 
-// ---- the peers module (bench/peers, issue 3's peer libraries), when present in this checkout --------
-interface PeerShape { m: number; n: number; k: number; transB: boolean; dtype: 'f32' | 'bf16'; outDtype?: 'f32' | 'bf16' }
-interface PeerResult { peer: string; shape: PeerShape; medianMs: number; gflops: number; note?: string; impl?: string }
-interface Ceilings { threads: number; fmaF32Gflops: number; avx512Bf16Gflops?: number; amxBf16Gflops?: number; readGBps: number; amxNote?: string; note?: string }
-interface PeersModule {
-  peerStatus(): { peer: string; available: boolean; detail: string }[];
-  runPeers(shapes: PeerShape[], opts: { threads: number; timeMs?: number }): Promise<PeerResult[]>;
-  measureCeilings(threads: number, opts?: { readMiB?: number }): Promise<Ceilings>;
-}
-async function loadPeers(): Promise<PeersModule | undefined> {
-  if (args['no-peers']) return undefined;
-  const file = fileURLToPath(new URL('./peers/index.ts', import.meta.url));
-  if (!existsSync(file)) return undefined;
-  const specifier = './peers/index.js'; // a variable, so the typecheck does not need the module
-  return (await import(specifier)) as PeersModule;
-}
-
 // ---- timing -----------------------------------------------------------------------------------------
 interface Operands { a: Tensor; b: Tensor | PackedWeight }
 
 /** Median ms of matmulSync over rotating operand sets, with the given config. */
 function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: string): number {
   const call = (o: Operands) => matmulSync(o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB, outDtype, config });
-  call(sets[0]);
-  const times: number[] = [];
-  const started = performance.now();
-  for (let i = 0; times.length < 3 || (performance.now() - started < timeMs && times.length < 2000); i++) {
-    const t0 = performance.now();
-    call(sets[i % sets.length]);
-    times.push(performance.now() - t0);
-  }
-  times.sort((x, y) => x - y);
-  return times[times.length >> 1];
+  return timeSync((i) => call(sets[i % sets.length]), { minRuns: 3, maxRuns: 2000, budgetMs: timeMs });
 }
 
 // For a prepacked weight, the heuristic for its packed panel (the counterpart of oneDNN's reordered
@@ -75,8 +50,7 @@ function heuristicConfig(o: Operands, transB: boolean, threads?: number): string
 /** Operand copies whose weights total at least `bytes` (and at least one). */
 function operandSets(m: number, n: number, k: number, transB: boolean, dtype: DType, bytes: number, packed: boolean): Operands[] {
   const weightBytes = n * k * (dtype === 'f32' ? 4 : 2);
-  const copies = Math.max(1, Math.min(64, Math.ceil(bytes / Math.max(1, weightBytes + m * k * 4))));
-  return Array.from({ length: copies }, (_, i) => {
+  return Array.from({ length: rotationCopies(weightBytes + m * k * 4, bytes) }, (_, i) => {
     const w = randomTensor(transB ? [n, k] : [k, n], dtype, 2 + 2 * i);
     return { a: randomTensor([m, k], dtype, 3 + 2 * i), b: packed ? prepack(w, { transB }) : w };
   });
@@ -90,41 +64,30 @@ function row(target: string, shape: string, dtype: string, ours: string, ms: num
   rows.push([target, shape, dtype, ours, fx(ms, 3), value, vs, theirs, Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a', goal === undefined ? '' : `>= ${goal}`, met]);
   console.log(rows.at(-1)!.join(' | '));
 }
-function printTable(t: string[][]): void {
-  const widths = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
-  for (const r of t) console.log(r.map((x, i) => (x ?? '').padEnd(widths[i])).join('  ').trimEnd());
-}
 // The kernel and thread count of a config name (the cache blocks are the heuristic's; see README).
 const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|kc\d+\.ks\d+)\.t(\d+)$/, ' t$2');
 
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
-const peers = await loadPeers();
+const peers = !args['no-peers'];
 let ceilings: Ceilings | undefined;
 if (peers) {
-  for (const s of peers.peerStatus()) console.log(`  peer ${s.peer.padEnd(18)} ${s.available ? '' : '(not available) '}${s.detail}`);
-  ceilings = await peers.measureCeilings(pool, quick ? { readMiB: 256 } : {});
+  for (const s of peerStatus()) console.log(`  peer ${s.peer.padEnd(18)} ${s.available ? '' : '(not available) '}${s.detail}`);
+  ceilings = await measureCeilings(pool, quick ? { readMiB: 256 } : {});
   console.log(`ceilings (${pool} threads): f32 FMA ${fx(ceilings.fmaF32Gflops)} GFLOP/s, AVX512-BF16 ${fx(ceilings.avx512Bf16Gflops ?? NaN)}, ` +
     `AMX-BF16 ${ceilings.amxBf16Gflops !== undefined ? fx(ceilings.amxBf16Gflops) : `n/a (${ceilings.amxNote ?? 'absent'})`}, read ${fx(ceilings.readGBps)} GB/s`);
 } else {
-  console.log('ceilings and peers: not measured (bench/peers is not in this checkout, or --no-peers)');
+  console.log('ceilings and peers: not measured (--no-peers)');
 }
 
-// Shapes of issue 3's targets.
-const squares = quick ? [256] : [1024, 2048];
-const weights: [number, number][] = quick ? [[1024, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336]]; // W [N, K]
-const decodeMs = quick ? [1, 8] : [1, 8, 32, 128];
-const peerShapes: PeerShape[] = [];
-for (const dtype of ['f32', 'bf16'] as const) {
-  for (const s of squares) peerShapes.push({ m: s, n: s, k: s, transB: false, dtype });
-  for (const [n, k] of weights) for (const m of decodeMs) peerShapes.push({ m, n, k, transB: true, dtype });
-}
-const peerResults = peers ? await peers.runPeers(peerShapes, { threads: pool, timeMs: quick ? 20 : 300 }) : [];
-const sameShape = (a: PeerShape, b: PeerShape) => a.m === b.m && a.n === b.n && a.k === b.k && a.transB === b.transB && a.dtype === b.dtype;
+// Shapes of issue 3's targets (weights W [N, K]).
+const { squares, weights, ms: decodeMs } = targetSizes({ quick });
+const peerResults = peers ? await runPeers(targetShapes({ quick }), { threads: pool, timeMs: quick ? 20 : 300 }) : [];
 function bestPeer(s: PeerShape, only?: string): PeerResult | undefined {
-  const rs = peerResults.filter((r) => sameShape(r.shape, s) && Number.isFinite(r.medianMs) && (!only || r.peer === only));
+  const rs = peerResults.filter((r) => shapeToken(r.shape) === shapeToken(s) && Number.isFinite(r.medianMs) && (!only || r.peer === only));
   return rs.sort((x, y) => x.medianMs - y.medianMs)[0];
 }
-const rotate = (quick ? 16 : 128) * MiB;
+// As much as the peers rotate through (4x the last-level cache, at least 128 MiB), so the ratios are fair.
+const rotate = quick ? 16 * MiB : rotationFootprintBytes();
 
 // f32 and bf16 square: fastest f32 peer (and the FMA peak); oneDNN for bf16.
 for (const dtype of ['f32', 'bf16'] as DType[]) {

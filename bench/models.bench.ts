@@ -14,28 +14,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type LlamaModel, createKVCache, forward, info, matmul, matmulSync } from '../src/index.js';
+import { type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { attention } from '../src/models/llama.js';
 import { gemmPolicy, linearInputDtype, softmaxRows } from '../src/models/layers.js';
-import { writeRandomLlamaCheckpoint, loadModel } from '../src/index.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
 import { measureCeilings } from './peers/index.js';
+import { median, timeAsync } from './timing.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const quick = args.quick;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function timeMs(fn: () => unknown, runs: number, warmup = 1): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const ts: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  return median(ts);
-}
+/** Median ms of `runs` awaited calls of fn after `warmup` untimed ones. */
+const timeMs = (fn: () => unknown, runs: number, warmup = 1) => timeAsync(fn, { warmup, minRuns: runs });
 
 const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
@@ -71,9 +62,10 @@ t0 = process.hrtime.bigint();
 const model = (await loadModel(dir)) as LlamaModel;
 const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
 const c = model.config;
-const blockWeights = c.hiddenSize * (c.numAttentionHeads + 2 * c.numKeyValueHeads) * c.headDim + c.numAttentionHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
-const gemmWeights = c.numHiddenLayers * blockWeights + c.vocabSize * c.hiddenSize; // + the LM head
-const bytesPerToken = 2 * gemmWeights; // bf16: every weight GEMM reads its whole weight once per decode step
+// The weight GEMMs forward runs: every one reads its whole weight once per decode step.
+const gemms = await modelGemmShapes(dir, [1]);
+const gemmWeights = gemms.reduce((sum, g) => sum + g.count * g.n * g.k, 0);
+const bytesPerToken = gemms.reduce((sum, g) => sum + g.count * g.n * g.k * dtypeSize(g.dtype), 0);
 console.log(`\n== Llama-style decoder: hidden ${c.hiddenSize}, ${c.numHiddenLayers} layers, intermediate ${c.intermediateSize}, ${c.numAttentionHeads} heads / ${c.numKeyValueHeads} KV heads, vocab ${c.vocabSize}, bf16 random weights`);
 console.log(`weights in GEMMs: ${(gemmWeights / 1e6).toFixed(1)} M (${(bytesPerToken / 1e6).toFixed(0)} MB per token); written in ${writeS.toFixed(1)} s, loaded in ${loadS.toFixed(2)} s`);
 

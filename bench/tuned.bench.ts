@@ -16,6 +16,7 @@ import { type GemmSpec, describeSpec } from '../src/tuner/key.js';
 import { readShapesFile } from '../src/tuner/shapes.js';
 import { readTunedFile } from '../src/tuner/tuned_file.js';
 import { randomTensor } from './inputs.js';
+import { median, printTable, rotationCopies } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,19 +38,13 @@ const defaults = { dtype: 'f32' as DType, transA: false, transB: false, bias: fa
 const shapes: GemmSpec[] = (args.shapes ? args.shapes.flatMap((f) => readShapesFile(f, defaults)) : readTunedFile(args.tuned).rows)
   .map((s) => (args.prepacked ? { ...s, prepacked: true } : s));
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
-
 const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), ${inf.threads} threads, tuned file ${args.tuned}`);
 const rows: string[][] = [['shape', 'default ms', 'tuned ms', 'speedup', 'source', 'tuned config']];
 const logs: number[] = [];
 for (const s of shapes) {
   const bytes = (s.m * s.k + s.n * s.k) * (s.dtypeA === 'f32' ? 4 : 2);
-  const copies = Math.max(1, Math.min(64, Math.ceil(rotatingBytes / bytes)));
+  const copies = rotationCopies(bytes, rotatingBytes);
   const inputs: [Tensor, Tensor][] = [];
   for (let i = 0; i < copies; i++) {
     inputs.push([
@@ -97,6 +92,5 @@ for (const s of shapes) {
   for (const w of [...defaultB, ...tunedB]) if (!(w instanceof Tensor)) w.dispose();
   console.error(rows.at(-1)!.join('  '));
 }
-const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-console.log(rows.map((r) => r.map((x, i) => (i >= 1 && i <= 3 ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ')).join('\n'));
+printTable(rows, (column) => column >= 1 && column <= 3); // the figures right-aligned
 console.log(`\ngeometric-mean speedup of tuned dispatch over the default: ${Math.exp(logs.reduce((x, y) => x + y, 0) / logs.length).toFixed(3)}x over ${logs.length} shapes`);

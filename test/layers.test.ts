@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { type DType, DTYPES, Linear, Tensor, info, linearInputDtype, tensor } from '../src/index.js';
 import type { Activation } from '../src/matmul.js';
 import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
-import { expectMatches, randTensor, referenceMatmul } from './helpers.js';
-import { f64, refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
+import { expectMatches, randTensor, referenceMatmul, values } from './helpers.js';
+import { refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
 
 /** Asserts |got - want| <= rtol * |want| + atol elementwise, naming the first element that is not. */
 export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number, label: string): void {
@@ -82,8 +82,8 @@ describe('elementwise layers, norms, softmax, embedding', () => {
   });
   it('LayerNorm with and without bias', () => {
     for (const [rows, n] of [[1, 1], [3, 7], [5, 129]]) {
-      const x = f64(randTensor([rows, n], 'f32', n));
-      const w = f64(randTensor([n], 'f32', 2)), b = f64(randTensor([n], 'f32', 3));
+      const x = values(randTensor([rows, n], 'f32', n));
+      const w = values(randTensor([n], 'f32', 2)), b = values(randTensor([n], 'f32', 3));
       for (const bias of [b, undefined]) {
         const got = layerNorm(Float32Array.from(x), n, Float32Array.from(w), bias && Float32Array.from(bias), 1e-5);
         expectClose(got, refLayerNorm(x, n, w, bias, 1e-5), 1e-6, 1e-6, `layerNorm ${rows}x${n}`);
@@ -92,8 +92,8 @@ describe('elementwise layers, norms, softmax, embedding', () => {
   });
   it('RMSNorm, into a separate buffer and in place', () => {
     for (const [rows, n] of [[1, 1], [3, 7], [5, 129]]) {
-      const x = f64(randTensor([rows, n], 'f32', n + 1));
-      const w = f64(randTensor([n], 'f32', 4));
+      const x = values(randTensor([rows, n], 'f32', n + 1));
+      const w = values(randTensor([n], 'f32', 4));
       const want = refRmsNorm(x, n, w, 1e-6);
       const src = Float32Array.from(x);
       expectClose(rmsNorm(src, n, Float32Array.from(w), 1e-6), want, 1e-6, 1e-7, `rmsNorm ${rows}x${n}`);
@@ -103,7 +103,7 @@ describe('elementwise layers, norms, softmax, embedding', () => {
   });
   it('softmax of rows, and of each row\'s first `valid` entries (causal masking)', () => {
     const n = 9, rows = 4;
-    const x = Float64Array.from(Float32Array.from(f64(randTensor([rows, n], 'f32', 9)), (v) => v * 30)); // f32-exact
+    const x = Float64Array.from(Float32Array.from(values(randTensor([rows, n], 'f32', 9)), (v) => v * 30)); // f32-exact
     expectClose(softmaxRows(Float32Array.from(x), n), refSoftmax(x, n), 1e-6, 1e-9, 'softmax');
     const masked = softmaxRows(Float32Array.from(x), n, (r) => r + 1);
     for (let r = 0; r < rows; r++) {

@@ -1,21 +1,15 @@
 // Float64 references of every model layer and of the whole Llama decoder, written from the definitions
 // (Hugging Face's LlamaForCausalLM: rotate_half rotary embeddings, grouped-query causal attention, SwiGLU,
 // RMSNorm), sharing no code with src/models. Everything is a plain Float64Array, row-major.
-import { fromBf16Bits, toBf16Bits } from '../src/dtype.js';
-import { type Tensor } from '../src/index.js';
-import { activate } from './helpers.js';
+import { activate, roundTo } from './helpers.js';
 import type { Activation } from '../src/matmul.js';
 
-export const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toFloat32());
-
-/** x rounded to bf16 (nearest even), as a model feeds a GEMM whose weight reads bf16 inputs. */
-export function roundToBf16(x: Float64Array): Float64Array {
-  return x.map((v) => fromBf16Bits(toBf16Bits(v)));
-}
-
-/** y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 first. */
+/**
+ * y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 (nearest even) first,
+ * as a model feeds a GEMM whose weight reads bf16 inputs.
+ */
 export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none', roundInput = false): Float64Array {
-  if (roundInput) x = roundToBf16(x);
+  if (roundInput) x = x.map((v) => roundTo('bf16', v));
   const inF = x.length / m;
   const y = new Float64Array(m * out);
   for (let i = 0; i < m; i++) {
@@ -110,10 +104,10 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
       }
     }
   };
+  const r = c.roundInputs ?? false;
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
     const h = refRmsNorm(x, H, get(`${p}.input_layernorm.weight`), c.eps);
-    const r = c.roundInputs ?? false;
     const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d, undefined, 'none', r);
     const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d, undefined, 'none', r);
     const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d, undefined, 'none', r);
@@ -146,5 +140,5 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
     x = x.map((val, i) => val + down[i]);
   }
   const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
-  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', c.roundInputs ?? false);
+  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', r);
 }

@@ -10,8 +10,8 @@ import {
   loadModel, modelGemmShapes, saveSafetensors, writeRandomLlamaCheckpoint,
 } from '../src/index.js';
 import { linearInputDtype, observeLinear } from '../src/models/layers.js';
-import { randTensor } from './helpers.js';
-import { type RefLlamaConfig, type RefWeights, f64, refActivation, refLayerNorm, refLinear, refLlama, refRmsNorm, refSoftmax } from './model-reference.js';
+import { randTensor, values } from './helpers.js';
+import { type RefLlamaConfig, type RefWeights, refActivation, refLayerNorm, refLinear, refLlama, refRmsNorm, refSoftmax } from './model-reference.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gemmkit-models-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,7 +36,7 @@ function expectRelError(got: ArrayLike<number>, want: ArrayLike<number>, tol: nu
 function refWeights(path: string): RefWeights {
   const ck = Checkpoint.open(path);
   try {
-    return new Map(ck.names().map((n) => [n, f64(ck.tensor(n))]));
+    return new Map(ck.names().map((n) => [n, values(ck.tensor(n))]));
   } finally {
     ck.close();
   }
@@ -98,10 +98,10 @@ describe('MLP from a safetensors file with its spec in __metadata__', () => {
         const x = randTensor([rows, 64], 'f32', 40 + rows);
         const y = await forward(model, x);
         expect(y.shape).toEqual([rows, 10]);
-        expectRelError(y.toFloat32(), refMlp(w, f64(x), rows, round), tol, `MLP ${dtype} rows=${rows}`);
+        expectRelError(y.toFloat32(), refMlp(w, values(x), rows, round), tol, `MLP ${dtype} rows=${rows}`);
       }
       const xb = randTensor([3, 64], 'bf16', 9);
-      expectRelError((await forward(model, xb)).toFloat32(), refMlp(w, f64(xb), 3, round), tol, `MLP ${dtype} bf16 input`);
+      expectRelError((await forward(model, xb)).toFloat32(), refMlp(w, values(xb), 3, round), tol, `MLP ${dtype} bf16 input`);
     });
   }
   it('bad specs and inputs are clear errors', async () => {

@@ -1,11 +1,10 @@
-// bench/peers/index.ts without the peers: parsing of the runners' output, aggregation into results,
+// bench/peers/index.ts without the peers (and bench/timing.ts, the benches' shared median and loops): parsing of the runners' output, aggregation into results,
 // and a peer that is not set up being reported instead of thrown. Nothing here times anything, and
 // nothing needs bench/peers/setup.sh (CI runs npm test before any peer is set up).
 import { describe, expect, it } from 'vitest';
 import {
   collectResults,
   gflopsOf,
-  median,
   PEER_NAMES,
   parseCeilings,
   parseRunnerOutput,
@@ -16,6 +15,7 @@ import {
   shapeToken,
   targetShapes,
 } from '../bench/peers/index.js';
+import { median, rotationCopies, timeAsync, timeSync } from '../bench/timing.js';
 
 const nowhere = { buildDir: '/nonexistent/gemmkit-peers', python: '/nonexistent/python3' };
 const square: PeerShape = { m: 64, n: 64, k: 64, transB: false, dtype: 'f32' };
@@ -38,6 +38,34 @@ describe('peer runner protocol', () => {
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([7])).toBe(7);
     expect(median([])).toBeNaN();
+  });
+
+  it('the timing loops: warm-up calls, then at least minRuns and at most maxRuns timed calls, each awaited', async () => {
+    const seen: number[] = [];
+    expect(timeSync((i) => seen.push(i), { warmup: 2, minRuns: 5 })).toBeGreaterThanOrEqual(0);
+    expect(seen).toEqual([0, 1, 0, 1, 2, 3, 4]); // a fixed count without a budget
+    seen.length = 0;
+    timeSync((i) => seen.push(i), { warmup: 0, minRuns: 2, maxRuns: 9, budgetMs: 1e9 });
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]); // the budget never runs out: maxRuns stops it
+    seen.length = 0;
+    let running = false;
+    const ms = await timeAsync(async (i) => {
+      expect(running).toBe(false); // one call at a time
+      running = true;
+      await new Promise((r) => setTimeout(r, 1));
+      seen.push(i);
+      running = false;
+    }, { minRuns: 3 });
+    expect(seen).toEqual([0, 0, 1, 2]);
+    expect(ms).toBeGreaterThan(0);
+  });
+
+  it('operand copies to rotate through: enough for the footprint, at least 1, at most 64', () => {
+    expect(rotationCopies(100, 1000)).toBe(10);
+    expect(rotationCopies(300, 1000)).toBe(4);
+    expect(rotationCopies(5000, 1000)).toBe(1);
+    expect(rotationCopies(1, 1e9)).toBe(64);
+    expect(rotationCopies(0, 1000)).toBe(64);
   });
 
   it('shape tokens name transposition and dtypes the way the runners parse them', () => {

@@ -152,13 +152,6 @@ export function gflopsOf(s: PeerShape, ms: number): number {
   return (2 * s.m * s.n * s.k) / (ms * 1e6);
 }
 
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const v = [...values].sort((a, b) => a - b);
-  const h = v.length >> 1;
-  return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
-}
-
 export type RunnerLine =
   | { kind: 'info'; peer: string; detail: string; ok: boolean }
   | { kind: 'result'; shape: string; medianMs: number; runs: number; sets: number; impl: string }
@@ -385,11 +378,16 @@ export async function measureCeilings(threads: number, opts: CeilingsOptions = {
   }
 }
 
+/** The sizes of issue 3's targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M. */
+export function targetSizes(opts: { quick?: boolean } = {}): { squares: number[]; weights: [number, number][]; ms: number[] } {
+  return opts.quick
+    ? { squares: [256], weights: [[1024, 1024]], ms: [1, 8] }
+    : { squares: [1024, 2048], weights: [[4096, 4096], [14336, 4096], [4096, 14336]], ms: [1, 8, 32, 128] };
+}
+
 /** The shapes issue 3 sets targets on: square f32/bf16 1024 and 2048, and x @ W^T at M = 1..128. */
 export function targetShapes(opts: { quick?: boolean } = {}): PeerShape[] {
-  const squares = opts.quick ? [256] : [1024, 2048];
-  const weights: Array<[number, number]> = opts.quick ? [[1024, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336]];
-  const ms = opts.quick ? [1, 8] : [1, 8, 32, 128];
+  const { squares, weights, ms } = targetSizes(opts);
   const out: PeerShape[] = [];
   for (const dtype of ['f32', 'bf16'] as const) {
     for (const n of squares) out.push({ m: n, n, k: n, transB: false, dtype });

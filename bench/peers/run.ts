@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { type Ceilings, measureCeilings, PEER_NAMES, type PeerResult, type PeerShape, peerStatus, runPeers, targetShapes } from './index.js';
+import { printTable } from '../timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,10 +29,7 @@ if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`--threads m
 if (!(timeMs > 0)) throw new RangeError(`--time-ms must be positive, got ${args['time-ms']}`);
 for (const p of peers) if (!(PEER_NAMES as readonly string[]).includes(p)) throw new RangeError(`--peers: unknown peer '${p}' (known: ${PEER_NAMES.join(', ')})`);
 
-function printTable(rows: string[][]): void {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  for (const r of rows) console.log(r.map((x, i) => (i < 2 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ').trimEnd());
-}
+const figuresRight = (column: number) => column >= 2; // labels left
 
 const fixed = (v: number | undefined, digits = 1) => (v === undefined ? '-' : Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
 
@@ -62,7 +60,7 @@ printTable([
     fixed(c.readGBps),
     fixed(c.readMedianGBps),
   ]),
-]);
+], figuresRight);
 for (const c of ceilings) if (c.note) console.log(`  ${c.threads} threads: ${c.note}`);
 if (ceilings[0].amxNote) console.log(`  AMX-BF16: ${ceilings[0].amxNote}`);
 
@@ -93,7 +91,7 @@ for (const s of shapes) {
     fixed(weightGBps),
   ]);
 }
-printTable(rows);
+printTable(rows, figuresRight);
 console.log("  '-': the peer has no such GEMM (numpy and BLIS 0.9: no bf16); n/a: see the notes");
 
 const notes = new Map<string, string[]>();

@@ -3,7 +3,7 @@
 // the loaded model on the unseen 30%: accuracy, single-image latency, throughput at batch 256.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, Tensor, forward, loadModel, matmulSync, saveSafetensors } from '../../src/index.js';
+import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, type Tensor, forward, loadModel, matmulSync, saveSafetensors, tensor, zeros } from '../../src/index.js';
 
 export const PIXELS = 64; // 8 x 8 images, values 0..16
 export const CLASSES = 10;
@@ -78,8 +78,6 @@ export interface MlpWeights {
   b2: Tensor;
 }
 
-const f32 = (shape: number[], data: Float32Array = new Float32Array(shape.reduce((p, d) => p * d, 1))) => new Tensor('f32', shape, data);
-
 /**
  * Trains 64 -> hidden (relu) -> 10 (softmax cross-entropy) with Adam on mini-batches. Every product of the
  * forward and backward passes is a gemmkit GEMM: the forward ones as Linear layers run them (x W^T, bias and
@@ -90,8 +88,8 @@ export function trainMlp(train: Digits, opts: TrainOptions = {}): MlpWeights {
   const rand = seededRandom(opts.seed ?? 7);
   const init = (n: number, fanIn: number) => Float32Array.from({ length: n }, () => (2 * rand() - 1) * Math.sqrt(6 / fanIn)); // He-uniform
   const params = {
-    w1: f32([hidden, PIXELS], init(hidden * PIXELS, PIXELS)), b1: f32([hidden]),
-    w2: f32([CLASSES, hidden], init(CLASSES * hidden, hidden)), b2: f32([CLASSES]),
+    w1: tensor(init(hidden * PIXELS, PIXELS), [hidden, PIXELS]), b1: zeros([hidden]),
+    w2: tensor(init(CLASSES * hidden, hidden), [CLASSES, hidden]), b2: zeros([CLASSES]),
   };
   const adam = Object.fromEntries(Object.entries(params).map(([k, t]) => [k, { m: new Float32Array(t.size), v: new Float32Array(t.size) }])) as Record<keyof MlpWeights, { m: Float32Array; v: Float32Array }>;
   const beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
@@ -105,7 +103,7 @@ export function trainMlp(train: Digits, opts: TrainOptions = {}): MlpWeights {
     for (let start = 0; start < order.length; start += batchSize) {
       const rows = order.slice(start, start + batchSize);
       const n = rows.length;
-      const x = f32([n, PIXELS]); // X: [n, 64]
+      const x = zeros([n, PIXELS]); // X: [n, 64]
       rows.forEach((r, i) => (x.data as Float32Array).set(train.images.subarray(r * PIXELS, (r + 1) * PIXELS), i * PIXELS));
       // Forward: H = relu(X W1^T + b1) [n, hidden]; Z = H W2^T + b2 [n, 10]
       const h = matmulSync(x, params.w1, { transB: true, bias: params.b1, activation: 'relu' });
@@ -165,7 +163,7 @@ export function saveDigitsModel(path: string, w: MlpWeights): void {
 
 /** Predicted classes for images [n, 64] (the argmax of each row of probabilities). */
 export async function predict(model: MlpModel, images: Float32Array): Promise<number[]> {
-  const probs = (await forward(model, f32([images.length / PIXELS, PIXELS], images))).data as Float32Array;
+  const probs = (await forward(model, tensor(images, [images.length / PIXELS, PIXELS]))).data as Float32Array;
   const out: number[] = [];
   for (let r = 0; r < probs.length; r += CLASSES) {
     let best = 0;

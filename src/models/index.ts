@@ -12,11 +12,11 @@ import { Checkpoint, SafetensorsError, type SafetensorsOpenOptions, readJsonFile
 import type { Tensor } from '../tensor.js';
 import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
+import { linearInputDtype } from './layers.js';
 
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
 export { KVCache, type GenerateOptions, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
-import { linearInputDtype } from './layers.js';
 export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
 export { parseLlamaConfig, llamaTensorShapes } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
@@ -113,7 +113,7 @@ function llamaOnly(where: string, model: Model): LlamaModel {
 
 /**
  * One weight GEMM of forward: C[m, n] = act(A[m, k] @ W[n, k]^T + bias) (+ C when beta = 1).
- * A (activations) and C are f32; `dtype` is the weight's.
+ * A (activations) in linearInputDtype(dtype), C f32; `dtype` is the weight's.
  */
 export interface GemmShape {
   /** The weight (for Llama, with the layer index as '*': model.layers.*.self_attn.q_proj). */

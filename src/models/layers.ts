@@ -9,7 +9,7 @@
 // prepareWeight(): those two functions are the single place where the weight's engine form is decided.
 // Everything else (norms, softmax, rotary embeddings, the elementwise products) is plain TypeScript over
 // Float32Arrays, with sums in float64 (JS numbers).
-import type { DType } from '../dtype.js';
+import { type DType, bf16ToF32, f16ToF32 } from '../dtype.js';
 import { formatShape } from '../errors.js';
 import { info } from '../info.js';
 import { type Activation, matmul, matmulSync } from '../matmul.js';
@@ -226,19 +226,10 @@ export function embed(table: Tensor, ids: ArrayLike<number>): Float32Array {
   const [, dim] = table.shape;
   const out = new Float32Array(ids.length * dim);
   const data = table.data;
-  if (table.dtype === 'f32') {
-    for (let t = 0; t < ids.length; t++) out.set((data as Float32Array).subarray(ids[t] * dim, (ids[t] + 1) * dim), t * dim);
-  } else if (table.dtype === 'bf16') {
-    const bits = new Uint32Array(out.buffer);
-    for (let t = 0; t < ids.length; t++) {
-      const src = ids[t] * dim;
-      for (let i = 0; i < dim; i++) bits[t * dim + i] = data[src + i] << 16;
-    }
-  } else {
-    for (let t = 0; t < ids.length; t++) {
-      const row = new Tensor('f16', [dim], (data as Uint16Array).subarray(ids[t] * dim, (ids[t] + 1) * dim)).toFloat32();
-      out.set(row, t * dim);
-    }
+  for (let t = 0; t < ids.length; t++) {
+    const row = data.subarray(ids[t] * dim, (ids[t] + 1) * dim);
+    // f16/bf16 rows are widened one by one (exactly): the table stays in its stored dtype.
+    out.set(row instanceof Float32Array ? row : table.dtype === 'bf16' ? bf16ToF32(row) : f16ToF32(row), t * dim);
   }
   return out;
 }

@@ -143,8 +143,8 @@ export function checkLlamaTensors(ck: Checkpoint, c: LlamaConfig): void {
   }
 }
 
+/** The model from a checkpoint that checkLlamaTensors has passed (loadModel's describe() checks it). */
 export function loadLlama(ck: Checkpoint, config: LlamaConfig): LlamaModel {
-  checkLlamaTensors(ck, config);
   const vector = (name: string) => ck.tensor(name).toFloat32();
   // A projection's bias is optional (attention_bias / mlp_bias checkpoints carry them).
   const linear = (name: string, activation: 'none' | 'silu' = 'none') =>

@@ -135,7 +135,8 @@ export async function mlpForward(model: MlpModel, input: Tensor): Promise<Tensor
       continue;
     }
     const n = x.shape[1];
-    const v = x.dtype === 'f32' && x !== input ? (x.data as Float32Array) : Float32Array.from(x.toFloat32());
+    // In place on our own f32 activations; the caller's input is copied (toFloat32 of f16/bf16 is one already).
+    const v = x !== input ? (x.data as Float32Array) : x.dtype === 'f32' ? (x.data as Float32Array).slice() : x.toFloat32();
     if (layer.op === 'layernorm') layerNorm(v, n, layer.weight, layer.bias, layer.eps);
     else if (layer.op === 'rmsnorm') rmsNorm(v, n, layer.weight, layer.eps, v);
     else if (layer.op === 'softmax') softmaxRows(v, n);
