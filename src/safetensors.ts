@@ -266,13 +266,20 @@ export class SafetensorsFile {
     return t;
   }
 
-  /** The tensor `name` as f32/f16/bf16 (F64 converted to f32); a view into the file buffer when possible. */
-  tensor(name: string): Tensor {
+  /** The dtype tensor(name) gives (F64 loads as f32); an error naming file and tensor for other dtypes. */
+  loadedDtype(name: string): DType {
     const t = this.info(name);
     const dtype = LOADED_AS[t.dtype];
     if (dtype === undefined) {
       fail(this.path, name, `unsupported dtype ${t.dtype} (gemmkit loads F32, F16, BF16, and F64 converted to f32)`);
     }
+    return dtype;
+  }
+
+  /** The tensor `name` as f32/f16/bf16 (F64 converted to f32); a view into the file buffer when possible. */
+  tensor(name: string): Tensor {
+    const t = this.info(name);
+    const dtype = this.loadedDtype(name);
     const [begin] = t.dataOffsets;
     const itemBytes = DTYPE_BITS[t.dtype] / 8;
     const count = t.byteLength / itemBytes;
@@ -489,6 +496,13 @@ export class Checkpoint {
 
   tensors(): CheckpointTensorInfo[] {
     return this.names().map((n) => this.info(n));
+  }
+
+  /** The dtype tensor(name) gives; see SafetensorsFile.loadedDtype. */
+  loadedDtype(name: string): DType {
+    const file = this.owner.get(name);
+    if (!file) fail(this.path, name, 'no such tensor in this checkpoint');
+    return file.loadedDtype(name);
   }
 
   tensor(name: string): Tensor {

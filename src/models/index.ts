@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
-import { Checkpoint, SafetensorsError, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
+import { Checkpoint, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
@@ -135,15 +135,6 @@ export interface GemmShape {
   count: number;
 }
 
-const FILE_TO_DTYPE: Record<string, DType> = { F32: 'f32', F64: 'f32', F16: 'f16', BF16: 'bf16' };
-
-function weightDtype(ck: Checkpoint, name: string): DType {
-  const info = ck.info(name);
-  const dtype = FILE_TO_DTYPE[info.dtype];
-  if (!dtype) throw new SafetensorsError(info.file, name, `unsupported dtype ${info.dtype} (gemmkit loads F32, F16, BF16, and F64 converted to f32)`);
-  return dtype;
-}
-
 /**
  * The weight GEMMs forward(model, ...) runs, for each M in `batchSizes` (M = rows of the activation: the
  * MLP's batch, or a Llama batch x tokens; generate's decode steps have M = batch). Read from the headers
@@ -164,7 +155,7 @@ export async function modelGemmShapes(path: string, batchSizes: number[]): Promi
       for (const l of d.spec.layers) {
         if (l.op !== 'linear') continue;
         const [n, k] = d.ck.info(l.weight).shape;
-        gemms.push({ ...base, name: l.weight, n, k, ...inputFor(weightDtype(d.ck, l.weight)), bias: l.bias !== undefined, activation: l.activation ?? 'none', beta: 0, count: 1 });
+        gemms.push({ ...base, name: l.weight, n, k, ...inputFor(d.ck.loadedDtype(l.weight)), bias: l.bias !== undefined, activation: l.activation ?? 'none', beta: 0, count: 1 });
       }
     } else {
       const c = d.config;
@@ -178,7 +169,7 @@ export async function modelGemmShapes(path: string, batchSizes: number[]): Promi
         for (let i = 0; i < c.numHiddenLayers; i++) {
           const name = `model.layers.${i}.${role}`;
           const [n, k] = d.ck.info(`${name}.weight`).shape;
-          const dtype = weightDtype(d.ck, `${name}.weight`);
+          const dtype = d.ck.loadedDtype(`${name}.weight`);
           const bias = d.ck.has(`${name}.bias`);
           const key = `${dtype}/${bias}`;
           const g = groups.get(key);
@@ -188,7 +179,7 @@ export async function modelGemmShapes(path: string, batchSizes: number[]): Promi
         gemms.push(...groups.values());
       }
       const head = c.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head';
-      gemms.push({ ...base, name: c.tieWordEmbeddings ? 'lm_head (tied: model.embed_tokens)' : 'lm_head', n: c.vocabSize, k: c.hiddenSize, ...inputFor(weightDtype(d.ck, `${head}.weight`)), bias: !c.tieWordEmbeddings && d.ck.has('lm_head.bias'), activation: 'none', beta: 0, count: 1 });
+      gemms.push({ ...base, name: c.tieWordEmbeddings ? 'lm_head (tied: model.embed_tokens)' : 'lm_head', n: c.vocabSize, k: c.hiddenSize, ...inputFor(d.ck.loadedDtype(`${head}.weight`)), bias: !c.tieWordEmbeddings && d.ck.has('lm_head.bias'), activation: 'none', beta: 0, count: 1 });
     }
     return batchSizes.flatMap((m) => gemms.map((g) => ({ ...g, m })));
   } finally {

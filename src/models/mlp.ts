@@ -11,6 +11,7 @@
 import type { Checkpoint } from '../safetensors.js';
 import { formatShape } from '../errors.js';
 import type { Activation } from '../matmul.js';
+import { ACTIVATIONS } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { Linear, applyActivation, f32, layerNorm, rmsNorm, softmaxRows } from './layers.js';
 
@@ -41,7 +42,6 @@ export interface MlpModel {
   readonly layers: readonly MlpLayer[];
 }
 
-const ACTIVATIONS = ['none', 'relu', 'gelu', 'silu'];
 
 /** Parses and checks the spec (not the tensors); errors name the file and the layer. */
 export function parseMlpSpec(where: string, text: string): MlpSpec {
@@ -62,7 +62,7 @@ export function parseMlpSpec(where: string, text: string): MlpSpec {
       case 'linear':
         if (typeof l.weight !== 'string') throw new Error(`${at} (linear) needs "weight", a tensor name`);
         if (l.bias !== undefined && typeof l.bias !== 'string') throw new Error(`${at} (linear): "bias" must be a tensor name`);
-        if (l.activation !== undefined && !ACTIVATIONS.includes(l.activation)) {
+        if (l.activation !== undefined && !(ACTIVATIONS as readonly string[]).includes(l.activation)) {
           throw new Error(`${at} (linear): activation must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(l.activation)}`);
         }
         break;
