@@ -56,7 +56,7 @@ export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
 }
 
 // Below `syncBelowMacs` multiply-adds a GEMM runs synchronously (still on the engine's threads, the caller
-// being one of them): an async call's round trip through libuv and back costs about 100 us on a 2-core VM
+// being one of them): an async call costs 65-100 us more than a sync one for small GEMMs on a 2-core VM
 // (bench/models.bench.ts measures it), which is most of a decode step's GEMM at M = 1 (a 1024x2816 bf16
 // weight streams in about 0.2 ms). 2^24 MACs is a few ms at most (M = 1 over 32 MB of bf16 weight), so
 // decoding one token blocks the event loop only in such short slices; prefill GEMMs stay async. Measured on

@@ -241,7 +241,7 @@ function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: nu
 }
 
 // q: [B*T, heads*d] (rotated), keys/values of block `layer` already hold positions [0, past + T).
-// Returns [B*T, heads*d]. GEMMs beat plain loops here 5x to 9x (decoding after 127 or 511 cached tokens,
+// Returns [B*T, heads*d]. GEMMs beat plain loops here 4.7x to 9.5x (decoding after 127 or 511 cached tokens,
 // a 128-token prefill): see `npm run bench:models`.
 export async function attention(model: LlamaModel, cache: KVCache, layer: number, q: Float32Array, batch: number, tokens: number, past: number): Promise<Float32Array> {
   const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim: d } = model.config;
