@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ops.h"
 #include "problem.h"
 #include "status.h"
 
@@ -43,6 +44,12 @@ class Backend {
   virtual std::string packedLayout(const std::string& config) const {
     (void)config;
     return "";
+  }
+  // Runs one op beyond GEMM (ops.h) on this backend's memory. Backends without ops keep the default.
+  virtual Status runOp(const OpDesc& op, const OpBuffers& buf) const {
+    (void)op;
+    (void)buf;
+    return unsupported(std::string("backend '") + name() + "' has no ops beyond GEMM");
   }
   // Per-iteration wall times in microseconds of running `config` on buffers the backend allocates.
   virtual Status time(const Problem& p, const std::string& config, const TimingOptions& opts,
