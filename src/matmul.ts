@@ -1,11 +1,11 @@
 // matmul / matmulSync: validate user input, build the flat problem description, run it natively where
 // the tensors are: the CPU addon for CPU tensors, a GPU addon for tensors on 'cuda:<n>' / 'hip:<n>'.
-import { type Device, DeviceStorage, type Placement, parseDevice } from './device.js';
+import { type Device, DeviceStorage, type Placement, checkGpuProblem, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
-import { formatShape, shapeSize } from './errors.js';
+import { checkOptions, formatShape, shapeSize } from './errors.js';
 import { ACTIVATIONS, type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative, gpuNative } from './native.js';
 import { PackedWeight } from './prepack.js';
-import { Tensor, checkTensorData, describeValue } from './tensor.js';
+import { Tensor, checkTensorData, describeValue, hostTensor } from './tensor.js';
 import { dispatch, packedLayoutOf } from './tuner/dispatch.js';
 
 export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
@@ -90,18 +90,6 @@ function overlaps(x: Tensor, y: Tensor): boolean {
   return bx === by && sx < ey && sy < ex && ex > sx && ey > sy;
 }
 
-function allocate(where: string, dtype: DType, shape: number[]): Tensor {
-  const size = shape.reduce((p, d) => p * d, 1);
-  try {
-    return new Tensor(dtype, shape, dtype === 'f32' ? new Float32Array(size) : new Uint16Array(size));
-  } catch (e) {
-    if (e instanceof RangeError) {
-      throw new RangeError(`${where}: the result ${formatShape(shape)} has ${size} elements, more than a typed array can hold`);
-    }
-    throw e;
-  }
-}
-
 function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
   return new Tensor(dtype, shape, DeviceStorage.allocate(where, place.backend, place.index, size * dtypeSize(dtype)));
@@ -159,15 +147,7 @@ function checkPackedTransB(where: string, w: PackedWeight, v: unknown): boolean 
  * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts).
  */
 export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown, tuned = true): PreparedMatmul {
-  if (optsIn !== undefined && (optsIn === null || typeof optsIn !== 'object')) {
-    throw new TypeError(`${where}: options must be an object, got ${describeValue(optsIn)}`);
-  }
-  const opts = (optsIn ?? {}) as MatmulOptions;
-  for (const key of Object.keys(opts)) {
-    if (!OPTION_KEYS.has(key)) {
-      throw new TypeError(`${where}: unknown option '${key}' (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-  }
+  const opts = checkOptions(where, optsIn, OPTION_KEYS) as MatmulOptions;
   const a = checkTensor(where, 'a', aIn);
   // b is a Tensor or a PackedWeight (prepack.ts); the packed one stands for its 2-D source weight.
   const packed = bIn instanceof PackedWeight ? bIn : undefined;
@@ -241,12 +221,13 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
   }
   const place = parseDevice(where, a.device);
   const run = placeCall(where, opts.backend, place);
+  if (run.name !== 'cpu') checkGpuProblem(where, a.shape, b.shape, m, n, kA, batch);
   if (opts.config !== undefined && (typeof opts.config !== 'string' || opts.config.length === 0)) {
     throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(opts.config)}`);
   }
   if (!out) {
     const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
-    out = place.backend === 'cpu' ? allocate(where, outDtype, outShape) : allocateOnDevice(where, place, outDtype, outShape);
+    out = place.backend === 'cpu' ? hostTensor(where, 'the result', outDtype, outShape) : allocateOnDevice(where, place, outDtype, outShape);
   }
   const native = run.native;
   const desc: ProblemDesc = {
@@ -276,8 +257,8 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
   // A prepared weight runs on its packed panel or, for configs that read B as stored (GEMV for small M,
   // a system BLAS), on the source prepack() kept.
   const readSource = () => {
-    delete desc.packedB;
-    desc.b = packed!.sourceFor(where).data;
+    packed!.checkSource(where);
+    desc.packedSource = true;
   };
   if (tuned && opts.config === undefined) {
     const choice = dispatch(native, desc, packed?.dispatchRef());

@@ -20,9 +20,17 @@ namespace gemmkit {
 
 namespace {
 
-// A JS handle to device memory. free() drops the handle's share; work in flight keeps its own.
+// A JS handle to device memory. free() drops the handle's share; work in flight keeps its own. The
+// bytes are reported to V8 while the handle holds them, so forgotten device tensors get collected.
 struct DeviceBufferHandle {
   std::shared_ptr<DeviceAllocation> allocation;
+
+  void release(napi_env env) {
+    if (!allocation) return;
+    int64_t ignored;
+    napi_adjust_external_memory(env, -allocation->bytes(), &ignored);
+    allocation.reset();
+  }
 };
 
 // Tags our externals, so a foreign External is never taken for a device buffer.
@@ -46,9 +54,13 @@ std::shared_ptr<DeviceAllocation> allocationOf(const Napi::Env& env, const Napi:
 }
 
 Napi::Value wrapAllocation(const Napi::Env& env, std::shared_ptr<DeviceAllocation> a) {
+  int64_t ignored;
+  napi_adjust_external_memory(env, a->bytes(), &ignored);
   auto* handle = new DeviceBufferHandle{std::move(a)};
-  Napi::External<DeviceBufferHandle> ext =
-      Napi::External<DeviceBufferHandle>::New(env, handle, [](Napi::Env, DeviceBufferHandle* h) { delete h; });
+  Napi::External<DeviceBufferHandle> ext = Napi::External<DeviceBufferHandle>::New(env, handle, [](Napi::Env env, DeviceBufferHandle* h) {
+    h->release(env);
+    delete h;
+  });
   ext.TypeTag(&kDeviceBufferTag);
   return ext;
 }
@@ -61,9 +73,12 @@ int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name,
 // call (how the tuner checks a GPU config against the CPU reference): the problem, the pointers, and
 // shares of the allocations so they outlive the call however the JS side frees them meanwhile.
 struct DeviceCall {
-  UnpackedCall call;  // with host typed arrays, call.buffers are host pointers and call.keepAlive holds them
+  UnpackedCall call;  // with host typed arrays, call.buffers are host pointers valid for the call's lifetime
   bool staged = false;
   std::vector<std::shared_ptr<DeviceAllocation>> keep;
+
+  // On the JS thread after async work: copies a staged C computed in a snapshot into its typed array.
+  Status finish() { return call.finish(); }
 };
 
 void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, int64_t elements, DType t, int device,
@@ -82,13 +97,13 @@ void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* 
   return a->data();
 }
 
-DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) {
+DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue, HostLifetime lifetime) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");
   Napi::Object d = descValue.As<Napi::Object>();
   DeviceCall dc;
   if (d.Get("a").IsTypedArray()) {
-    // Host operands: unpackCall checks them (types, sizes) and keeps them alive.
-    dc.call = unpackCall(env, descValue, true);
+    // Host operands: unpackCall checks them (types, sizes) and keeps their memory valid for `lifetime`.
+    dc.call = unpackCall(env, descValue, true, lifetime);
     dc.staged = true;
     return dc;
   }
@@ -135,7 +150,7 @@ Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
 
 Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DeviceCall dc = unpackDeviceCall(env, info[0]);
+  DeviceCall dc = unpackDeviceCall(env, info[0], HostLifetime::Call);
   Status s = runDeviceCall(dc, dc.call.configOrHeuristic());
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
@@ -144,9 +159,10 @@ Napi::Value matmulSync(const Napi::CallbackInfo& info) {
 // Runs one GEMM on a libuv thread: queues it on the device's stream and waits there, not on the
 // event loop.
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
-  DeviceCall dc = unpackDeviceCall(info.Env(), info[0]);
+  DeviceCall dc = unpackDeviceCall(info.Env(), info[0], HostLifetime::Work);
   const std::string config = dc.call.configOrHeuristic();
-  return queueWork(info.Env(), "gemmkit.gpuMatmul", [dc = std::move(dc), config] { return runDeviceCall(dc, config); });
+  return queueHeldWork(info.Env(), "gemmkit.gpuMatmul", std::move(dc),
+                       [config](const DeviceCall& held) { return runDeviceCall(held, config); });
 }
 
 // alloc(device, bytes) -> device buffer. Out of memory is an Error with code GEMMKIT_OUT_OF_MEMORY.
@@ -166,7 +182,7 @@ Napi::Value alloc(const Napi::CallbackInfo& info) {
 Napi::Value freeBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   allocationOf(env, info[0], "buffer");  // throws unless a live device buffer
-  deviceBufferHandle(info[0])->allocation.reset();
+  deviceBufferHandle(info[0])->release(env);
   return env.Undefined();
 }
 
@@ -186,11 +202,17 @@ struct HostBytes {
   int64_t bytes;
 };
 
+// A typed array's memory for a synchronous copy (no JS runs until it returns, so it stays valid); a
+// TypeError for a detached one.
 HostBytes hostBytes(const Napi::Env& env, const Napi::Value& v, const char* name) {
   if (!v.IsTypedArray()) throwType(env, std::string(name) + " must be a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  return HostBytes{static_cast<char*>(ab.Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+  TypedView view = typedView(env, v.As<Napi::TypedArray>());
+  if (view.length == 0 && view.arrayBuffer.IsArrayBuffer()) {
+    bool detached = false;
+    napi_is_detached_arraybuffer(env, view.arrayBuffer, &detached);
+    if (detached) throwType(env, std::string(name) + " is backed by a detached ArrayBuffer");
+  }
+  return HostBytes{view.data, int64_t(view.length * view.elementBytes)};
 }
 
 // upload(buffer, typedArray, byteOffset = 0): copies the whole typed array into the buffer.
