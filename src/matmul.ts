@@ -144,9 +144,11 @@ function checkPackedTransB(where: string, w: PackedWeight, v: unknown): boolean 
 
 /**
  * Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. Without
- * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts).
+ * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts). A result for an
+ * async call is allocated in addon memory (written in place while the call runs); a synchronous call's
+ * in ordinary memory, which a loop that never yields frees as it goes (see allocateHostData).
  */
-export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown, tuned = true): PreparedMatmul {
+export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown, tuned = true, forAsync = false): PreparedMatmul {
   const opts = checkOptions(where, optsIn, OPTION_KEYS) as MatmulOptions;
   const a = checkTensor(where, 'a', aIn);
   // b is a Tensor or a PackedWeight (prepack.ts); the packed one stands for its 2-D source weight.
@@ -227,7 +229,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
   }
   if (!out) {
     const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
-    out = place.backend === 'cpu' ? hostTensor(where, 'the result', outDtype, outShape) : allocateOnDevice(where, place, outDtype, outShape);
+    out = place.backend === 'cpu' ? hostTensor(where, 'the result', outDtype, outShape, forAsync ? 'result' : 'ordinary') : allocateOnDevice(where, place, outDtype, outShape);
   }
   const native = run.native;
   const desc: ProblemDesc = {
@@ -276,7 +278,7 @@ export function prepareMatmul(where: string, aIn: unknown, bIn: unknown, optsIn:
  * Resolves to `out` (or a new tensor): [M, N], or [B, M, N] when either input is batched.
  */
 export async function matmul(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Promise<Tensor> {
-  const call = prepareMatmul('matmul', a, b, opts);
+  const call = prepareMatmul('matmul', a, b, opts, true, true);
   await call.native.matmulAsync(call.desc);
   return call.out;
 }

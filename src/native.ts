@@ -171,11 +171,12 @@ export interface NativeAddon extends NativeSurface {
   /** The blocked config a weight for this problem is packed for when none is named. */
   defaultPackedConfig(desc: ProblemDesc): string;
   /**
-   * `bytes` (> 0) of zeroed memory the addon owns, as an external ArrayBuffer: a call in flight keeps it
-   * valid whatever happens to the ArrayBuffer meanwhile. null when this Node refuses external buffers
-   * of that size (use ordinary memory then); an Error with code GEMMKIT_OUT_OF_MEMORY when there is none.
+   * `bytes` (> 0) of memory the addon owns, as an external ArrayBuffer: a call in flight keeps it valid
+   * whatever happens to the ArrayBuffer meanwhile. Zeroed unless `zeroed` is false (for a result the
+   * caller overwrites). null when this Node refuses external buffers of that size (use ordinary memory
+   * then); an Error with code GEMMKIT_OUT_OF_MEMORY when there is none.
    */
-  hostAlloc(bytes: number): ArrayBuffer | null;
+  hostAlloc(bytes: number, zeroed?: boolean): ArrayBuffer | null;
   /** Detaches an ArrayBuffer from hostAlloc and lets go of its memory now; false for any other buffer. */
   hostRelease(buffer: ArrayBufferLike): boolean;
   /** Whether the addon owns the memory of `buffer` (it came from hostAlloc and is not released). */

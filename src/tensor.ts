@@ -3,12 +3,12 @@
 // is a typed array) or on a GPU ('cuda:0', 'hip:1', ...: its data is device memory, see device.ts);
 // t.to(device) copies between them and matmul runs where its inputs are.
 //
-// Host memory: tensors gemmkit allocates (tensor, zeros, GEMM results, toDType, PackedWeight sources)
+// Host memory: tensors gemmkit allocates (tensor, zeros, matmul results, toDType, Tensor.to('cpu'))
 // of HOST_MEMORY_MIN_BYTES or more live in memory the addon owns and lends to JS as an external
 // ArrayBuffer (native/addon/host_memory.h), so a GEMM in flight keeps it valid whatever JS does to the
-// ArrayBuffer, and async calls use it in place. Anything else (smaller tensors, arrays the caller wraps
-// with new Tensor) is ordinary JS memory, which an async call copies at its start (and copies its result
-// into at its end); synchronous calls use every kind in place.
+// ArrayBuffer, and async calls use it in place. Anything else (smaller tensors, matmulSync results,
+// arrays the caller wraps with new Tensor) is ordinary JS memory, which an async call copies at its start
+// (and copies its result into at its end); synchronous calls use every kind in place.
 import { constants as bufferConstants } from 'node:buffer';
 import { type Device, DeviceStorage, parseDevice } from './device.js';
 import { checkBuffer, describeValue, formatShape, isDetached, shapeSize } from './errors.js';
@@ -56,28 +56,44 @@ function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${n} bytes`;
 }
 
-/** A RangeError naming `what` when `size` elements of `dtype` are more than a host tensor holds. */
-function checkHostBytes(where: string, what: string, dtype: DType, size: number): number {
+/**
+ * A RangeError naming `what` when `size` elements of `dtype` are more than a host tensor holds; `what`
+ * is a string, or a shape described as '<what> [d0, d1, ...]' (formatted only for the message).
+ */
+function checkHostBytes(where: string, what: string | { what: string; shape: readonly number[] }, dtype: DType, size: number): number {
   const bytes = size * dtypeSize(dtype);
   if (!Number.isSafeInteger(bytes) || bytes > MAX_HOST_TENSOR_BYTES) {
-    throw new RangeError(`${where}: ${what} of ${size} ${dtype} elements needs ${formatBytes(bytes)}, more than a host tensor can hold (${formatBytes(MAX_HOST_TENSOR_BYTES)}: buffer.constants.MAX_LENGTH)`);
+    const name = typeof what === 'string' ? what : `${what.what} ${formatShape(what.shape)}`;
+    throw new RangeError(`${where}: ${name} of ${size} ${dtype} elements needs ${formatBytes(bytes)}, more than a host tensor can hold (${formatBytes(MAX_HOST_TENSOR_BYTES)}: buffer.constants.MAX_LENGTH)`);
   }
   return bytes;
 }
 
 /**
- * Zeroed host memory for `size` elements of `dtype`, in addon memory from HOST_MEMORY_MIN_BYTES up; a
- * RangeError naming `what` above MAX_HOST_TENSOR_BYTES, before anything is allocated.
+ * What host memory is for: 'addon' (the default) is addon memory from HOST_MEMORY_MIN_BYTES up, zeroed;
+ * 'result' the same for an async GEMM's result, which the GEMM overwrites entirely (not zeroed first);
+ * 'ordinary' is JS memory, for what synchronous code makes and drops at a high rate (matmulSync results):
+ * Node releases addon memory only when the event loop turns, so a loop that never yields would hold all
+ * of it until it does.
  */
-export function allocateHostData(where: string, what: string, dtype: DType, size: number): TensorData {
+export type HostMemoryUse = 'addon' | 'result' | 'ordinary';
+
+/**
+ * Host memory for `size` elements of `dtype` (zeroed, except for a 'result'); a RangeError naming `what`
+ * above MAX_HOST_TENSOR_BYTES, before anything is allocated.
+ */
+export function allocateHostData(where: string, what: string | { what: string; shape: readonly number[] }, dtype: DType, size: number, use: HostMemoryUse = 'addon'): TensorData {
   const bytes = checkHostBytes(where, what, dtype, size);
   let buffer: ArrayBuffer | null = null;
-  if (bytes >= HOST_MEMORY_MIN_BYTES) buffer = memoryAddon()?.hostAlloc(bytes) ?? null;
+  if (use !== 'ordinary' && bytes >= HOST_MEMORY_MIN_BYTES) buffer = memoryAddon()?.hostAlloc(bytes, use === 'addon') ?? null;
   try {
     buffer ??= new ArrayBuffer(bytes);
     return dtype === 'f32' ? new Float32Array(buffer, 0, size) : new Uint16Array(buffer, 0, size);
   } catch (e) {
-    if (e instanceof RangeError) throw new RangeError(`${where}: ${what} of ${size} ${dtype} elements (${formatBytes(bytes)}) cannot be allocated: ${e.message}`);
+    if (e instanceof RangeError) {
+      const name = typeof what === 'string' ? what : `${what.what} ${formatShape(what.shape)}`;
+      throw new RangeError(`${where}: ${name} of ${size} ${dtype} elements (${formatBytes(bytes)}) cannot be allocated: ${e.message}`);
+    }
     throw e;
   }
 }
@@ -246,12 +262,12 @@ export function checkTensorData(where: string, dtype: DType, shape: readonly num
 }
 
 /**
- * A zero tensor of `shape` in host memory gemmkit allocates; `what` names it in the RangeError for a
- * size over MAX_HOST_TENSOR_BYTES (e.g. 'the result').
+ * A tensor of `shape` in host memory gemmkit allocates, zeros unless `use` is 'result' (see
+ * HostMemoryUse); `what` names it in the RangeError for a size over MAX_HOST_TENSOR_BYTES.
  */
-export function hostTensor(where: string, what: string, dtype: DType, shape: readonly number[]): Tensor {
+export function hostTensor(where: string, what: string, dtype: DType, shape: readonly number[], use: HostMemoryUse = 'addon'): Tensor {
   const size = shapeSize(where, shape);
-  return new Tensor(dtype, shape, allocateHostData(where, `${what} ${formatShape(shape)}`, dtype, size));
+  return new Tensor(dtype, shape, allocateHostData(where, { what, shape }, dtype, size, use));
 }
 
 /**
@@ -271,9 +287,9 @@ export function tensor(values: ArrayLike<number>, shape: readonly number[], dtyp
   if (values.length !== size) {
     throw new RangeError(`tensor: shape ${formatShape(shape)} needs ${size} values but got ${values.length}`);
   }
-  checkHostBytes('tensor', `shape ${formatShape(shape)}`, dtype, size);
+  checkHostBytes('tensor', { what: 'shape', shape }, dtype, size);
   checkNumbers('tensor', values);
-  const data = allocateHostData('tensor', `shape ${formatShape(shape)}`, dtype, size);
+  const data = allocateHostData('tensor', { what: 'shape', shape }, dtype, size);
   if (dtype === 'f32') (data as Float32Array).set(values);
   else if (dtype === 'bf16') f32ToBf16(values, data as Uint16Array);
   else f32ToF16(values, data as Uint16Array);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "problem_args.h"
 
@@ -24,6 +25,56 @@ Registry& registry() {
 }
 
 std::atomic<int64_t> liveBlocks{0}, liveBytes{0}, lentBytes{0};
+
+// Freed blocks kept for the next allocation of the same size. Node frees addon memory only when the
+// event loop turns after a collection, and V8 collects about every 64 MiB of new external memory, so
+// blocks come back in batches of that size; reusing them spares the allocations until the next batch
+// fresh pages (a page fault each, taken on the GEMM's threads). Bounded by that batch size, and only for
+// sizes worth it.
+struct Recycler {
+  static constexpr size_t kMinBytes = 64 << 10, kMaxBytes = 64 << 20, kMaxBlocks = 64;
+  std::mutex mutex;
+  std::vector<std::pair<size_t, void*>> blocks;  // oldest first
+  size_t bytes = 0;
+
+  void* take(size_t size) {
+    if (size < kMinBytes) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex);
+    for (size_t i = blocks.size(); i-- > 0;) {
+      if (blocks[i].first == size) {
+        void* p = blocks[i].second;
+        blocks.erase(blocks.begin() + long(i));
+        bytes -= size;
+        return p;
+      }
+    }
+    return nullptr;
+  }
+
+  // Keeps `p` (making room by freeing the oldest), or frees it when it is not worth keeping.
+  void give(void* p, size_t size) {
+    if (size < kMinBytes || size > kMaxBytes / 4) {
+      std::free(p);
+      return;
+    }
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      while (!blocks.empty() && (bytes + size > kMaxBytes || blocks.size() >= kMaxBlocks)) {
+        evicted.push_back(blocks.front().second);
+        bytes -= blocks.front().first;
+        blocks.erase(blocks.begin());
+      }
+      blocks.emplace_back(size, p);
+      bytes += size;
+    }
+    for (void* e : evicted) std::free(e);
+  }
+};
+Recycler& recycler() {
+  static Recycler* r = new Recycler();
+  return *r;
+}
 
 // lend() asks Node for an external ArrayBuffer; when Node refuses one it may run the finaliser before it
 // returns. The share being lent on this thread is then left for lend() to delete.
@@ -58,14 +109,11 @@ struct HostBlock::JsShare {
 
 std::shared_ptr<HostBlock> HostBlock::allocate(size_t bytes, bool zeroed) {
   if (bytes == 0) return nullptr;
-  void* data = zeroed ? std::calloc(1, bytes) : std::malloc(bytes);
+  void* data = recycler().take(bytes);
+  if (data && zeroed) std::memset(data, 0, bytes);
+  if (!data) data = zeroed ? std::calloc(1, bytes) : std::malloc(bytes);
   if (!data) return nullptr;
   std::shared_ptr<HostBlock> block(new HostBlock(data, bytes));
-  Registry& r = registry();
-  {
-    std::lock_guard<std::mutex> lock(r.mutex);
-    r.blocks[data] = block;
-  }
   liveBlocks++;
   liveBytes += int64_t(bytes);
   return block;
@@ -81,13 +129,13 @@ std::shared_ptr<HostBlock> HostBlock::find(const void* data) {
 
 HostBlock::~HostBlock() {
   // Unregistered before the memory goes, so a new block at the same address is never mistaken for this one.
-  Registry& r = registry();
-  {
+  if (registered_) {
+    Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     auto it = r.blocks.find(data_);
     if (it != r.blocks.end() && it->second.expired()) r.blocks.erase(it);
   }
-  std::free(data_);
+  recycler().give(data_, bytes_);
   liveBlocks--;
   liveBytes -= int64_t(bytes_);
 }
@@ -106,6 +154,12 @@ void HostBlock::finalizeShare(napi_env env, void* data, void* hint) {
 }
 
 Napi::Value HostBlock::lend(Napi::Env env, std::shared_ptr<HostBlock> block) {
+  if (!block->registered_) {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    r.blocks[block->data()] = block;
+    block->registered_ = true;
+  }
   JsShare* share = new JsShare{block};
   shareBeingLent = share;
   finalisedWhileLending = false;
@@ -210,7 +264,8 @@ Napi::Value hostAlloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t bytes = nonNegativeInteger(env, info[0], "bytes");
   if (bytes == 0) return env.Null();
-  std::shared_ptr<HostBlock> block = HostBlock::allocate(size_t(bytes), true);
+  const bool zeroed = !(info[1].IsBoolean() && !info[1].As<Napi::Boolean>().Value());
+  std::shared_ptr<HostBlock> block = HostBlock::allocate(size_t(bytes), zeroed);
   if (!block) throwOutOfMemory(env, "a tensor", size_t(bytes));
   Napi::Value ab = HostBlock::lend(env, std::move(block));
   return ab.IsEmpty() ? env.Null() : ab;

@@ -28,7 +28,8 @@ class HostBlock {
  public:
   // `bytes` (> 0) of memory, zero filled when `zeroed`; null when out of memory.
   static std::shared_ptr<HostBlock> allocate(size_t bytes, bool zeroed);
-  // The live block whose memory starts at `data`, or null when the addon does not own that address.
+  // The live block lent to JS whose memory starts at `data`, or null when the addon does not own that
+  // address. (Blocks never lent, such as snapshots, are not looked up.)
   static std::shared_ptr<HostBlock> find(const void* data);
 
   ~HostBlock();
@@ -60,6 +61,7 @@ class HostBlock {
   void* const data_;
   const size_t bytes_;
   JsShare* jsShare_ = nullptr;  // the share lend() gave JS, until it is finalised or released (JS thread)
+  bool registered_ = false;     // in the registry find() searches (set once, by lend, on the JS thread)
 };
 
 // A typed array's memory as the native side sees it now.
@@ -104,7 +106,7 @@ class HostOperand {
   Napi::ObjectReference copyBackTo_;     // the typed array a snapshot output is copied into
 };
 
-// host memory the addon exports: hostAlloc(bytes) -> ArrayBuffer | null, hostRelease(arrayBuffer) ->
+// host memory the addon exports: hostAlloc(bytes, zeroed = true) -> ArrayBuffer | null, hostRelease(arrayBuffer) ->
 // boolean, hostOwns(arrayBuffer) -> boolean, hostCounts() -> { blocks, bytes, lentBytes }.
 void exportHostMemory(Napi::Env env, Napi::Object exports);
 
