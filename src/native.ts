@@ -2,7 +2,9 @@
 // optional GPU addons (gemmkit_cuda.node, gemmkit_hip.node; npm run build:cuda / build:hip), which
 // share one surface (NativeSurface) and add device memory. Everything here trusts its caller: the
 // public API (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addons
-// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access.
+// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access, and keep
+// the memory a call uses valid until it settles (native/addon/host_memory.h): async calls use addon
+// memory (hostAlloc) in place and snapshot any other typed array.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';

@@ -153,6 +153,29 @@ describe('memory a call uses stays valid until it settles', () => {
   });
 });
 
+describe('memory of every kind given to the addon directly', () => {
+  it('SharedArrayBuffer- and resizable-buffer-backed arrays: read in place by sync calls, snapshotted by async ones', async () => {
+    const native = cpuNative();
+    const n = 64;
+    const shared = (len: number) => new Float32Array(new SharedArrayBuffer(len * 4));
+    // Resizable ArrayBuffers are in Node 20 but not in the ES2022 lib the project compiles against.
+    const Resizable = ArrayBuffer as unknown as new (bytes: number, opts: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void };
+    const resizable = new Resizable(n * n * 4, { maxByteLength: n * n * 8 });
+    const desc = {
+      backend: 'cpu', m: n, n, k: n, batch: 1, transA: false, transB: false, lda: n, ldb: n, ldc: n, strideA: 0, strideB: 0,
+      strideC: 0, dtypeA: 'f32', dtypeB: 'f32', dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
+      a: shared(n * n).fill(1), b: new Float32Array(resizable).fill(2), c: shared(n * n),
+    } as const;
+    await native.matmulAsync(desc);
+    expect([desc.c[0], desc.c[n * n - 1]]).toEqual([128, 128]);
+    desc.c.fill(0);
+    native.matmulSync(desc);
+    expect([desc.c[0], desc.c[n * n - 1]]).toEqual([128, 128]);
+    resizable.resize(16);
+    expect(() => native.matmulSync(desc)).toThrow(/b has 4 elements but the problem reads 4096/);
+  });
+});
+
 describe('host memory gemmkit allocates', () => {
   it('tensors from HOST_MEMORY_MIN_BYTES up are addon memory; smaller ones and matmulSync results ordinary memory', async () => {
     const native = cpuNative();

@@ -76,10 +76,9 @@ Recycler& recycler() {
   return *r;
 }
 
-// lend() asks Node for an external ArrayBuffer; when Node refuses one it may run the finaliser before it
-// returns. The share being lent on this thread is then left for lend() to delete.
+// lend() asks Node for an external ArrayBuffer; when Node refuses one (too large) it runs the finaliser
+// before it returns. The share being lent on this thread is then left for lend() to delete.
 thread_local const void* shareBeingLent = nullptr;
-thread_local bool finalisedWhileLending = false;
 
 size_t elementSize(napi_typedarray_type t) {
   switch (t) {
@@ -142,10 +141,7 @@ HostBlock::~HostBlock() {
 
 void HostBlock::finalizeShare(napi_env env, void* data, void* hint) {
   JsShare* share = static_cast<JsShare*>(hint);
-  if (share == shareBeingLent) {
-    finalisedWhileLending = true;
-    return;
-  }
+  if (share == shareBeingLent) return;
   if (share->block) {
     share->block->jsShare_ = nullptr;
     lentBytes -= int64_t(share->block->bytes());
@@ -162,7 +158,6 @@ Napi::Value HostBlock::lend(Napi::Env env, std::shared_ptr<HostBlock> block) {
   }
   JsShare* share = new JsShare{block};
   shareBeingLent = share;
-  finalisedWhileLending = false;
   napi_value ab = nullptr;
   napi_status status = napi_create_external_arraybuffer(env, block->data(), block->bytes(), finalizeShare, share, &ab);
   shareBeingLent = nullptr;

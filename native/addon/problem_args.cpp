@@ -162,15 +162,18 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
     // Timing and planning problems name a layout instead of a handle: the backend packs its own copies.
     p.packedB = getString(d, "packedLayout");
   }
-  Status s = checkProblem(p);
-  if (!s.isOk()) throw statusError(env, s);
-  // Every index the kernels form must fit comfortably in int64 arithmetic.
+  // Every index the kernels form must fit comfortably in int64 arithmetic (checked in double first, so
+  // checkProblem's own products cannot overflow either).
   const double limit = 9.0e15;
-  if (double(p.batch) * double(p.strideA + p.rowsA() * p.lda) > limit ||
-      double(p.batch) * double(p.strideB + p.rowsB() * p.ldb) > limit ||
-      double(p.batch) * double(p.strideC + p.m * p.ldc) > limit) {
+  auto extent = [](int64_t batch, int64_t stride, int64_t rows, int64_t ld) {
+    return double(batch) * (double(stride) + double(rows) * double(ld));
+  };
+  if (extent(p.batch, p.strideA, p.rowsA(), p.lda) > limit || extent(p.batch, p.strideB, p.rowsB(), p.ldb) > limit ||
+      extent(p.batch, p.strideC, p.m, p.ldc) > limit || double(p.m) * double(p.ldc) > limit) {
     throwRange(env, "problem " + p.describe() + " is too large to index");
   }
+  Status s = checkProblem(p);
+  if (!s.isOk()) throw statusError(env, s);
   if (withBuffers) {
     // C is also read where beta scales it, or where the kernels leave gaps (ldc > n, strided batches)
     // that a snapshot copied back must keep.
