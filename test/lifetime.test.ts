@@ -1,6 +1,7 @@
 // Memory the native side uses never vanishes under it: each scenario detaches, transfers, shrinks,
 // disposes or collects the memory of a call while it runs, in a child process (a crash there fails the
 // test instead of ending the run). Plus: addon memory is visible to V8 and released at once by dispose().
+import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { PackedWeight, Tensor, matmul, matmulSync, prepack, tensor, zeros } from '../src/index.js';
 import { cpuNative } from '../src/native.js';
@@ -186,6 +187,30 @@ describe('host memory gemmkit allocates', () => {
     expect(native.hostOwns(matmulSync(zeros([256, 1]), zeros([1, 256])).data.buffer)).toBe(false);
     expect(native.hostOwns(zeros([256, 256]).toDType('bf16').data.buffer)).toBe(true);
     expect(native.hostOwns(new Float32Array(1 << 16).buffer)).toBe(false);
+  });
+
+  it('postMessage with its ArrayBuffer in the transfer list copies it: the data stays, the receiver gets it', async () => {
+    const t = zeros([1 << 16]);
+    t.data[5] = 7;
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const received = new Promise<ArrayBuffer>((resolve) => port2.once('message', resolve));
+      try {
+        port1.postMessage(t.data.buffer, [t.data.buffer as ArrayBuffer]);
+      } catch (e) {
+        // Node 21 and later refuse to transfer an external ArrayBuffer rather than copy it.
+        expect((e as Error).name).toBe('DataCloneError');
+        expect(t.data[5]).toBe(7);
+        return;
+      }
+      expect(new Float32Array(await received)[5]).toBe(7);
+      expect(t.data.length).toBe(1 << 16);
+      expect(t.data[5]).toBe(7);
+      expect(cpuNative().hostOwns(t.data.buffer)).toBe(true);
+    } finally {
+      port1.close();
+      port2.close();
+    }
   });
 
   it('tensor() copies its values: the tensor never aliases the array it was given', () => {
