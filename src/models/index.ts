@@ -1,5 +1,6 @@
-// Models: loadModel(path), forward(model, input), generate(model, ids, opts), and modelGemmShapes(path,
-// batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model` tunes).
+// Models: loadModel(path), forward(model, input), createKVCache(model, slots, capacity), and
+// modelGemmShapes(path, batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model`
+// tunes). Generation on top of forward is src/generate.ts.
 //
 // A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
 // Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
@@ -10,13 +11,13 @@ import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
 import { Checkpoint, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
+import { KVCache, type LlamaConfig, type LlamaModel, cacheSlots, checkLlamaTensors, llamaForward, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
 import { linearInputDtype } from './layers.js';
 
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
-export { KVCache, type GenerateOptions, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
+export { KVCache, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
 export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
 export { parseLlamaConfig, llamaTensorShapes } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
@@ -61,8 +62,16 @@ export async function loadModel(path: string, opts: SafetensorsOpenOptions = {})
 }
 
 export interface ForwardOptions {
-  /** Llama: continue from this cache (positions cache.length, ...) and append the new keys and values. */
+  /**
+   * Llama: continue from this cache and append the new keys and values. Sequence b runs on cache slot
+   * slots[b] at that slot's positions (cache.lengths[slot], ...).
+   */
   cache?: KVCache;
+  /**
+   * Llama, with a cache: the cache slot of each sequence (distinct, one per row); default 0..batch-1. Slots
+   * may hold different lengths: one forward then advances sequences that started at different times.
+   */
+  slots?: number[] | Int32Array;
   /** Llama: logits of every token (default) or only of each sequence's last token. */
   logits?: 'all' | 'last';
 }
@@ -82,27 +91,25 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts: Forw
     throw new TypeError(`forward: logits must be 'all' or 'last', got ${JSON.stringify(opts.logits)}`);
   }
   if (opts.cache !== undefined && !(opts.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache');
+  if (opts.slots !== undefined && opts.cache === undefined) throw new TypeError('forward: slots needs a cache (createKVCache) to pick slots from');
   const cache = opts.cache ?? new KVCache(model, batch, tokens);
+  const slots = cacheSlots('forward', cache, batch, opts.slots);
   const last = opts.logits === 'last';
-  const logits = await llamaForward(model, ids, batch, tokens, cache, last);
+  const logits = await llamaForward(model, ids, batch, tokens, cache, slots, last);
   const vocab = model.config.vocabSize;
   if (last) return logits.reshape(nested ? [batch, vocab] : [vocab]);
   return logits.reshape(nested ? [batch, tokens, vocab] : [tokens, vocab]);
 }
 
-/** Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. */
-export function generate(model: Model, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
-export function generate(model: Model, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
-export async function generate(model: Model, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
-  return llamaGenerate(llamaOnly('generate', model), ids, opts);
-}
-
-/** A KV cache for `batch` sequences of up to `capacity` positions, for forward(model, ids, { cache }). */
+/**
+ * A KV cache of `batch` slots, one sequence each, of up to `capacity` positions, for forward(model, ids,
+ * { cache, slots }).
+ */
 export function createKVCache(model: Model, batch: number, capacity: number): KVCache {
   return new KVCache(llamaOnly('createKVCache', model), batch, capacity);
 }
 
-function llamaOnly(where: string, model: Model): LlamaModel {
+export function llamaOnly(where: string, model: Model): LlamaModel {
   if (model === null || typeof model !== 'object' || model.kind !== 'llama') {
     throw new TypeError(`${where}: model must be a Llama model from loadModel(), got ${model && typeof model === 'object' ? `a ${String(model.kind)} model` : String(model)}`);
   }
