@@ -159,6 +159,14 @@ function descendingCut(values: Float64Array, reached: (count: number, mass: numb
   return -Infinity;
 }
 
+// Work arrays of sampleToken, reused across calls (it never awaits): allocating and zeroing three arrays
+// of the vocabulary's size per token cost more than the sampling itself.
+let scratch = { ids: new Int32Array(0), p: new Float64Array(0), values: new Float64Array(0) };
+function scratchFor(vocab: number) {
+  if (scratch.ids.length < vocab) scratch = { ids: new Int32Array(vocab), p: new Float64Array(vocab), values: new Float64Array(vocab) };
+  return scratch;
+}
+
 /**
  * One token id from a row of logits [vocab] (modified in place by the penalties) with the options `s`
  * and uniform numbers from `random`.
@@ -178,21 +186,24 @@ export function sampleToken(logits: Float32Array, s: Sampling, random: () => num
   if (s.temperature === 0) return best;
   // Top-k cuts the logits (the order is the same), so only the k candidates need exp().
   let minLogit = -Infinity;
-  if (s.topK > 0 && s.topK < vocab) minLogit = descendingCut(Float64Array.from(logits), (count) => count >= s.topK);
+  if (s.topK > 0 && s.topK < vocab) {
+    const copy = scratchFor(vocab).values;
+    copy.set(logits);
+    minLogit = descendingCut(copy.subarray(0, vocab), (count) => count >= s.topK);
+  }
   // The candidates: ids[0, n) with unnormalised probabilities p[0, n) (the most likely token's is 1), in
   // id order; each cut keeps the candidates at or above a value.
   let n = 0;
-  const ids = new Int32Array(vocab);
-  const p = new Float64Array(vocab);
+  const { ids, p } = scratchFor(vocab);
   const top = logits[best];
   const invT = 1 / s.temperature;
   for (let i = 0; i < vocab; i++) {
-    if (!(logits[i] >= minLogit)) continue; // NaN logits are never drawn
-    const e = Math.exp((logits[i] - top) * invT);
-    if (e > 0) { // nor are tokens whose probability underflows
-      ids[n] = i;
-      p[n++] = e;
-    }
+    const x = (logits[i] - top) * invT;
+    // NaN logits are never drawn; nor are tokens below e^-30 of the most likely one (together at most
+    // vocab * 1e-13 of the mass), which spares their exp().
+    if (!(x >= -30) || logits[i] < minLogit) continue;
+    ids[n] = i;
+    p[n++] = Math.exp(x);
   }
   const keepAtLeast = (cut: number) => {
     let m = 0;
@@ -207,7 +218,9 @@ export function sampleToken(logits: Float32Array, s: Sampling, random: () => num
   if (s.topP < 1) {
     let total = 0;
     for (let j = 0; j < n; j++) total += p[j];
-    keepAtLeast(descendingCut(p.slice(0, n), (_, mass) => mass >= s.topP * total));
+    const copy = scratchFor(vocab).values.subarray(0, n);
+    copy.set(p.subarray(0, n));
+    keepAtLeast(descendingCut(copy, (_, mass) => mass >= s.topP * total));
   }
   if (s.minP > 0) keepAtLeast(s.minP); // relative to the most likely token's 1
   let total = 0;
