@@ -330,8 +330,9 @@ export class Sequence {
       }
     }
     if (this.output.length >= this.maxNewTokens) {
-      this.finishReason = 'length';
-      return text + this.flushText();
+      text += this.flushText();
+      this.finishReason = this.stops?.stopped !== undefined ? 'stop' : 'length'; // the held-back text may end in a stop string
+      return text;
     }
     return text;
   }
