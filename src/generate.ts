@@ -72,7 +72,8 @@ export interface Sampling {
   repetitionPenalty: number;
   presencePenalty: number;
   frequencyPenalty: number;
-  seed: number;
+  /** undefined: each sequence draws a random seed of its own. */
+  seed: number | undefined;
 }
 
 function numberIn(where: string, name: string, v: unknown, fallback: number, ok: (x: number) => boolean, range: string): number {
@@ -91,12 +92,12 @@ export function resolveSampling(where: string, o: SamplingOptions): Sampling {
     repetitionPenalty: numberIn(where, 'repetitionPenalty', o.repetitionPenalty, 1, (x) => x > 0, 'a number > 0 (1: off)'),
     presencePenalty: numberIn(where, 'presencePenalty', o.presencePenalty, 0, () => true, 'a finite number'),
     frequencyPenalty: numberIn(where, 'frequencyPenalty', o.frequencyPenalty, 0, () => true, 'a finite number'),
-    seed: o.seed === undefined ? randomInt(2 ** 32) : numberIn(where, 'seed', o.seed, 0, Number.isSafeInteger, 'a safe integer'),
+    seed: o.seed === undefined ? undefined : numberIn(where, 'seed', o.seed, 0, Number.isSafeInteger, 'a safe integer'),
   };
 }
 
-// A 53-bit seed folded into the PRNG's 32-bit state (both halves count).
-function prngFor(seed: number): () => number {
+// A 53-bit seed folded into the PRNG's 32-bit state (both halves count); no seed, a random one.
+function prngFor(seed = randomInt(2 ** 32)): () => number {
   const high = Math.floor(seed / 2 ** 32);
   return mulberry32((seed ^ Math.imul(high, 0x9e3779b9)) >>> 0);
 }

@@ -130,6 +130,11 @@ describe('generate', () => {
     const idsA = await generate(model, [1, 500, 600], { maxNewTokens: 10, temperature: 1, seed: 2 ** 40 });
     expect(await generate(model, [1, 500, 600], { maxNewTokens: 10, temperature: 1, seed: 2 ** 40 })).toEqual(idsA);
     expect(await generate(model, [1, 500, 600], { maxNewTokens: 10, temperature: 1, seed: 2 ** 41 })).not.toEqual(idsA);
+    // Without a seed every sequence draws its own: a batch of one prompt twice gives two outputs.
+    const [x, y] = await generate(model, [[1, 500, 600], [1, 500, 600]], { maxNewTokens: 10, temperature: 1 });
+    expect(x).not.toEqual(y);
+    const [u, v] = await generate(model, [[1, 500, 600], [1, 500, 600]], { maxNewTokens: 10, temperature: 1, seed: 5 });
+    expect(u).toEqual(v);
   });
 
   it('stop ids end a sequence (kept in the ids, not in the text); maxNewTokens ends it too', async () => {
