@@ -434,6 +434,10 @@ export function saveSafetensors(
     const dtype = t instanceof Tensor ? FILE_DTYPE[t.dtype] : t.dtype;
     const bits = DTYPE_BITS[dtype];
     if (bits === undefined) throw new TypeError(`saveSafetensors: tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}`);
+    // The reader's rules, so that every file written can be read back.
+    if (!Array.isArray(t.shape) || t.shape.length > MAX_TENSOR_RANK || !t.shape.every((d) => isSafeNonNegative(d) && d <= MAX_TENSOR_DIM)) {
+      throw new RangeError(`saveSafetensors: tensor '${name}' has shape ${preview(t.shape)}; a shape is at most ${MAX_TENSOR_RANK} integers in [0, ${MAX_TENSOR_DIM}]`);
+    }
     const elements = t.shape.reduce((p, d) => p * d, 1);
     const byteLength = (elements * bits) / 8;
     if (t.data.byteLength !== byteLength) {
