@@ -1,8 +1,8 @@
-// Mutation fuzz of a Llama config.json: at least 5,000 mutated files a run (fields deleted, negative,
-// zero, huge, fractional, of the wrong type, JSON junk, truncated, bytes changed), each loaded with
-// loadModel (and run when it loads). Each must be a valid load or a clear error naming the file or field
-// (SafetensorsError, TypeError, RangeError) within a time bound, and the process must survive
-// (test/fuzz_driver.ts, in a child process).
+// Mutation fuzz of a Llama config.json: 10,000 mutated files a run (GEMMKIT_FUZZ_RUNS changes it):
+// fields deleted, negative, zero, huge, fractional, of the wrong type, JSON junk, truncated, bytes
+// changed; each loaded with loadModel (and run when it loads). Each must be a valid load or a clear error
+// naming the file or field (SafetensorsError, TypeError, RangeError) within a time bound, and the process
+// must survive (test/fuzz_driver.ts, in a child process).
 import { describe, expect, it } from 'vitest';
 import { fuzzSettings, runFuzz } from './fuzz_helpers.js';
 

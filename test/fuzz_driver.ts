@@ -6,8 +6,8 @@
 // fast-check generates the mutations from the seed (so a failure reproduces) and shrinks a failing one.
 // Every case must end, within CASE_MS, in a valid load (whose tensors or model then work) or in a clear
 // error: a SafetensorsError naming the file, or a TypeError/RangeError naming the file or the config.json
-// field. Before each case its number goes to <workDir>/progress, so the parent can name a case that hung.
-// The last line printed is a JSON summary.
+// field. Before each case a line 'case <n>: <mutation>' goes to stderr, so the parent can name a case that
+// hung. The last line printed on stdout is a JSON summary.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -50,6 +50,8 @@ async function classify(run: () => Promise<void> | void, names: string[]): Promi
     const clear = e instanceof SafetensorsError || e instanceof TypeError || e instanceof RangeError;
     if (!clear) throw new Error(`not a clear error: ${err?.name}: ${err?.message}\n${err?.stack}`);
     if (!names.some((n) => err.message.includes(n))) throw new Error(`the error names none of ${names.join(', ')}: ${err.name}: ${err.message}`);
+    const seen = (samples[err.name] ??= []);
+    if (seen.length < 12) seen.push(err.message.slice(0, 300));
     return err.name as Outcome;
   }
 }
@@ -299,13 +301,13 @@ function configText(m: ConfigMutation): Buffer {
 // --- the run -----------------------------------------------------------------------------------------------
 
 const outcomes: Record<string, number> = {};
+const samples: Record<string, string[]> = {}; // a few error messages of each kind, for GEMMKIT_FUZZ_SAMPLES
 let caseNumber = 0;
 let maxCaseMs = 0;
-const progress = join(workDir, 'progress');
 
 async function timed(what: string, body: () => Promise<void>): Promise<void> {
   caseNumber++;
-  writeFileSync(progress, `case ${caseNumber}: ${what}\n`);
+  process.stderr.write(`case ${caseNumber}: ${what}\n`); // synchronous on a pipe
   const start = performance.now();
   await body();
   const ms = performance.now() - start;
@@ -355,7 +357,7 @@ if (kind === 'safetensors') {
 }
 const summary = {
   kind, seed, runs: details.numRuns, cases: caseNumber, failed: details.failed, ms: Math.round(performance.now() - start),
-  maxCaseMs: Math.round(maxCaseMs), outcomes, report,
+  maxCaseMs: Math.round(maxCaseMs), outcomes, report, samples: process.env.GEMMKIT_FUZZ_SAMPLES ? samples : undefined,
 };
 console.log(JSON.stringify(summary));
 process.exitCode = details.failed ? 1 : 0;

@@ -1,8 +1,8 @@
-// Mutation fuzz of the safetensors reader and the loaders behind it: at least 5,000 mutated files a run
-// (header bytes flipped, length field changed, truncation, offsets, shapes and dtypes changed, huge
-// numbers, JSON junk, the MLP spec in __metadata__ broken), each read with loadSafetensors and, for model
-// files, loaded with loadModel and run. Each must be a valid load or a clear error within a time bound,
-// and the process must survive (test/fuzz_driver.ts, in a child process).
+// Mutation fuzz of the safetensors reader and the loaders behind it: 10,000 mutated files a run
+// (GEMMKIT_FUZZ_RUNS changes it): header bytes flipped, length field changed, truncation, offsets, shapes
+// and dtypes changed, huge numbers, JSON junk, the MLP spec in __metadata__ broken; each read with
+// loadSafetensors and, for model files, loaded with loadModel and run. Each must be a valid load or a
+// clear error within a time bound, and the process must survive (test/fuzz_driver.ts, in a child process).
 import { describe, expect, it } from 'vitest';
 import { fuzzSettings, runFuzz } from './fuzz_helpers.js';
 

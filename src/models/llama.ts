@@ -123,6 +123,7 @@ function disposeWeights(w: LlamaWeights): void {
 // [1, max]; errors name the file and the field.
 function positiveInt(where: string, raw: Record<string, unknown>, key: string, max: number, fallback?: number): number {
   const v = raw[key] ?? fallback;
+  if (v === undefined) throw new TypeError(`${where}: config.json field ${key} must be a positive integer; it is missing`);
   if (typeof v !== 'number') throw new TypeError(`${where}: config.json field ${key} must be a positive integer, got ${preview(raw[key])}`);
   if (!Number.isSafeInteger(v) || v <= 0 || v > max) {
     throw new RangeError(`${where}: config.json field ${key} must be an integer in [1, ${max}], got ${preview(raw[key] ?? v)}`);
