@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
-import { Checkpoint, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
+import { Checkpoint, type SafetensorsOpenOptions, preview, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { type GenerateOptions, KVCache, type LlamaConfig, LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, MlpModel, type MlpSpec, checkMlpTensors, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
@@ -86,7 +86,7 @@ function checkForwardOptions(opts: unknown): ForwardOptions {
   }
   const o = opts as ForwardOptions;
   if (o.logits !== undefined && o.logits !== 'all' && o.logits !== 'last') {
-    throw new TypeError(`forward: logits must be 'all' or 'last', got ${JSON.stringify(String(o.logits)).slice(0, 60)}`);
+    throw new TypeError(`forward: logits must be 'all' or 'last', got ${preview(o.logits)}`);
   }
   if (o.cache !== undefined && !(o.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache (from createKVCache)');
   return o;

@@ -247,8 +247,8 @@ function layersHeld(ck: Checkpoint): string {
  * stops at the first missing layer (an error naming it) after at most as many steps as it has tensors.
  */
 export function checkLlamaTensors(ck: Checkpoint, c: LlamaConfig): void {
-  const expect = (name: string, shape: number[], hint = '') => {
-    if (!ck.has(name)) throw new RangeError(`${ck.path}: the checkpoint has no tensor '${name}'${hint}`);
+  const expect = (name: string, shape: number[], hint: () => string = () => '') => {
+    if (!ck.has(name)) throw new RangeError(`${ck.path}: the checkpoint has no tensor '${name}'${hint()}`);
     const got = ck.info(name).shape;
     if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
       throw new RangeError(`${ck.path}: tensor '${name}' is ${formatShape(got)} but config.json makes it ${formatShape(shape)}`);
@@ -259,13 +259,13 @@ export function checkLlamaTensors(ck: Checkpoint, c: LlamaConfig): void {
     if (ck.has(`${linear}.bias`)) expect(`${linear}.bias`, [out]);
   };
   for (const [name, shape] of llamaOuterTensorShapes(c)) {
-    expect(name, shape, name === 'lm_head.weight' ? ' (or set tie_word_embeddings: true in config.json)' : '');
+    expect(name, shape, () => (name === 'lm_head.weight' ? ' (or set tie_word_embeddings: true in config.json)' : ''));
   }
   if (!c.tieWordEmbeddings) bias('lm_head', c.vocabSize);
+  const layersHint = () => ` (config.json num_hidden_layers is ${c.numHiddenLayers}; the checkpoint holds ${layersHeld(ck)})`;
   for (let i = 0; i < c.numHiddenLayers; i++) {
-    const hint = ` (config.json num_hidden_layers is ${c.numHiddenLayers}; the checkpoint holds ${layersHeld(ck)})`;
     for (const [name, shape] of llamaLayerTensorShapes(c, i)) {
-      expect(name, shape, i > 0 ? hint : '');
+      expect(name, shape, layersHint);
       if (name.endsWith('_proj.weight')) bias(name.slice(0, -'.weight'.length), shape[0]);
     }
   }
@@ -294,8 +294,9 @@ export function loadLlama(ck: Checkpoint, config: LlamaConfig): LlamaModel {
       });
     }
     const embedTokens = ck.tensor('model.embed_tokens.weight');
+    const norm = vector('model.norm.weight');
     const lmHead = config.tieWordEmbeddings ? new Linear('lm_head (tied)', embedTokens) : linear('lm_head');
-    return new LlamaModel(config, { embedTokens, blocks, norm: vector('model.norm.weight'), lmHead });
+    return new LlamaModel(config, { embedTokens, blocks, norm, lmHead });
   } catch (e) {
     for (const l of made) l.dispose();
     throw e;
@@ -324,8 +325,10 @@ export class KVCache {
   constructor(model: LlamaModel, batch: number, capacity: number, where = 'KVCache') {
     if (!(model instanceof LlamaModel)) throw new TypeError(`${where}: model must be a Llama model from loadModel()`);
     model.lifetime.check(where);
-    if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`${where}: batch must be a positive integer, got ${preview(batch)}`);
-    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`${where}: capacity must be a positive integer, got ${preview(capacity)}`);
+    for (const [name, value] of [['batch', batch], ['capacity', capacity]] as const) {
+      if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a positive integer, got ${preview(value)}`);
+      if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${where}: ${name} must be a positive integer, got ${value}`);
+    }
     const c = model.config;
     if (capacity > c.maxPositionEmbeddings) {
       throw new RangeError(`${where}: capacity ${capacity} is more than the model's ${c.maxPositionEmbeddings} positions (max_position_embeddings)`);
