@@ -7,10 +7,11 @@ export { info, type GemmkitInfo, type GpuBackendInfo } from './info.js';
 export { VERSION } from './version.js';
 export {
   SafetensorsError, SafetensorsFile, Checkpoint, readSafetensorsHeader, parseSafetensorsHeader, loadSafetensors, saveSafetensors,
+  MAX_TENSOR_DIM, MAX_TENSOR_RANK,
   type SafetensorsHeader, type SafetensorsTensorInfo, type CheckpointTensorInfo, type RawTensor, type SafetensorsOpenOptions,
 } from './safetensors.js';
 export {
-  loadModel, forward, generate, createKVCache, modelGemmShapes, KVCache,
+  loadModel, forward, generate, createKVCache, modelGemmShapes, KVCache, LLAMA_MAX_POSITIONS,
   type Model, type TokenIds, type ForwardOptions, type GenerateOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
   MLP_METADATA_KEY, Linear, prepareWeight, linearForward, linearInputDtype, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
 } from './models/index.js';
