@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
-import { type BackendName, resolveBackend } from './matmul.js';
+import { type BackendName, resolveBackend } from './backend.js';
 import { ACTIVATIONS, type Activation, cpuNative } from './native.js';
 import { tunedFiles } from './tuner/dispatch.js';
 import { type GemmSpec, parseInteger } from './tuner/key.js';
