@@ -265,7 +265,8 @@ class CpuBackend : public Backend {
     if (isSystemBlasConfig(config)) {
       const SystemBlas* blas;
       s = systemBlasFor(p, config, &blas);
-      return s.isOk() ? runSystemBlas(p, *blas, buf) : s;
+      // As many of the pool's threads as the engine's own default would use for this problem.
+      return s.isOk() ? runSystemBlas(p, *blas, buf, defaultThreads(p)) : s;
     }
     CpuConfig cfg;
     s = CpuConfig::parse(config, &cfg);
