@@ -12,8 +12,10 @@ export interface PrepackOptions {
   /** The weight is stored [N, K] and applied as x @ W^T (matmul's transB). Default false: stored [K, N]. */
   transB?: boolean;
   /**
-   * dtype of the inputs `a` it will be multiplied with (default: the weight's dtype). It picks the kernel:
-   * bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the f32 ones.
+   * dtype of the inputs `a` it will mostly be multiplied with (default: the weight's dtype). It picks the
+   * kernel: bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the
+   * f32 ones. Other inputs still work: a bf16 panel meets f32/f16 inputs through the kept source, or
+   * without it through an f32 kernel that widens the panel as it packs (see README "Prepacked weights").
    */
   inputDtype?: DType;
   /**

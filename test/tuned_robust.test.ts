@@ -139,6 +139,25 @@ describe('a tuned file never stops a service', () => {
     await expect(matmul(x, w, { ...opts, config })).rejects.toThrow(/threads must be in/);
   });
 
+  it('the same for a prepacked weight: the row that fails on its kept source gives way to the heuristic', async () => {
+    const s = spec(3, N, K, { prepacked: true });
+    const config = blockedConfig(9999);
+    const path = join(scratchDir(), 'tuned.csv');
+    writeFileSync(path, tunedFileText([row(s, config)]));
+    const supports = vi.spyOn(cpuNative(), 'supports').mockReturnValue(null);
+    setTunedFile(path);
+    supports.mockRestore();
+    const warnings = capturedWarnings();
+    const { x, w } = inputsFor(s, 4);
+    const packed = prepack(w, { transB: true });
+    expect(explain(x, packed)).toMatchObject({ source: 'tuned', config });
+    expectMatches(await matmul(x, packed), referenceMatmul(x, w, { transB: true }), K, 'prepacked, async');
+    expectMatches(matmulSync(x, packed), referenceMatmul(x, w, { transB: true }), K, 'prepacked, sync');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/failed to run 3x24x40 f32->f32 nt prepacked .*the row is dropped/);
+    expect(explain(x, packed).source).toBe('default');
+  });
+
   it('a prepacked row that cannot pack its weight gives way to the heuristic layout, with one warning', () => {
     // amxemu reads bf16 panels: it cannot pack an f32 weight (a row the backend vouched for at load).
     const path = join(scratchDir(), 'tuned.csv');
@@ -248,10 +267,10 @@ describe('clear errors instead of silent accepts', () => {
     expect(r.stderr).toMatch(/WARNING GEMMKIT_TUNED_FILE: .*more than the 16777216 bytes \(16 MiB\).*; the file is not used/);
   });
 
-  it('a large tuned file (60,000 rows, 11 MB) loads, and its rows dispatch', () => {
+  it('a large tuned file (30,000 rows, 5.5 MB) loads, and its rows dispatch', () => {
     const template = row(spec(1, 1, 64), blockedConfig());
     const lines: string[] = [];
-    for (let n = 1; lines.length < 60_000; n++) {
+    for (let n = 1; lines.length < 30_000; n++) {
       for (const m of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) lines.push(rowToRecord({ ...template, m, n }).join(','));
     }
     const path = join(scratchDir(), 'large.csv');

@@ -160,7 +160,7 @@ function parseRow(path: string, line: number, f: string[], validators: Validator
 }
 
 /**
- * The largest tuned file gemmkit reads (16 MiB, about 100,000 rows; a model's GEMMs at every batch size
+ * The largest tuned file gemmkit reads (16 MiB, about 90,000 rows; a model's GEMMs at every batch size
  * need a few hundred). A larger one is refused with a TunedFileError before anything is read, so a stray
  * file cannot stall the first matmul or take the process's memory.
  */
