@@ -315,6 +315,7 @@ export function packedLayoutOf(native: NativeSurface, backend: string, config: s
   let layout = layoutCache.get(key);
   if (layout === undefined) {
     layout = native.packedLayout?.(backend, config) ?? null;
+    if (layoutCache.size >= 4096) layoutCache.clear(); // opts.config may name anything: stay bounded
     layoutCache.set(key, layout);
   }
   return layout;
