@@ -14,10 +14,11 @@
 // temperature is 0, else softmax(logits / temperature) cut by top-k, top-p and min-p (ties at a cut are
 // kept) and one draw from the sequence's PRNG.
 import { randomInt } from 'node:crypto';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { type KVCache, type Model, createKVCache, forward, llamaOnly } from './models/index.js';
+import { KVCache, type Model, forward, llamaOnly } from './models/index.js';
 import { type LlamaModel, tokenBatch } from './models/llama.js';
 import { mulberry32 } from './models/random.js';
+import { yieldIfBusy } from './models/resources.js';
+import { preview } from './safetensors.js';
 import { type ChatMessage, checkMessages } from './text/chat.js';
 import { IncrementalDecoder, StopStrings } from './text/incremental.js';
 import type { TextTokenizer } from './text/tokenizer.js';
@@ -247,20 +248,39 @@ export interface SequenceOptions {
   tokenizer?: TextTokenizer;
 }
 
-/** GenerateOptions checked and resolved (a TypeError or RangeError naming the bad option). */
-export function resolveSequenceOptions(where: string, opts: GenerateOptions, withText: boolean): SequenceOptions {
-  if (opts === null || typeof opts !== 'object') throw new TypeError(`${where}: options { maxNewTokens } are required`);
+const GENERATE_KEYS = new Set([
+  'maxNewTokens', 'eosTokenId', 'stopIds', 'stop', 'tokenizer', 'signal',
+  'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'seed',
+]);
+
+function tokenId(where: string, name: string, v: unknown, vocab: number): number {
+  if (typeof v !== 'number') throw new TypeError(`${where}: ${name} must be a token id (an integer in [0, ${vocab})), got ${preview(v)}`);
+  if (!Number.isInteger(v) || v < 0 || v >= vocab) throw new RangeError(`${where}: ${name} must be an integer in [0, ${vocab}), got ${v}`);
+  return v;
+}
+
+/**
+ * GenerateOptions checked against a model's vocabulary of `vocab` ids and resolved (a TypeError or
+ * RangeError naming the bad option; an unknown option is a TypeError).
+ */
+export function resolveSequenceOptions(where: string, opts: GenerateOptions, withText: boolean, vocab: number): SequenceOptions {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`${where}: options { maxNewTokens } are required`);
+  for (const key of Object.keys(opts)) {
+    if (!GENERATE_KEYS.has(key)) throw new TypeError(`${where}: unknown option '${key}' (known: ${[...GENERATE_KEYS].join(', ')})`);
+  }
   const { maxNewTokens, eosTokenId, stopIds, stop, tokenizer } = opts;
+  if (typeof maxNewTokens !== 'number') throw new TypeError(`${where}: maxNewTokens must be a non-negative integer, got ${preview(maxNewTokens)}`);
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`${where}: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const ids = new Set<number>();
-  for (const id of [...(stopIds ?? []), ...(eosTokenId === undefined ? [] : [eosTokenId])]) {
-    if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`${where}: stop ids must be non-negative integers, got ${JSON.stringify(id)}`);
-    ids.add(id);
+  if (eosTokenId !== undefined) ids.add(tokenId(where, 'eosTokenId', eosTokenId, vocab));
+  if (stopIds !== undefined) {
+    if (!Array.isArray(stopIds)) throw new TypeError(`${where}: stopIds must be an array of token ids, got ${preview(stopIds)}`);
+    stopIds.forEach((id, i) => ids.add(tokenId(where, `stopIds[${i}]`, id, vocab)));
   }
   if (withText && tokenizer) for (const id of tokenizer.eosTokenIds) ids.add(id);
   const stops = stop === undefined ? [] : typeof stop === 'string' ? [stop] : stop;
   if (!Array.isArray(stops) || stops.some((s) => typeof s !== 'string' || s.length === 0)) {
-    throw new TypeError(`${where}: stop must be a non-empty string or an array of them, got ${JSON.stringify(stop)}`);
+    throw new TypeError(`${where}: stop must be a non-empty string or an array of them, got ${preview(stop)}`);
   }
   if (stops.length > 0 && !withText) throw new TypeError(`${where}: stop strings need text: give a tokenizer and a text prompt`);
   if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new TypeError(`${where}: signal must be an AbortSignal`);
@@ -362,9 +382,10 @@ export class DecodeBatch {
   readonly active: Sequence[] = [];
   private readonly free: number[];
 
-  constructor(model: LlamaModel, slots: number, capacity: number) {
+  /** `where` names the caller in the cache's errors (too many positions, not enough memory). */
+  constructor(model: LlamaModel, slots: number, capacity: number, where = 'DecodeBatch') {
     this.model = model;
-    this.cache = createKVCache(model, slots, capacity);
+    this.cache = new KVCache(model, slots, capacity, where);
     this.free = Array.from({ length: slots }, (_, i) => slots - 1 - i); // pop() hands out slot 0 first
   }
 
@@ -462,18 +483,28 @@ function isBatch(input: unknown): input is readonly (readonly number[] | Int32Ar
   return Array.isArray(input) && input.length > 0 && (Array.isArray(input[0]) || input[0] instanceof Int32Array);
 }
 
-// Runs the sequences to their end on one DecodeBatch, yielding every token; yields to the event loop
-// between steps (timers, I/O and the abort signal get their turn).
-async function* runToEnd(model: LlamaModel, seqs: readonly Sequence[], signal: AbortSignal | undefined): AsyncGenerator<TokenEvent> {
+// Runs the sequences to their end on one DecodeBatch, yielding every token. Between steps the event loop
+// gets a turn when it has waited long enough (yieldIfBusy: timers, I/O and the abort signal run), and a
+// model disposed meanwhile ends the run with a TypeError.
+async function* runToEnd(where: string, model: LlamaModel, seqs: readonly Sequence[], signal: AbortSignal | undefined): AsyncGenerator<TokenEvent> {
   signal?.throwIfAborted();
+  model.lifetime.check(where);
   const live = seqs.filter((s) => !s.done);
   if (live.length === 0) return;
-  const batch = new DecodeBatch(model, live.length, Math.max(...live.map((s) => s.prompt.length + s.maxNewTokens)));
+  const max = model.config.maxPositionEmbeddings;
+  const longest = live.reduce((a, s) => (s.prompt.length + s.maxNewTokens > a.prompt.length + a.maxNewTokens ? s : a));
+  if (longest.prompt.length + longest.maxNewTokens > max) {
+    throw new RangeError(`${where}: ${longest.prompt.length} prompt tokens + maxNewTokens ${longest.maxNewTokens} are more than the model's ${max} positions (max_position_embeddings)`);
+  }
+  const batch = new DecodeBatch(model, live.length, longest.prompt.length + longest.maxNewTokens, `${where}: maxNewTokens ${longest.maxNewTokens}`);
   yield* await batch.add(live);
+  let steps = 1;
   while (batch.active.length > 0) {
-    await nextTurn();
+    await yieldIfBusy();
     signal?.throwIfAborted();
+    if (model.disposed) throw new TypeError(`${where}: the model was disposed after ${steps} of ${longest.maxNewTokens} new tokens`);
     yield* await batch.step();
+    steps++;
   }
 }
 
@@ -489,11 +520,11 @@ export function generate(model: Model, ids: readonly (readonly number[])[], opts
 export async function generate(model: Model, input: Prompt | readonly (readonly number[])[], opts: GenerateOptions): Promise<string | number[] | number[][]> {
   const llama = llamaOnly('generate', model);
   const text = typeof input === 'string' || (Array.isArray(input) && input.length > 0 && typeof input[0] === 'object' && !Array.isArray(input[0]));
-  const options = resolveSequenceOptions('generate', opts, text);
+  const options = resolveSequenceOptions('generate', opts, text, llama.config.vocabSize);
   const rows = isBatch(input) ? input.map((row) => promptIds('generate', llama, row, undefined)) : [promptIds('generate', llama, input, options.tokenizer)];
   const seqs = rows.map((ids) => new Sequence(ids, options));
   let out = '';
-  for await (const event of runToEnd(llama, seqs, opts.signal)) out += event.text;
+  for await (const event of runToEnd('generate', llama, seqs, opts.signal)) out += event.text;
   if (text) return out;
   const ids = seqs.map((s) => [...s.prompt, ...s.output]);
   return isBatch(input) ? ids : ids[0];
@@ -506,9 +537,9 @@ export async function generate(model: Model, input: Prompt | readonly (readonly 
  */
 export async function* stream(model: Model, prompt: Prompt, opts: GenerateOptions): AsyncGenerator<string, FinishReason | undefined> {
   const llama = llamaOnly('stream', model);
-  const options = resolveSequenceOptions('stream', opts, true);
+  const options = resolveSequenceOptions('stream', opts, true, llama.config.vocabSize);
   if (!options.tokenizer) throw new TypeError('stream: needs options.tokenizer to turn tokens into text (loadTokenizer(checkpoint directory))');
   const seq = new Sequence(promptIds('stream', llama, prompt, options.tokenizer), options);
-  for await (const event of runToEnd(llama, [seq], opts.signal)) if (event.text !== '') yield event.text;
+  for await (const event of runToEnd('stream', llama, [seq], opts.signal)) if (event.text !== '') yield event.text;
   return seq.finishReason;
 }

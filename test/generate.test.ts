@@ -175,7 +175,9 @@ describe('generate', () => {
     await expect(generate(model, 'Hello', { maxNewTokens: 4 })).rejects.toThrow(/generate: a text prompt needs options.tokenizer/);
     await expect(generate(model, [1, 2], { maxNewTokens: 4, stop: 'x' })).rejects.toThrow(/stop strings need text/);
     await expect(generate(model, 'Hi', { tokenizer, maxNewTokens: 4, stop: [''] })).rejects.toThrow(/stop must be a non-empty string/);
-    await expect(generate(model, [1, 2], { maxNewTokens: 4, stopIds: [-1] })).rejects.toThrow(/stop ids must be non-negative integers/);
+    await expect(generate(model, [1, 2], { maxNewTokens: 4, stopIds: [-1] })).rejects.toThrow(/generate: stopIds\[0\] must be an integer in \[0, 32000\), got -1/);
+    await expect(generate(model, [1, 2], { maxNewTokens: 4, topk: 3 } as never)).rejects.toThrow(/generate: unknown option 'topk'/);
+    await expect(generate(model, [1, 2], { maxNewTokens: 4, eosTokenId: 32000 })).rejects.toThrow(/eosTokenId must be an integer in \[0, 32000\)/);
     await expect(generate(model, [1, 32000], { maxNewTokens: 4 })).rejects.toThrow(/token 1 of sequence 0 is 32000/);
     await expect(generate(model, [[1], [2, 99999]], { maxNewTokens: 4 })).rejects.toThrow(/is 99999/);
     await expect(generate(model, [{ role: 'user' }] as never, { tokenizer, maxNewTokens: 4 })).rejects.toThrow(/messages\[0\] must be/);
@@ -205,7 +207,7 @@ describe('stream', () => {
   });
 
   it('a sequence hands out a character split over byte tokens whole', () => {
-    const seq = new Sequence([1], resolveSequenceOptions('t', { tokenizer, maxNewTokens: 10 }, true));
+    const seq = new Sequence([1], resolveSequenceOptions('t', { tokenizer, maxNewTokens: 10 }, true, 32000));
     const ids = tokenizer.encode('a 🦙 b', { addSpecialTokens: false });
     const out = ids.map((id) => seq.accept(id));
     expect(out.join('')).toBe('a 🦙 b');

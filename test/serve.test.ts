@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LlamaModel, type TextTokenizer, generate, loadModel, loadTokenizer } from '../src/index.js';
+import { type LlamaModel, type TextTokenizer, generate, loadModel, loadTokenizer, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { type GemmkitServer, type ServeOptions, startServer } from '../src/serve/index.js';
 import { eventually, get, post, stream, streamedText } from './serve_helpers.js';
-import { LLAMA2_TOKENIZER_DIR, writeTextCheckpoint } from './text_checkpoint.js';
+import { LLAMA2_TOKENIZER_DIR, TINY_TEXT_LLAMA, writeTextCheckpoint } from './text_checkpoint.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gemmkit-serve-'));
 let model: LlamaModel;
@@ -273,8 +273,17 @@ describe('limits and bad requests', () => {
     }
   });
 
-  it('refuses a tokenizer with more ids than the model', async () => {
-    const small = { ...model, config: { ...model.config, vocabSize: 1000 } };
+  it('refuses a tokenizer with more ids than the model, and a context longer than the model\'s positions', async () => {
+    const smallDir = join(dir, 'small-vocab');
+    writeRandomLlamaCheckpoint(smallDir, { ...TINY_TEXT_LLAMA, vocab_size: 1000 }, { dtype: 'f32' });
+    const small = await loadModel(smallDir);
     await expect(startServer(small, tokenizer, { port: 0 })).rejects.toThrow(/the tokenizer has 32000 ids but the model's vocabulary has 1000/);
+    await expect(startServer(model, tokenizer, { port: 0, contextLength: 257 })).rejects.toThrow(/serve: a context length of 257 is more than the model's 256 positions/);
+    const server = await startServer(model, tokenizer, { port: 0 });
+    try {
+      expect(server.options.contextLength).toBe(256); // max_position_embeddings
+    } finally {
+      await server.shutdown(0);
+    }
   });
 });

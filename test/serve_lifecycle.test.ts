@@ -132,7 +132,7 @@ describe('graceful shutdown', () => {
     const a = server.shutdown(10_000);
     expect(server.shutdown(0)).toBe(a);
     expect(server.scheduler.isDraining).toBe(true);
-    const options = resolveSequenceOptions('t', { maxNewTokens: 2 }, false);
+    const options = resolveSequenceOptions('t', { maxNewTokens: 2 }, false, 32000);
     expect(() => server.scheduler.submit([1], options, { onToken() {}, onEnd() {} })).toThrow(/the server is shutting down/);
     expect((await slow).status).toBe(200);
     await a;

@@ -89,7 +89,7 @@ export class Scheduler {
     }
     if (!Number.isSafeInteger(options.maxQueue) || options.maxQueue < 0) throw new RangeError(`Scheduler: maxQueue must be a non-negative integer, got ${options.maxQueue}`);
     this.options = { ...options };
-    this.batch = new DecodeBatch(model, options.maxBatch, options.contextLength);
+    this.batch = new DecodeBatch(model, options.maxBatch, options.contextLength, 'Scheduler');
     this.observer = observer;
   }
 

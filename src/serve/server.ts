@@ -8,11 +8,10 @@
 // request and frees its slot. shutdown() stops accepting, lets in-flight requests finish until a deadline,
 // cancels the rest (a JSON 503, or an error event on a stream), and closes.
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { type FinishReason, resolveSequenceOptions } from '../generate.js';
 import { type Model, loadModel, llamaOnly } from '../models/index.js';
 import type { LlamaModel } from '../models/llama.js';
-import { readJsonFile } from '../safetensors.js';
 import { type TextTokenizer, loadTokenizer } from '../text/tokenizer.js';
 import { ServeMetrics } from './metrics.js';
 import {
@@ -30,7 +29,7 @@ export interface ServeOptions {
   maxBatch?: number;
   /** Requests that may wait for a slot before more get 429. Default 64. */
   maxQueue?: number;
-  /** Positions per sequence, prompt and output together. Default 2048. */
+  /** Positions per sequence, prompt and output together. Default: the model's max_position_embeddings, at most 2048. */
   contextLength?: number;
   /** The name clients give as "model" (and /v1/models lists). Default "gemmkit". */
   modelName?: string;
@@ -97,10 +96,13 @@ export class GemmkitServer {
     }
     this.options = {
       host: opts.host ?? '127.0.0.1', port: opts.port ?? 8000, maxBatch: opts.maxBatch ?? 8, maxQueue: opts.maxQueue ?? 64,
-      contextLength: opts.contextLength ?? 2048, modelName: opts.modelName ?? 'gemmkit', defaultMaxTokens: opts.defaultMaxTokens ?? 16,
+      contextLength: opts.contextLength ?? Math.min(2048, this.model.config.maxPositionEmbeddings), modelName: opts.modelName ?? 'gemmkit', defaultMaxTokens: opts.defaultMaxTokens ?? 16,
       shutdownTimeoutMs: opts.shutdownTimeoutMs ?? 10_000,
     };
     this.modelName = this.options.modelName;
+    if (this.options.contextLength > this.model.config.maxPositionEmbeddings) {
+      throw new RangeError(`serve: a context length of ${this.options.contextLength} is more than the model's ${this.model.config.maxPositionEmbeddings} positions (max_position_embeddings)`);
+    }
     this.metrics = new ServeMetrics(() => ({ queued: this.scheduler.queued, running: this.scheduler.active, slots: this.options.maxBatch }));
     const { maxBatch, maxQueue, contextLength } = this.options;
     this.scheduler = new Scheduler(this.model, { maxBatch, maxQueue, contextLength }, this.metrics.observer());
@@ -212,7 +214,7 @@ export class GemmkitServer {
     }
     let options;
     try {
-      options = resolveSequenceOptions('request', { ...generationOptions(body, maxTokens), tokenizer: this.tokenizer }, true);
+      options = resolveSequenceOptions('request', { ...generationOptions(body, maxTokens), tokenizer: this.tokenizer }, true, this.model.config.vocabSize);
     } catch (e) {
       throw badRequest((e as Error).message);
     }
@@ -299,12 +301,10 @@ export async function startServer(model: Model, tokenizer: TextTokenizer, opts: 
 
 /**
  * Loads a checkpoint directory (weights, config.json, tokenizer files) and serves it. The context length
- * defaults to config.json's max_position_embeddings, at most 2048; the model name to the directory's name.
+ * defaults to the model's max_position_embeddings, at most 2048; the model name to the directory's name.
  */
 export async function serveCheckpoint(path: string, opts: ServeOptions = {}): Promise<GemmkitServer> {
   const tokenizer = loadTokenizer(path);
   const model = await loadModel(path);
-  const maxPositions = readJsonFile(join(path, 'config.json'), false)?.max_position_embeddings;
-  const contextLength = opts.contextLength ?? (typeof maxPositions === 'number' && Number.isSafeInteger(maxPositions) && maxPositions > 0 ? Math.min(maxPositions, 2048) : 2048);
-  return startServer(model, tokenizer, { ...opts, modelName: opts.modelName ?? basename(path.replace(/\/+$/, '')), contextLength });
+  return startServer(model, tokenizer, { ...opts, modelName: opts.modelName ?? basename(path.replace(/\/+$/, '')) });
 }
