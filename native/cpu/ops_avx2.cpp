@@ -19,7 +19,7 @@ namespace {
 struct Avx2Lanes {
   using V = __m256;
   static constexpr int W = 8;
-  static constexpr int kQChunk = 4;  // 8 score accumulators + 4 query vectors + loads fit 16 registers
+  static constexpr int kQChunk = 4;  // 8 score accumulators take half the 16 registers: one query vector at a time
 
   // Lanes [0, n) of 8 as a VMASKMOVPS mask.
   GEMMKIT_LANES_FN __m256i laneMask(int64_t n) {

@@ -7,7 +7,8 @@
 //   fma(a, b, c) = a * b + c, vmax(a, b) (b where a is NaN), hsum, hmax, exp, activate(Activation, v),
 //   sumLanesOf(acc[W]) (lane j: the sum of acc[j]'s lanes), anyEqual(a, b),
 //   toF32 / fromF32 (rows of 16-bit values to f32 and back, rounding to nearest even),
-//   and kQChunk, how many query vectors the attention kernel keeps in registers.
+//   and kQChunk, how many query vectors the attention kernel may keep in registers (8: head sizes of
+//   1, 2, 4 and 8 vectors get unrolled kernels).
 // Arithmetic is f32 with several partial sums per reduction; 16-bit inputs are widened once per row into
 // thread-local scratch and results rounded once. Rows (and attention's work items) are split over the
 // engine's ThreadPool once a call has enough work for a second thread.
@@ -32,6 +33,7 @@
 #include "thread_pool.h"
 
 #define GEMMKIT_OPS_FN GEMMKIT_OPS_TARGET inline
+#define GEMMKIT_OPS_INLINE GEMMKIT_OPS_TARGET __attribute__((always_inline)) inline
 
 namespace gemmkit {
 namespace {
@@ -362,41 +364,46 @@ struct AttentionRows {
   int64_t rows;
 };
 
-// Scores of one query row against `count` <= W keys (rows of k, stride d), lane j for key j; the query's
-// vectors [v0, v0 + C) are held in registers, the last of them has lastN lanes.
+// Scores of one query row q (scaled, zero padded to whole vectors) against `count` <= W keys (rows of k,
+// stride d): lane j for key j. C > 0: the query is exactly C vectors, held in registers (unrolled); C == 0:
+// any number of vectors. The last vector of a key row has lastN lanes. Inlined into attendKeys, so the W
+// accumulators stay in registers.
 template <class L, int C>
-GEMMKIT_OPS_FN void scoreChunk(typename L::V (&a)[L::W], const float* q, const float* k, int64_t d, int count, int64_t lastN) {
+GEMMKIT_OPS_INLINE typename L::V scoresOf(const float* q, const float* k, int64_t d, int64_t vecs, int count, int64_t lastN) {
   using V = typename L::V;
   constexpr int W = L::W;
-  V qv[C];
+  V a[W];
 #pragma GCC unroll 16
-  for (int c = 0; c < C; c++) qv[c] = L::load(q + c * W);
+  for (int j = 0; j < W; j++) a[j] = L::zero();
+  if constexpr (C > 0) {
+    V qv[C];
 #pragma GCC unroll 16
-  for (int j = 0; j < W; j++) {
-    if (j >= count) break;
-    const float* kr = k + j * d;
+    for (int c = 0; c < C; c++) qv[c] = L::load(q + c * W);
 #pragma GCC unroll 16
-    for (int c = 0; c < C; c++) {
-      const V kv = (c == C - 1 && lastN < W) ? L::loadN(kr + c * W, lastN) : L::load(kr + c * W);
-      a[j] = L::fma(qv[c], kv, a[j]);
+    for (int j = 0; j < W; j++) {
+      if (j < count) {
+        const float* kr = k + j * d;
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) {
+          const V kv = (c == C - 1 && lastN < W) ? L::loadN(kr + c * W, lastN) : L::load(kr + c * W);
+          a[j] = L::fma(qv[c], kv, a[j]);
+        }
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < vecs; c++) {
+      const V qv = L::load(q + c * W);
+      const bool partial = c == vecs - 1 && lastN < W;
+#pragma GCC unroll 16
+      for (int j = 0; j < W; j++) {
+        if (j < count) {
+          const float* kr = k + j * d + c * W;
+          a[j] = L::fma(qv, partial ? L::loadN(kr, lastN) : L::load(kr), a[j]);
+        }
+      }
     }
   }
-}
-
-template <class L>
-GEMMKIT_OPS_FN void scoreChunkAny(typename L::V (&a)[L::W], const float* q, const float* k, int64_t d, int count, int c,
-                                  int64_t lastN) {
-  static_assert(L::kQChunk <= 8, "scoreChunkAny covers chunks of up to 8 vectors");
-  switch (c) {
-    case 1: scoreChunk<L, 1>(a, q, k, d, count, lastN); break;
-    case 2: scoreChunk<L, 2>(a, q, k, d, count, lastN); break;
-    case 3: scoreChunk<L, 3>(a, q, k, d, count, lastN); break;
-    case 4: scoreChunk<L, 4>(a, q, k, d, count, lastN); break;
-    case 5: scoreChunk<L, 5>(a, q, k, d, count, lastN); break;
-    case 6: scoreChunk<L, 6>(a, q, k, d, count, lastN); break;
-    case 7: scoreChunk<L, 7>(a, q, k, d, count, lastN); break;
-    default: scoreChunk<L, 8>(a, q, k, d, count, lastN); break;
-  }
+  return L::sumLanesOf(a);
 }
 
 // acc[v0 .. v0 + C vectors) += sum_j p[j] * v[j] over `count` value rows (stride d); the last vector has lastN lanes.
@@ -436,7 +443,7 @@ GEMMKIT_OPS_FN void accumulateChunkAny(float* acc, const float* p, const float* 
 
 // Folds keys [k0, k1) of one KV head (k, v: its [capacity][d] cache rows) into the rows' online softmax;
 // row i sees keys up to and including position rowPos[i].
-template <class L>
+template <class L, int C>
 GEMMKIT_OPS_TARGET void attendKeys(const AttentionShape& sh, AttentionRows& rs, const int64_t* rowPos, const float* k,
                                    const float* v, int64_t k0, int64_t k1) {
   using V = typename L::V;
@@ -451,16 +458,8 @@ GEMMKIT_OPS_TARGET void attendKeys(const AttentionShape& sh, AttentionRows& rs, 
       const int64_t seen = std::min(tile, rowPos[i] + 1 - j0);
       if (seen <= 0) continue;
       const float* q = rs.q + i * sh.dp;
-      // Scores of W keys at a time; the query in chunks of up to kQChunk vectors.
       for (int64_t jb = 0; jb < seen; jb += W) {
-        const int count = int(std::min<int64_t>(W, seen - jb));
-        V a[W];
-        for (int j = 0; j < W; j++) a[j] = L::zero();
-        for (int64_t v0 = 0; v0 < vecs; v0 += L::kQChunk) {
-          const int c = int(std::min<int64_t>(L::kQChunk, vecs - v0));
-          scoreChunkAny<L>(a, q + v0 * W, kt + jb * d + v0 * W, d, count, c, v0 + c == vecs ? lastLanes : W);
-        }
-        L::store(s + jb, L::sumLanesOf(a));
+        L::store(s + jb, scoresOf<L, C>(q, kt + jb * d, d, vecs, int(std::min<int64_t>(W, seen - jb)), lastLanes));
       }
       for (int64_t j = seen; j < (seen + W - 1) / W * W; j++) s[j] = -INFINITY;  // masked: exp gives 0
       const float tileMax = maxOf<L>(s, seen);
@@ -482,9 +481,13 @@ GEMMKIT_OPS_TARGET void attendKeys(const AttentionShape& sh, AttentionRows& rs, 
         const V va = L::set1(alpha);
         for (int64_t j = 0; j < sh.dp; j += W) L::store(acc + j, L::mul(L::load(acc + j), va));
       }
-      for (int64_t v0 = 0; v0 < vecs; v0 += 8) {
-        const int c = int(std::min<int64_t>(8, vecs - v0));
-        accumulateChunkAny<L>(acc + v0 * W, s, vt + v0 * W, d, seen, c, v0 + c == vecs ? lastLanes : W);
+      if constexpr (C > 0) {
+        accumulateChunk<L, C>(acc, s, vt, d, seen, lastLanes);
+      } else {
+        for (int64_t v0 = 0; v0 < vecs; v0 += 8) {
+          const int c = int(std::min<int64_t>(8, vecs - v0));
+          accumulateChunkAny<L>(acc + v0 * W, s, vt + v0 * W, d, seen, c, v0 + c == vecs ? lastLanes : W);
+        }
       }
     }
   }
@@ -519,7 +522,16 @@ GEMMKIT_OPS_TARGET void attentionItem(const OpDesc& op, const OpBuffers& b, cons
   }
   const int64_t cacheOffset = (int64_t(b.slotIndex[seq]) * op.kvHeads + g) * op.capacity * d;
   const int64_t kEnd = std::min(k1, rowPos[rows - 1] + 1);
-  attendKeys<L>(sh, rs, rowPos, b.kCache + cacheOffset, b.vCache + cacheOffset, k0, kEnd);
+  const float* k = b.kCache + cacheOffset;
+  const float* v = b.vCache + cacheOffset;
+  // Head sizes of up to kQChunk vectors get kernels with the query held in registers.
+  switch (L::kQChunk >= 8 ? (sh.d + W - 1) / W : 0) {
+    case 1: attendKeys<L, 1>(sh, rs, rowPos, k, v, k0, kEnd); break;
+    case 2: attendKeys<L, 2>(sh, rs, rowPos, k, v, k0, kEnd); break;
+    case 4: attendKeys<L, 4>(sh, rs, rowPos, k, v, k0, kEnd); break;
+    case 8: attendKeys<L, 8>(sh, rs, rowPos, k, v, k0, kEnd); break;
+    default: attendKeys<L, 0>(sh, rs, rowPos, k, v, k0, kEnd); break;
+  }
   for (int64_t i = 0; i < rows; i++) {
     float* acc = rs.acc + i * dp;
     if (partial) {
