@@ -14,6 +14,7 @@
 #include "../cpu/thread_pool.h"
 #include "backend_calls.h"
 #include "host_memory.h"
+#include "op_calls.h"
 #include "packed_weight_handle.h"
 #include "problem_args.h"
 
@@ -162,6 +163,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
   exportBackendCalls(env, exports);
   exportHostMemory(env, exports);
+  exportOpCalls(env, exports);
   exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
   exports.Set("PackedWeightHandle", PackedWeightHandle::define(env));
   exports.Set("prepack", Napi::Function::New(env, PackedWeightHandle::prepack, "prepack"));
