@@ -58,12 +58,14 @@ for tool in g++ gcc c++ cc clang++ ld as make cmake; do
 done
 export PATH="$PWD/$OUT/bin:$PATH"
 
-# Reports go to files (vitest's workers and the tests' child processes all inherit these settings).
+# Reports go to files (vitest's workers and the tests' child processes all inherit these settings). A
+# 32 MiB quarantine (the default is 256) keeps freed memory out of reuse long enough to catch a use after
+# free without inflating RSS past what the memory-bound tests allow.
 rm -rf "$OUT/reports" && mkdir -p "$OUT/reports"
 REPORTS="$PWD/$OUT/reports"
 export GEMMKIT_CPU_ADDON="$PWD/$OUT/gemmkit.node"
 export LD_PRELOAD="$RUNTIME"
-export ASAN_OPTIONS="log_path=$REPORTS/asan:detect_leaks=1:malloc_context_size=3:handle_segv=0:allow_user_segv_handler=1:detect_stack_use_after_return=0"
+export ASAN_OPTIONS="log_path=$REPORTS/asan:detect_leaks=1:malloc_context_size=3:quarantine_size_mb=32:handle_segv=0:allow_user_segv_handler=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$PWD/native/tools/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1:halt_on_error=1"
 # Instrumented kernels run about 3.5x slower, so a test that must finish a shape's tuning within a fixed
