@@ -3,6 +3,10 @@ export { type DType, DTYPES, dtypeSize, f32ToBf16, f32ToF16, bf16ToF32, f16ToF32
 export { Tensor, type TensorData, type Device, type GpuDevice, tensor, zeros } from './tensor.js';
 export { matmul, matmulSync, type MatmulOptions, type BackendName, type Activation } from './matmul.js';
 export { prepack, PackedWeight, type PrepackOptions } from './prepack.js';
+export {
+  embedding, rmsNorm, layerNorm, rope, ropeTables, kvStore, attention, softmax, swiglu, add, activate, argmax, cast,
+  type OutOptions, type NormOptions, type RopeOptions, type CacheOptions, type AttentionOptions,
+} from './ops.js';
 export { info, type GemmkitInfo, type GpuBackendInfo } from './info.js';
 export { VERSION } from './version.js';
 export {

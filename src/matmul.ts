@@ -48,7 +48,7 @@ export interface PreparedMatmul {
   packed?: PackedWeight;
 }
 
-function checkTensor(where: string, name: string, x: unknown): Tensor {
+export function checkTensor(where: string, name: string, x: unknown): Tensor {
   if (!(x instanceof Tensor)) {
     throw new TypeError(`${where}: ${name} must be a Tensor (see tensor() and zeros()), got ${describeValue(x)}`);
   }
@@ -83,14 +83,14 @@ function byteRange(t: Tensor): [ArrayBufferLike, number, number] {
   return [t.data.buffer, t.data.byteOffset, t.data.byteOffset + t.data.byteLength];
 }
 
-function overlaps(x: Tensor, y: Tensor): boolean {
+export function overlaps(x: Tensor, y: Tensor): boolean {
   if (x.storage || y.storage) return x.storage === y.storage;
   const [bx, sx, ex] = byteRange(x);
   const [by, sy, ey] = byteRange(y);
   return bx === by && sx < ey && sy < ex && ex > sx && ey > sy;
 }
 
-function allocate(where: string, dtype: DType, shape: number[]): Tensor {
+export function allocate(where: string, dtype: DType, shape: number[]): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
   try {
     return new Tensor(dtype, shape, dtype === 'f32' ? new Float32Array(size) : new Uint16Array(size));
@@ -102,7 +102,7 @@ function allocate(where: string, dtype: DType, shape: number[]): Tensor {
   }
 }
 
-function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
+export function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
   return new Tensor(dtype, shape, DeviceStorage.allocate(where, place.backend, place.index, size * dtypeSize(dtype)));
 }

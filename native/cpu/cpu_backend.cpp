@@ -10,6 +10,7 @@
 #include "gemm_frame.h"
 #include "gemv.h"
 #include "micro_kernels.h"
+#include "ops.h"
 #include "packed_weight.h"
 #include "system_blas.h"
 #include "thread_pool.h"
@@ -267,6 +268,9 @@ class CpuBackend : public Backend {
       return Status(StatusCode::OutOfMemory, "out of memory for packing buffers in " + p.describe());
     }
   }
+
+  // The ops beyond GEMM (ops.h): checked, then run on the widest instruction set this CPU has.
+  Status runOp(const OpDesc& op, const OpBuffers& buf) const override { return runCpuOp(op, buf); }
 
   // Times `config` on inputs that rotate through copies totalling at least opts.rotatingBytes, so each
   // run starts with A and B out of cache when that exceeds the last-level cache. The copies are kept for
