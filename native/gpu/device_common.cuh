@@ -157,7 +157,7 @@ __device__ __forceinline__ void storeStagedSlice(const GemmArgs& a, int item, in
 // Second pass of split-K: sums the partial tiles of each output element and applies the epilogue.
 // grid: (x: enough blocks to cover m*n, grid-stride, y: 1, z: batch items); any block size. Static:
 // each kernel file that includes this header (GEMMs, ops) has its own copy.
-static __global__ void splitKReduceKernel(GemmArgs a) {
+[[maybe_unused]] static __global__ void splitKReduceKernel(GemmArgs a) {
   const int item = blockIdx.z;
   const int64_t elements = int64_t(a.m) * a.n;
   const float* partial = a.workspace + int64_t(item) * a.splitK * elements;

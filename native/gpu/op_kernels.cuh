@@ -437,29 +437,26 @@ __device__ __forceinline__ void outputToStage(float* stage, int r, int sub, cons
 // positions [0, end), end = the causal range of its last row; split s of `splits` takes
 // [s * per, (s + 1) * per) of them, per = ceil(end / splits). Shared: the keys and values tiles
 // [BKV][D_MAX] f32, which also stage the queries and outputs.
-// Floats of the attention kernel's shared tiles: keys and values [BKV][D_MAX], or the block's rows.
+// The attention kernel's shared memory and register budget. kSharedFloats: the keys and values tiles
+// [BKV][D_MAX], or the block's rows when they are more. kWavesPerSimd: the waves per SIMD an AMD CU's
+// 64 KiB of LDS allows it (two waves a block, four SIMDs), at most 3 (170 VGPRs; at 128 the
+// head-dim-64 prefill spills), its register budget there; NVIDIA's is 3 blocks an SM (170 registers).
 template <int D_MAX, int LANES, int BKV>
-constexpr int attentionSharedFloats() {
-  return (2 * BKV > kAttentionThreads / LANES ? 2 * BKV : kAttentionThreads / LANES) * D_MAX;
-}
-
-// The waves per SIMD an AMD CU's 64 KiB of LDS allows the attention kernel (two waves a block, four
-// SIMDs), at most 3 (170 VGPRs; at 128 the head-dim-64 prefill spills): its register budget, as
-// NVIDIA's is 3 blocks an SM (170 registers).
-template <int D_MAX, int LANES, int BKV>
-constexpr int attentionWavesPerSimd() {
-  const int blocks = 65536 / (attentionSharedFloats<D_MAX, LANES, BKV>() * 4);
-  return blocks / 2 < 1 ? 1 : blocks / 2 > 3 ? 3 : blocks / 2;
-}
+struct AttentionBlock {
+  static constexpr int kRows = kAttentionThreads / LANES;
+  static constexpr int kSharedFloats = (2 * BKV > kRows ? 2 * BKV : kRows) * D_MAX;
+  static constexpr int kBlocksPerCu = 65536 / (kSharedFloats * 4);
+  static constexpr int kWavesPerSimd = kBlocksPerCu / 2 < 1 ? 1 : kBlocksPerCu / 2 > 3 ? 3 : kBlocksPerCu / 2;
+};
 
 template <int D_MAX, int LANES, int BKV>
-__global__ void GEMMKIT_ATTENTION_BOUNDS(3, (attentionWavesPerSimd<D_MAX, LANES, BKV>())) attentionKernel(OpArgs a) {
+__global__ void GEMMKIT_ATTENTION_BOUNDS(3, (AttentionBlock<D_MAX, LANES, BKV>::kWavesPerSimd)) attentionKernel(OpArgs a) {
   constexpr int GROUPS = D_MAX / (4 * LANES);
   constexpr int ROWS = kAttentionThreads / LANES;
   constexpr int QUADS = D_MAX / 4;  // float4s of a tile row
   static_assert(GROUPS * 4 * LANES == D_MAX && LANES <= kWarpSize && ROWS * LANES == kAttentionThreads,
                 "a row's lanes in one warp");
-  alignas(16) __shared__ float tiles[attentionSharedFloats<D_MAX, LANES, BKV>()];
+  alignas(16) __shared__ float tiles[AttentionBlock<D_MAX, LANES, BKV>::kSharedFloats];
   float* keys = tiles;
   float* values = tiles + BKV * D_MAX;
   const OpDesc& op = a.op;
