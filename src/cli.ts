@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
-import { type BackendName, resolveBackend } from './matmul.js';
+import { type BackendName, resolveBackend } from './backend.js';
 import { ACTIVATIONS, type Activation, cpuNative } from './native.js';
 import { tunedFiles } from './tuner/dispatch.js';
 import { type GemmSpec, parseInteger } from './tuner/key.js';
@@ -76,6 +76,14 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
   for (const f of o.shapes) shapes.push(...readShapesFile(f, defaults));
   if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults)));
   const backend = { name: o.backend === 'auto' ? 'cpu' : o.backend, native: resolveBackend('gemmkit tune', o.backend) };
+  if (o.device !== undefined) {
+    // One device named: it must exist (--devices spreads shapes over what there is, see tune()).
+    const count = backend.native.info().backends.find((b) => b.name === backend.name)?.devices.length ?? 0;
+    if (o.device >= count) {
+      const which = count === 1 ? ' (device 0)' : count > 1 ? ` (0 to ${count - 1})` : '';
+      cmd.error(`error: --device ${o.device} does not exist: backend '${backend.name}' has ${count} device(s)${which}`);
+    }
+  }
   const opts: TuneOptions = {
     warmup: o.warmup, iters: o.iters, fastIters: o.fastIters, topK: o.topK, dropFactor: o.dropFactor,
     maxMsPerShape: o.maxMsPerShape, rotatingMb: o.rotatingMb, check: o.check, checkTol: o.checkTol, noisePct: o.noisePct,

@@ -13,7 +13,7 @@ import { type Placement, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
 import { formatShape } from './errors.js';
 import { ACTIVATIONS, type Activation, type OpDesc, type OpKindName, OP_KINDS, cpuNative, gpuNative } from './native.js';
-import { allocate, allocateOnDevice, checkTensor, overlaps } from './matmul.js';
+import { allocate, allocateOnDevice, checkTensor, overlaps } from './problem.js';
 import { Tensor, describeValue, tensor } from './tensor.js';
 
 /** rows x cols of a tensor's elements from `offset`, row stride `ld` (>= cols). */

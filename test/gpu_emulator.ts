@@ -6,7 +6,7 @@
 import type { DType } from '../src/dtype.js';
 import {
   type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, type NativeGpuConfig, type NativeGpuInfo,
-  type NativeTimingOptions, type OpDesc, type ProblemDesc, cpuNative,
+  type NativeTimingOptions, type OpDesc, OP_KINDS, type ProblemDesc, cpuNative,
 } from '../src/native.js';
 
 interface EmulatedBuffer {
@@ -131,7 +131,7 @@ export class EmulatedGpu implements NativeGpuAddon {
       const at = b.byteOffset + x.byteOffset, bytes = b.byteLength - x.byteOffset;
       return (dtype ?? 'f32') === 'f32' ? new Float32Array(b.buffer, at, bytes >> 2) : new Uint16Array(b.buffer, at, bytes >> 1);
     };
-    const weightDtype = desc.kind === 3 ? 'f32' : desc.dtypeWeight; // rope's cos/sin tables are f32
+    const weightDtype = desc.kind === OP_KINDS.rope ? 'f32' : desc.dtypeWeight; // rope's cos/sin tables are f32
     const out: OpDesc = {
       ...desc, device: undefined,
       x: host(desc.x, desc.dtypeX), y: host(desc.y, desc.dtypeY), out: host(desc.out, desc.dtypeOut),
