@@ -35,6 +35,16 @@
 #include "device_common.cuh"
 #include "op_launch.h"
 
+// Shared memory is declared, and kernels launched, through the emulator's hooks (GEMMKIT_SHARED_ARRAY,
+// GEMMKIT_LAUNCH; see native/emu), which expand to the plain CUDA / HIP spellings below on the device
+// compilers; these definitions serve builds whose device_common.cuh does not have the hooks yet.
+#ifndef GEMMKIT_SHARED_ARRAY
+#define GEMMKIT_SHARED_ARRAY(ALIGN, TYPE, NAME, DIMS) alignas(ALIGN) __shared__ TYPE NAME DIMS
+#endif
+#ifndef GEMMKIT_LAUNCH
+#define GEMMKIT_LAUNCH(KERNEL, GRID, BLOCK, SHARED, STREAM, LABEL, BUDGET, ...) KERNEL<<<GRID, BLOCK, SHARED, STREAM>>>(__VA_ARGS__)
+#endif
+
 namespace gemmkit {
 
 constexpr int kOpThreads = 256;         // threads of the element-wise and row kernels
@@ -46,7 +56,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // (NVIDIA: n blocks in 64K registers; AMD: n waves in 512 VGPRs). Without it the AMD compiler fills
 // 256 VGPRs with early loads of whole tiles. The kOpThreads kernels ask for one block: with 256
 // threads and no minimum, ptxas aims at 40 registers and spills.
-#if defined(__HIPCC__)
+#if defined(__HIPCC__) || defined(GEMMKIT_HIP_DIALECT)
 #define GEMMKIT_ATTENTION_BOUNDS(nvidiaBlocks, amdWaves) __launch_bounds__(kAttentionThreads, amdWaves)
 #else
 #define GEMMKIT_ATTENTION_BOUNDS(nvidiaBlocks, amdWaves) __launch_bounds__(kAttentionThreads, nvidiaBlocks)
@@ -131,7 +141,7 @@ __device__ __forceinline__ float4 loadHeadQuad(const float* row, int d, int head
   if (vector) {
     const bool use = inside && d < headDim;
     const float4 v = *reinterpret_cast<const float4*>(row + (d < headDim ? d : 0));
-    return use ? v : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    return use ? v : float4{0.0f, 0.0f, 0.0f, 0.0f};
   }
   float r[4];
 #pragma unroll
@@ -140,7 +150,7 @@ __device__ __forceinline__ float4 loadHeadQuad(const float* row, int d, int head
     const float x = row[d + e < headDim ? d + e : 0];
     r[e] = use ? x : 0.0f;
   }
-  return make_float4(r[0], r[1], r[2], r[3]);
+  return float4{r[0], r[1], r[2], r[3]};
 }
 
 __device__ __forceinline__ float warpSum(float v) {
@@ -236,7 +246,7 @@ __device__ __forceinline__ void layerNormRow(const OpArgs& a, int64_t xRow, int6
 template <OpKind KIND>
 __global__ void __launch_bounds__(kOpThreads, 1) rowKernel(OpArgs a) {
   constexpr int kWarps = kOpThreads / kWarpSize;
-  __shared__ float scratch[kWarps];
+  GEMMKIT_SHARED_ARRAY(4, float, scratch, [kWarps]);
   const OpDesc& op = a.op;
   const int64_t cols = op.cols;
   const int64_t first = int64_t(threadIdx.x) * 8, step = int64_t(kOpThreads) * 8;
@@ -267,7 +277,7 @@ __global__ void __launch_bounds__(kOpThreads, 1) rowKernel(OpArgs a) {
         bestIndex = otherIndex;
       }
     }
-    __shared__ int scratchIndex[kWarps];
+    GEMMKIT_SHARED_ARRAY(4, int, scratchIndex, [kWarps]);
     if (threadIdx.x % kWarpSize == 0) {
       scratch[threadIdx.x / kWarpSize] = best;
       scratchIndex[threadIdx.x / kWarpSize] = bestIndex;
@@ -427,7 +437,7 @@ __device__ __forceinline__ void outputToStage(float* stage, int r, int sub, cons
 #pragma unroll
   for (int g = 0; g < GROUPS; g++) {
     *reinterpret_cast<float4*>(&stage[r * D_MAX + 4 * (sub + LANES * g)]) =
-        make_float4(o[g][0] * scale, o[g][1] * scale, o[g][2] * scale, o[g][3] * scale);
+        float4{o[g][0] * scale, o[g][1] * scale, o[g][2] * scale, o[g][3] * scale};
   }
 }
 
@@ -456,7 +466,8 @@ __global__ void GEMMKIT_ATTENTION_BOUNDS(3, (AttentionBlock<D_MAX, LANES, BKV>::
   constexpr int QUADS = D_MAX / 4;  // float4s of a tile row
   static_assert(GROUPS * 4 * LANES == D_MAX && LANES <= kWarpSize && ROWS * LANES == kAttentionThreads,
                 "a row's lanes in one warp");
-  alignas(16) __shared__ float tiles[AttentionBlock<D_MAX, LANES, BKV>::kSharedFloats];
+  constexpr int SHARED_FLOATS = AttentionBlock<D_MAX, LANES, BKV>::kSharedFloats;
+  GEMMKIT_SHARED_ARRAY(16, float, tiles, [SHARED_FLOATS]);
   float* keys = tiles;
   float* values = tiles + BKV * D_MAX;
   const OpDesc& op = a.op;

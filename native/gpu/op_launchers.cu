@@ -20,7 +20,7 @@ constexpr int kMaxSplits = 64;
 constexpr int64_t kMaxStrideBlocks = 65536;
 
 Status launchKernel(const char* what, OpKernel kernel, dim3 grid, dim3 block, const OpArgs& args, void* stream) {
-  kernel<<<grid, block, 0, static_cast<vendor::Stream>(stream)>>>(args);
+  GEMMKIT_LAUNCH(kernel, grid, block, 0, static_cast<vendor::Stream>(stream), what, -1, args);
   vendor::Error e = vendor::getLastError();
   if (e == vendor::kSuccess) return Status::ok();
   return Status(StatusCode::Internal, std::string(vendor::kRuntimeName) + " launch of the " + what + " kernel failed: " +
