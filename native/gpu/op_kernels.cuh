@@ -441,12 +441,6 @@ __device__ __forceinline__ void outputToStage(float* stage, int r, int sub, cons
   }
 }
 
-// grid: (rowBlocks * splits, kvHeads, batch), rowBlocks = ceil(tokens * group / ROWS); block:
-// kAttentionThreads. Block row r is item firstItem + r of this kv head's (token, query head) pairs,
-// item = t * group + g, so the rows sharing a kv head share each key/value tile. The block covers
-// positions [0, end), end = the causal range of its last row; split s of `splits` takes
-// [s * per, (s + 1) * per) of them, per = ceil(end / splits). Shared: the keys and values tiles
-// [BKV][D_MAX] f32, which also stage the queries and outputs.
 // The attention kernel's shared memory and register budget. kSharedFloats: the keys and values tiles
 // [BKV][D_MAX], or the block's rows when they are more. kWavesPerSimd: the waves per SIMD an AMD CU's
 // 64 KiB of LDS allows it (two waves a block, four SIMDs), at most 3 (170 VGPRs; at 128 the
@@ -459,6 +453,12 @@ struct AttentionBlock {
   static constexpr int kWavesPerSimd = kBlocksPerCu / 2 < 1 ? 1 : kBlocksPerCu / 2 > 3 ? 3 : kBlocksPerCu / 2;
 };
 
+// grid: (rowBlocks * splits, kvHeads, batch), rowBlocks = ceil(tokens * group / ROWS); block:
+// kAttentionThreads. Block row r is item firstItem + r of this kv head's (token, query head) pairs,
+// item = t * group + g, so the rows sharing a kv head share each key/value tile. The block covers
+// positions [0, end), end = the causal range of its last row; split s of `splits` takes
+// [s * per, (s + 1) * per) of them, per = ceil(end / splits). Shared: the keys and values tiles
+// [BKV][D_MAX] f32, which also stage the queries and outputs.
 template <int D_MAX, int LANES, int BKV>
 __global__ void GEMMKIT_ATTENTION_BOUNDS(3, (AttentionBlock<D_MAX, LANES, BKV>::kWavesPerSimd)) attentionKernel(OpArgs a) {
   constexpr int GROUPS = D_MAX / (4 * LANES);

@@ -1,8 +1,8 @@
 // Host launchers of the op kernels (op_kernels.cuh): nvcc builds them for the CUDA targets, the HIP
-// compiler for the AMD ones; one instantiation per op kind, and per attention head-dimension block
-// (64, 128, 256). Every launch goes through launchKernel, the one place with launch syntax.
-// Prefill attention tiles: BKV positions per shared-memory tile, 32 on NVIDIA (head dims up to 128) and
-// 16 for 256; on AMD half that from 128 up, so two or more blocks share a CU's 64 KiB of LDS.
+// compiler for the AMD ones (and the CPU emulator as plain C++). One instantiation per op kind; the
+// attention kernel per head-dimension block (64, 128, 256) for prefill and for decode (their lanes per
+// row and tiles: attentionLanes, attentionTileKeys), and the split count of each call (attentionSplits).
+// Every launch goes through launchKernel, the one place with launch syntax.
 #include "op_kernels.cuh"
 #include "op_launch.h"
 #include "vendor_runtime.h"
@@ -55,6 +55,9 @@ Status launchAttentionAs(const OpArgs& a, void* stream) {
   constexpr int lanes = attentionLanes<D_MAX, DECODE>();
   constexpr int rows = kAttentionThreads / lanes;
   const int64_t rowBlocks = (int64_t(op.tokens) * (op.heads / op.kvHeads) + rows - 1) / rows;
+  if (rowBlocks * a.splits > 2147483647) {
+    return unsupported("attention: " + std::to_string(rowBlocks * a.splits) + " blocks of query rows are more than one grid holds");
+  }
   Status s = launchKernel("attention", attentionKernel<D_MAX, lanes, attentionTileKeys<D_MAX, DECODE>()>,
                           dim3(unsigned(rowBlocks * a.splits), unsigned(op.kvHeads), unsigned(op.batch)), dim3(kAttentionThreads),
                           a, stream);
