@@ -5,7 +5,8 @@
 // step after 127 and 511 cached tokens. Medians in ms; the ratio is current / op (above 1: the op is faster).
 // Run it alone on the machine (`flock -x /tmp/gemmkit-cpu.lock npm run bench:ops`). --quick: short runs.
 import { parseArgs } from 'node:util';
-import { type LlamaModel, KVCache, Tensor, attention, info, rmsNorm, rope, ropeTables, swiglu } from '../src/index.js';
+import { KVCache, Tensor, attention, info, rmsNorm, rope, ropeTables, swiglu } from '../src/index.js';
+import { LlamaModel } from '../src/models/index.js';
 import { attention as gemmAttention } from '../src/models/llama.js';
 import { rmsNorm as jsRmsNorm } from '../src/models/layers.js';
 import { columns } from '../src/ops.js';
@@ -24,9 +25,9 @@ console.log(`shapes: hidden ${hidden}, ${heads} heads / ${kvHeads} KV heads, hea
 // The models' attention() reads only the config and the cache.
 const config = {
   hiddenSize: hidden, intermediateSize: intermediate, numAttentionHeads: heads, numKeyValueHeads: kvHeads, numHiddenLayers: 1, headDim,
-  rmsNormEps: eps, ropeTheta: theta, vocabSize: 32000, tieWordEmbeddings: false,
+  rmsNormEps: eps, ropeTheta: theta, vocabSize: 32000, tieWordEmbeddings: false, maxPositionEmbeddings: capacity,
 };
-const model = { kind: 'llama', config, blocks: [{}] } as unknown as LlamaModel;
+const model = new LlamaModel(config, { blocks: [{}] } as never); // no weights: a KVCache reads only the config and the block count
 const cache = new KVCache(model, 1, capacity);
 for (const a of [cache.keys[0], cache.values[0]]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.37);
 // The same cache as tensors for the ops: [slots = 1, kvHeads, capacity, headDim] over the same memory.
@@ -69,7 +70,7 @@ for (const [tokens, past] of cases) {
   const q = randomTensor([tokens, heads * headDim], 'f32', tokens);
   const qData = q.data as Float32Array;
   const positions = Int32Array.from({ length: tokens }, (_, t) => past + t);
-  const current = await timeAsync(() => gemmAttention(model, cache, 0, qData, 1, tokens, past), { minRuns: n });
+  const current = await timeAsync(() => gemmAttention(model, cache, 0, qData, tokens, Int32Array.of(0), Int32Array.of(past)), { minRuns: n });
   const native = timeSync(() => attention(q, keys, values, { slots: [0], past, tokens, heads }), { minRuns: n });
   record('attention', label, current, native);
 

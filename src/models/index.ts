@@ -1,5 +1,6 @@
-// Models: loadModel(path), forward(model, input), generate(model, ids, opts), and modelGemmShapes(path,
-// batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model` tunes).
+// Models: loadModel(path), forward(model, input), createKVCache(model, slots, capacity), and
+// modelGemmShapes(path, batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model`
+// tunes). Generation on top of forward is src/generate.ts.
 //
 // A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
 // Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
@@ -10,13 +11,13 @@ import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
 import { Checkpoint, type SafetensorsOpenOptions, preview, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { type GenerateOptions, KVCache, type LlamaConfig, LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
+import { KVCache, type LlamaConfig, LlamaModel, cacheSlots, checkLlamaTensors, llamaForward, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
 import { MLP_METADATA_KEY, MlpModel, type MlpSpec, checkMlpTensors, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
 import { linearInputDtype } from './layers.js';
 
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
-export { KVCache, type GenerateOptions, type LlamaConfig, LlamaModel, MlpModel, type MlpSpec, MLP_METADATA_KEY };
+export { KVCache, type LlamaConfig, LlamaModel, MlpModel, type MlpSpec, MLP_METADATA_KEY };
 export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
 export { parseLlamaConfig, llamaTensorShapes, LLAMA_MAX_POSITIONS } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
@@ -66,15 +67,21 @@ export async function loadModel(path: string, opts: SafetensorsOpenOptions = {})
 
 export interface ForwardOptions {
   /**
-   * Llama: continue from this cache (positions cache.length, ...) and append the new keys and values. One
-   * call at a time per cache: a call while another on the same cache is running is an Error.
+   * Llama: continue from this cache and append the new keys and values: sequence b runs on cache slot
+   * slots[b] at that slot's positions (cache.lengths[slot], ...). One call at a time per cache: a call
+   * while another on the same cache is running is an Error.
    */
   cache?: KVCache;
+  /**
+   * Llama, with a cache: the cache slot of each sequence (distinct, one per row); default 0..batch-1. Slots
+   * may hold different lengths: one forward then advances sequences that started at different times.
+   */
+  slots?: number[] | Int32Array;
   /** Llama: logits of every token (default) or only of each sequence's last token. */
   logits?: 'all' | 'last';
 }
 
-const FORWARD_KEYS = new Set(['cache', 'logits']);
+const FORWARD_KEYS = new Set(['cache', 'slots', 'logits']);
 
 function checkForwardOptions(opts: unknown): ForwardOptions {
   if (opts === undefined) return {};
@@ -89,6 +96,7 @@ function checkForwardOptions(opts: unknown): ForwardOptions {
     throw new TypeError(`forward: logits must be 'all' or 'last', got ${preview(o.logits)}`);
   }
   if (o.cache !== undefined && !(o.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache (from createKVCache)');
+  if (o.slots !== undefined && o.cache === undefined) throw new TypeError('forward: slots needs a cache (createKVCache) to pick slots from');
   return o;
 }
 
@@ -108,7 +116,7 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts?: For
   m.lifetime.enter('forward');
   try {
     if (m.kind === 'mlp') {
-      if (o.cache !== undefined || o.logits !== undefined) throw new TypeError('forward: cache and logits are options of Llama models, not of an MLP');
+      if (o.cache !== undefined || o.slots !== undefined || o.logits !== undefined) throw new TypeError('forward: cache and logits are options of Llama models, not of an MLP (slots too)');
       return await mlpForward(m, input as Tensor);
     }
     const { ids, batch, tokens, nested } = tokenBatch('forward', m, input);
@@ -116,11 +124,12 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts?: For
       throw new TypeError('forward: the cache was made for another model (a KV cache holds one model\'s keys and values; make one with createKVCache(model, ...))');
     }
     const cache = o.cache ?? new KVCache(m, batch, tokens, 'forward');
+    const slots = cacheSlots('forward', cache, batch, o.slots);
     const last = o.logits === 'last';
     cache.acquire('forward');
     let logits: Tensor;
     try {
-      logits = await llamaForward(m, ids, batch, tokens, cache, last);
+      logits = await llamaForward(m, ids, batch, tokens, cache, slots, last);
     } finally {
       cache.release();
     }
@@ -133,23 +142,8 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts?: For
 }
 
 /**
- * Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. The event
- * loop gets a turn between steps; see llamaGenerate.
- */
-export function generate(model: Model, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
-export function generate(model: Model, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
-export async function generate(model: Model, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
-  const m = llamaOnly('generate', model);
-  m.lifetime.enter('generate');
-  try {
-    return await llamaGenerate(m, ids, opts);
-  } finally {
-    m.lifetime.exit();
-  }
-}
-
-/**
- * A KV cache for `batch` sequences of up to `capacity` positions, for forward(model, ids, { cache }).
+ * A KV cache of `batch` slots, one sequence each, of up to `capacity` positions, for forward(model, ids,
+ * { cache, slots }).
  * capacity is at most the model's max_position_embeddings (LLAMA_MAX_POSITIONS without one), and the
  * cache must fit in the memory available now; either is a RangeError saying how much it needs.
  */
@@ -157,7 +151,7 @@ export function createKVCache(model: Model, batch: number, capacity: number): KV
   return new KVCache(llamaOnly('createKVCache', model), batch, capacity, 'createKVCache');
 }
 
-function llamaOnly(where: string, model: Model): LlamaModel {
+export function llamaOnly(where: string, model: Model): LlamaModel {
   if (!(model instanceof LlamaModel)) {
     throw new TypeError(`${where}: model must be a Llama model from loadModel(), got ${model && typeof model === 'object' ? `a ${String((model as { kind?: unknown }).kind)} model` : String(model)}`);
   }

@@ -1,7 +1,7 @@
 // A Llama-style decoder over Hugging Face Llama checkpoints (config.json + safetensors, tensor names as
 // in transformers' LlamaForCausalLM): token embedding, N blocks of [RMSNorm -> grouped-query attention with
 // rotary embeddings and a KV cache -> residual; RMSNorm -> SwiGLU MLP -> residual], a final RMSNorm and the
-// LM head (tied to the embedding when tie_word_embeddings). Greedy generation on top.
+// LM head (tied to the embedding when tie_word_embeddings). Generation (sampling, streaming) is src/generate.ts.
 //
 // Activations are f32; weights stay in their stored dtype. The seven weight GEMMs of a block and the LM head
 // go through linearForward (the q/k/v/gate/up projections with M = tokens; o_proj and down_proj add into
@@ -305,12 +305,16 @@ export function loadLlama(ck: Checkpoint, config: LlamaConfig): LlamaModel {
 
 // --- KV cache --------------------------------------------------------------------------------------------
 
-/** Keys and values of every position seen so far, per block: [batch, kvHeads, capacity, headDim] f32. */
+/**
+ * Keys and values per block, [slots, kvHeads, capacity, headDim] f32 each: `slots` sequences, each with its
+ * own length. forward(model, ids, { cache, slots }) runs row b of ids on slot slots[b] at that slot's
+ * positions and appends to it; a finished sequence's slot is emptied with reset(slot) and reused.
+ */
 export class KVCache {
-  readonly batch: number;
+  readonly slots: number;
   readonly capacity: number;
-  /** Positions already in the cache; the next tokens are at length, length + 1, ... */
-  length = 0;
+  /** Positions cached in each slot: slot s continues at position lengths[s]. forward advances it; read only. */
+  readonly lengths: Int32Array;
   readonly keys: Float32Array[];
   readonly values: Float32Array[];
   /** @internal The lifetime of the model it was made for: forward takes it only with that model. */
@@ -319,7 +323,7 @@ export class KVCache {
   #busy = false;
 
   /**
-   * A cache for `batch` sequences of up to `capacity` positions: at most the model's
+   * A cache of `batch` slots (one sequence each) of up to `capacity` positions: at most the model's
    * maxPositionEmbeddings, and only when its memory is available (a RangeError says how much it needs).
    */
   constructor(model: LlamaModel, batch: number, capacity: number, where = 'KVCache') {
@@ -338,15 +342,43 @@ export class KVCache {
       2 * c.numHiddenLayers * size * 4, size);
     this.owner = model.lifetime;
     this.config = c;
-    this.batch = batch;
+    this.slots = batch;
     this.capacity = capacity;
+    this.lengths = new Int32Array(batch);
     this.keys = model.blocks.map(() => new Float32Array(size));
     this.values = model.blocks.map(() => new Float32Array(size));
   }
 
-  /** Offset of [b, head, position 0] in keys[i] / values[i]. */
-  headOffset(b: number, head: number): number {
-    return (b * this.config.numKeyValueHeads + head) * this.capacity * this.config.headDim;
+  /**
+   * The length every slot shares (what a cache whose sequences all run together has); a RangeError when
+   * the slots differ, where lengths[slot] is the answer. Setting it sets every slot: a rewind.
+   */
+  get length(): number {
+    const first = this.lengths[0];
+    if (this.lengths.some((n) => n !== first)) {
+      throw new RangeError(`KVCache: the slots have different lengths (${Array.from(this.lengths).join(', ')}); read cache.lengths[slot]`);
+    }
+    return first;
+  }
+
+  set length(n: number) {
+    if (!Number.isSafeInteger(n) || n < 0 || n > this.capacity) throw new RangeError(`KVCache: length must be an integer in [0, ${this.capacity}], got ${n}`);
+    this.lengths.fill(n);
+  }
+
+  /** Empties `slot` (every slot when omitted) for a new sequence; its old keys and values are overwritten as it fills. */
+  reset(slot?: number): void {
+    if (slot === undefined) {
+      this.lengths.fill(0);
+      return;
+    }
+    if (!Number.isSafeInteger(slot) || slot < 0 || slot >= this.slots) throw new RangeError(`KVCache.reset: slot must be an integer in [0, ${this.slots}), got ${slot}`);
+    this.lengths[slot] = 0;
+  }
+
+  /** Offset of [slot, head, position 0] in keys[i] / values[i]. */
+  headOffset(slot: number, head: number): number {
+    return (slot * this.config.numKeyValueHeads + head) * this.capacity * this.config.headDim;
   }
 
   /**
@@ -364,6 +396,31 @@ export class KVCache {
   release(): void {
     this.#busy = false;
   }
+}
+
+/**
+ * The cache slots rows 0..batch-1 of a forward run on: `slots` checked (distinct integers below
+ * cache.slots, one per row), or 0..batch-1 when omitted.
+ */
+export function cacheSlots(where: string, cache: KVCache, batch: number, slots: unknown): Int32Array {
+  if (slots === undefined) {
+    if (batch > cache.slots) throw new RangeError(`${where}: the cache holds ${cache.slots} sequences but the input has ${batch} (a KVCache has one slot per sequence)`);
+    return Int32Array.from({ length: batch }, (_, b) => b);
+  }
+  if (!Array.isArray(slots) && !(slots instanceof Int32Array)) throw new TypeError(`${where}: slots must be an array of cache slot indices, one per sequence`);
+  if (slots.length !== batch) throw new RangeError(`${where}: slots has ${slots.length} entries but the input has ${batch} sequences`);
+  const out = new Int32Array(batch);
+  const seen = new Set<number>();
+  for (let b = 0; b < batch; b++) {
+    const s = slots[b];
+    if (typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s >= cache.slots) {
+      throw new RangeError(`${where}: slots[${b}] is ${preview(s)}; slots are integers in [0, ${cache.slots})`);
+    }
+    if (seen.has(s)) throw new RangeError(`${where}: slot ${s} appears twice in slots (each sequence needs its own slot)`);
+    seen.add(s);
+    out[b] = s;
+  }
+  return out;
 }
 
 // --- forward -------------------------------------------------------------------------------------------
@@ -386,13 +443,14 @@ function ensureRope(model: LlamaModel, positions: number): void {
 }
 
 // Rotates each head's (x[i], x[i + d/2]) pairs by position x frequency (HF's rotate_half convention).
-// x: [batch * tokens, heads * d]; row r holds token r % tokens at position past + r % tokens.
-function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: number, past: number): void {
+// x: [batch * tokens, heads * d]; row r holds token t = r % tokens of sequence b = r / tokens, at position
+// past[b] + t.
+function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: number, past: Int32Array): void {
   const d = model.config.headDim, half = d / 2;
   const { cos, sin } = model.rope;
   const rows = x.length / (heads * d);
   for (let r = 0; r < rows; r++) {
-    const p = (past + (r % tokens)) * half;
+    const p = (past[Math.floor(r / tokens)] + (r % tokens)) * half;
     for (let h = 0; h < heads; h++) {
       const base = (r * heads + h) * d;
       for (let i = 0; i < half; i++) {
@@ -405,17 +463,18 @@ function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: nu
   }
 }
 
-// q: [B*T, heads*d] (rotated), keys/values of block `layer` already hold positions [0, past + T).
-// Returns [B*T, heads*d]. GEMMs beat plain loops here 4.7x to 9.5x (decoding after 127 or 511 cached tokens,
-// a 128-token prefill): see `npm run bench:models`.
-export async function attention(model: LlamaModel, cache: KVCache, layer: number, q: Float32Array, batch: number, tokens: number, past: number): Promise<Float32Array> {
+// q: [B*T, heads*d] (rotated); sequence b runs on cache slot slots[b], whose keys/values of block `layer`
+// already hold positions [0, past[b] + T). Returns [B*T, heads*d]. GEMMs beat plain loops here 4.7x to 9.5x
+// (decoding after 127 or 511 cached tokens, a 128-token prefill): see `npm run bench:models`.
+export async function attention(model: LlamaModel, cache: KVCache, layer: number, q: Float32Array, tokens: number, slots: Int32Array, past: Int32Array): Promise<Float32Array> {
   const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim: d } = model.config;
   const groups = heads / kvHeads;
-  const span = past + tokens;
+  const batch = slots.length;
   const out = new Float32Array(batch * tokens * heads * d); // [B*T, heads*d]
   const qGroup = new Float32Array(groups * tokens * d); // [groups*T, d]: the query heads sharing one KV head
   const scale = 1 / Math.sqrt(d);
   for (let b = 0; b < batch; b++) {
+    const span = past[b] + tokens;
     for (let g = 0; g < kvHeads; g++) {
       for (let hh = 0; hh < groups; hh++) {
         for (let t = 0; t < tokens; t++) {
@@ -423,12 +482,12 @@ export async function attention(model: LlamaModel, cache: KVCache, layer: number
           qGroup.set(q.subarray(src, src + d), (hh * tokens + t) * d);
         }
       }
-      const at = cache.headOffset(b, g);
+      const at = cache.headOffset(slots[b], g);
       const keys = f32(cache.keys[layer].subarray(at, at + span * d), [span, d]); // [S, d]
       const values = f32(cache.values[layer].subarray(at, at + span * d), [span, d]); // [S, d]
       const scores = await gemm(f32(qGroup, [groups * tokens, d]), keys, { transB: true, alpha: scale }); // [groups*T, S]
-      // Causal: query t (position past + t) sees positions 0..past + t.
-      softmaxRows(scores.data as Float32Array, span, (row) => past + (row % tokens) + 1);
+      // Causal: query t (position past[b] + t) sees positions 0..past[b] + t of its own slot.
+      softmaxRows(scores.data as Float32Array, span, (row) => past[b] + (row % tokens) + 1);
       const mixed = (await gemm(scores, values)).data as Float32Array; // [groups*T, d]
       for (let hh = 0; hh < groups; hh++) {
         for (let t = 0; t < tokens; t++) {
@@ -453,33 +512,39 @@ function inputsFor(x: Tensor, ...linears: Linear[]): Tensor[] {
   });
 }
 
-// Writes the new tokens' keys or values, k: [B*T, kvHeads*d], to cache positions [past, past + T).
-function storeInCache(cache: KVCache, into: Float32Array, k: Float32Array, kvHeads: number, d: number, tokens: number, past: number): void {
-  for (let b = 0; b < cache.batch; b++) {
+// Writes the new tokens' keys or values, k: [B*T, kvHeads*d], to positions [past[b], past[b] + T) of slot
+// slots[b].
+function storeInCache(cache: KVCache, into: Float32Array, k: Float32Array, kvHeads: number, d: number, tokens: number, slots: Int32Array, past: Int32Array): void {
+  for (let b = 0; b < slots.length; b++) {
     for (let g = 0; g < kvHeads; g++) {
-      const at = cache.headOffset(b, g);
+      const at = cache.headOffset(slots[b], g);
       for (let t = 0; t < tokens; t++) {
         const src = ((b * tokens + t) * kvHeads + g) * d;
-        into.set(k.subarray(src, src + d), at + (past + t) * d);
+        into.set(k.subarray(src, src + d), at + (past[b] + t) * d);
       }
     }
   }
 }
 
 /**
- * Runs ids: [batch * tokens] (row-major [batch, tokens]) at positions cache.length + t, appending to the
- * cache. Returns logits [batch * tokens, vocab], or [batch, vocab] for each sequence's last token.
+ * Runs ids: [batch * tokens] (row-major [batch, tokens]): row b on cache slot slots[b] (cacheSlots), at
+ * positions cache.lengths[slots[b]] + t, appending to that slot. Returns logits [batch * tokens, vocab], or
+ * [batch, vocab] for each sequence's last token.
  */
-export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: number, tokens: number, cache: KVCache, lastOnly: boolean): Promise<Tensor> {
+export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: number, tokens: number, cache: KVCache, slots: Int32Array, lastOnly: boolean): Promise<Tensor> {
   const c = model.config;
-  const past = cache.length;
-  if (cache.batch !== batch) throw new RangeError(`forward: the cache holds ${cache.batch} sequences but the input has ${batch}`);
-  if (past + tokens > cache.capacity) {
-    throw new RangeError(`forward: ${past} cached + ${tokens} new positions exceed the cache capacity of ${cache.capacity}`);
+  if (slots.length !== batch) throw new RangeError(`forward: ${slots.length} cache slots for ${batch} sequences`);
+  const past = new Int32Array(batch); // cached positions of each row's slot
+  for (let b = 0; b < batch; b++) {
+    past[b] = cache.lengths[slots[b]];
+    if (past[b] + tokens > cache.capacity) {
+      throw new RangeError(`forward: ${past[b]} cached + ${tokens} new positions exceed the cache capacity of ${cache.capacity} (slot ${slots[b]})`);
+    }
   }
-  const need = forwardWorkingSet(c, batch, tokens, past, lastOnly);
-  checkMemory('forward', `${batch} x ${tokens} tokens after ${past} cached positions`, need.bytes, need.largest);
-  ensureRope(model, past + tokens);
+  const longest = Math.max(...past);
+  const need = forwardWorkingSet(c, batch, tokens, longest, lastOnly);
+  checkMemory('forward', `${batch} x ${tokens} tokens after ${longest} cached positions`, need.bytes, need.largest);
+  ensureRope(model, longest + tokens);
   const rows = batch * tokens;
   const H = c.hiddenSize;
   const x = f32(embed(model.embedTokens, ids), [rows, H]); // the residual stream, [B*T, H]
@@ -494,9 +559,9 @@ export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: nu
     const v = (await blk.v.forward(hv)).data as Float32Array;
     applyRope(model, q, c.numAttentionHeads, tokens, past);
     applyRope(model, k, c.numKeyValueHeads, tokens, past);
-    storeInCache(cache, cache.keys[i], k, c.numKeyValueHeads, c.headDim, tokens, past);
-    storeInCache(cache, cache.values[i], v, c.numKeyValueHeads, c.headDim, tokens, past);
-    const attn = await attention(model, cache, i, q, batch, tokens, past);
+    storeInCache(cache, cache.keys[i], k, c.numKeyValueHeads, c.headDim, tokens, slots, past);
+    storeInCache(cache, cache.values[i], v, c.numKeyValueHeads, c.headDim, tokens, slots, past);
+    const attn = await attention(model, cache, i, q, tokens, slots, past);
     await blk.o.forward(f32(attn, [rows, c.numAttentionHeads * c.headDim]), x); // x += attn W_o^T
     rmsNorm(x.data as Float32Array, H, blk.postAttentionNorm, c.rmsNormEps, h);
     const [hg, hu] = inputsFor(f32(h, [rows, H]), blk.gate, blk.up);
@@ -505,7 +570,7 @@ export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: nu
     for (let j = 0; j < gate.length; j++) gate[j] *= up[j];
     await blk.down.forward(f32(gate, [rows, c.intermediateSize]), x); // x += (silu(g) * u) W_down^T
   }
-  cache.length = past + tokens;
+  for (let b = 0; b < batch; b++) cache.lengths[slots[b]] = past[b] + tokens;
   let final = x.data as Float32Array;
   if (lastOnly && tokens > 1) {
     final = new Float32Array(batch * H);
@@ -518,6 +583,7 @@ export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: nu
 
 // The f32 arrays one forward holds at its peak (attention's are per KV head, one at a time), in bytes, and
 // the largest one in elements: an input too large for memory is a RangeError before anything is allocated.
+// `past`: the most cached positions of any row's slot.
 function forwardWorkingSet(c: LlamaConfig, batch: number, tokens: number, past: number, lastOnly: boolean): { bytes: number; largest: number } {
   const rows = batch * tokens, span = past + tokens, outRows = lastOnly ? batch : rows;
   const q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
@@ -562,76 +628,4 @@ export function tokenBatch(where: string, model: LlamaModel, input: unknown): { 
     }
   });
   return { ids, batch: rowsIn.length, tokens, nested };
-}
-
-function argmaxRows(logits: Float32Array, vocab: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r < logits.length; r += vocab) {
-    let best = 0;
-    for (let i = 1; i < vocab; i++) if (logits[r + i] > logits[r + best]) best = i;
-    out.push(best);
-  }
-  return out;
-}
-
-export interface GenerateOptions {
-  /** How many tokens to append (greedy: the most likely token each step). */
-  maxNewTokens: number;
-  /** Stop a sequence once it produces this id (it is kept in the output). */
-  eosTokenId?: number;
-}
-
-const GENERATE_KEYS = new Set(['maxNewTokens', 'eosTokenId']);
-
-function checkGenerateOptions(model: LlamaModel, opts: unknown): GenerateOptions {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError('generate: options { maxNewTokens } are required');
-  for (const key of Object.keys(opts)) {
-    if (!GENERATE_KEYS.has(key)) throw new TypeError(`generate: unknown option '${key}' (known: ${[...GENERATE_KEYS].join(', ')})`);
-  }
-  const { maxNewTokens, eosTokenId } = opts as Record<string, unknown>;
-  if (typeof maxNewTokens !== 'number') throw new TypeError(`generate: maxNewTokens must be a non-negative integer, got ${preview(maxNewTokens)}`);
-  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
-  const vocab = model.config.vocabSize;
-  if (eosTokenId !== undefined) {
-    if (typeof eosTokenId !== 'number') throw new TypeError(`generate: eosTokenId must be a token id (an integer in [0, ${vocab})), got ${preview(eosTokenId)}`);
-    if (!Number.isInteger(eosTokenId) || eosTokenId < 0 || eosTokenId >= vocab) {
-      throw new RangeError(`generate: eosTokenId must be an integer in [0, ${vocab}), got ${eosTokenId}`);
-    }
-  }
-  return { maxNewTokens, eosTokenId };
-}
-
-/**
- * Greedy decoding with a KV cache: the prompt(s) followed by the generated ids. The cache for prompt +
- * maxNewTokens positions is made first (a RangeError when that is more than the model's positions or the
- * memory available). Between steps the event loop gets a turn (yieldIfBusy); a model disposed meanwhile
- * ends the call with a TypeError.
- */
-export async function llamaGenerate(model: LlamaModel, input: unknown, options: GenerateOptions): Promise<number[] | number[][]> {
-  const { maxNewTokens, eosTokenId } = checkGenerateOptions(model, options);
-  const { ids, batch, tokens, nested } = tokenBatch('generate', model, input);
-  const seqs: number[][] = [];
-  for (let b = 0; b < batch; b++) seqs.push(Array.from(ids.subarray(b * tokens, (b + 1) * tokens)));
-  if (maxNewTokens > 0) {
-    const max = model.config.maxPositionEmbeddings;
-    if (tokens + maxNewTokens > max) {
-      throw new RangeError(`generate: ${tokens} prompt tokens + maxNewTokens ${maxNewTokens} are more than the model's ${max} positions (max_position_embeddings)`);
-    }
-    const cache = new KVCache(model, batch, tokens + maxNewTokens, `generate: maxNewTokens ${maxNewTokens}`);
-    const done = new Array<boolean>(batch).fill(false);
-    let logits = await llamaForward(model, ids, batch, tokens, cache, true);
-    for (let step = 0; step < maxNewTokens; step++) {
-      const next = argmaxRows(logits.data as Float32Array, model.config.vocabSize);
-      for (let b = 0; b < batch; b++) {
-        if (done[b]) continue;
-        seqs[b].push(next[b]);
-        if (next[b] === eosTokenId) done[b] = true;
-      }
-      if (done.every(Boolean) || step === maxNewTokens - 1) break;
-      await yieldIfBusy();
-      if (model.disposed) throw new TypeError(`generate: the model was disposed after ${step + 1} of ${maxNewTokens} new tokens`);
-      logits = await llamaForward(model, Int32Array.from(next), batch, 1, cache, true);
-    }
-  }
-  return nested ? seqs : seqs[0];
 }
