@@ -32,6 +32,7 @@
         "native/addon/problem_args.cpp",
         "native/addon/backend_calls.cpp",
         "native/addon/packed_weight_handle.cpp",
+        "native/addon/host_memory.cpp",
         "native/addon/op_calls.cpp",
         "native/addon/addon.cpp"
       ],

@@ -18,6 +18,21 @@ export function parseDevice(where: string, device: unknown): Placement {
   throw new TypeError(`${where}: unknown device ${JSON.stringify(device)} (expected 'cpu', 'cuda:<n>' or 'hip:<n>')`);
 }
 
+/** GPU kernels index with 32-bit integers: M, N, K (and so the leading dimensions) and batch stay below 2^31. */
+export const GPU_MAX_DIMENSION = 2 ** 31 - 1;
+
+/**
+ * A RangeError naming `where` and the operands when a GEMM is larger than the GPU kernels can index,
+ * raised before any device memory is allocated for it.
+ */
+export function checkGpuProblem(where: string, aShape: readonly number[], bShape: readonly number[], m: number, n: number, k: number, batch: number): void {
+  for (const [name, v] of [['M', m], ['N', n], ['K', k], ['batch', batch]] as const) {
+    if (v >= GPU_MAX_DIMENSION) {
+      throw new RangeError(`${where}: a is [${aShape.join(', ')}] and b is [${bShape.join(', ')}]: ${name} = ${v}, but GPU kernels take ${name} below 2^31 - 1`);
+    }
+  }
+}
+
 export class DeviceStorage {
   readonly device: GpuDevice;
   readonly backend: GpuBackendName;

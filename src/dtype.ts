@@ -74,13 +74,22 @@ function roundMagnitude(a: number, precision: number, emin: number, emax: number
   return ((e - emin + 1) << manBits) | (r - 2 ** manBits);
 }
 
+// A non-number would round to a meaningless pattern (Math.abs('x') is NaN, but the NaN check is not
+// reached for strings), so the scalar conversions refuse it; tensor() and the array conversions name the
+// element.
+function checkNumber(where: string, x: unknown): void {
+  if (typeof x !== 'number') throw new TypeError(`${where}: expected a number, got ${x === null ? 'null' : typeof x}`);
+}
+
 export function toBf16Bits(x: number): number {
+  checkNumber('toBf16Bits', x);
   if (Number.isNaN(x)) return 0x7fc0;
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   return sign | roundMagnitude(Math.abs(x), 8, -126, 127, 8);
 }
 
 export function toF16Bits(x: number): number {
+  checkNumber('toF16Bits', x);
   if (Number.isNaN(x)) return 0x7e00;
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   return sign | roundMagnitude(Math.abs(x), 11, -14, 15, 5);
@@ -116,28 +125,53 @@ export function fromF16Bits(bits: number): number {
 
 // --- arrays ------------------------------------------------------------------------------------------
 
-/** Converts numbers or f32 values to bf16 bit patterns (round to nearest even). */
-export function f32ToBf16(src: ArrayLike<number>): Uint16Array {
-  const out = new Uint16Array(src.length);
-  if (src instanceof Float32Array) {
-    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-    for (let i = 0; i < bits.length; i++) out[i] = bf16FromF32Bits(bits[i]);
-  } else {
-    for (let i = 0; i < src.length; i++) out[i] = toBf16Bits(src[i]);
+/**
+ * A TypeError naming the first element of `src` that is not a number (typed arrays of numbers are not
+ * scanned). Every conversion and tensor() treat non-numbers alike: refused, never coerced.
+ */
+export function checkNumbers(where: string, src: ArrayLike<unknown>): void {
+  if (ArrayBuffer.isView(src)) {
+    if (src instanceof BigInt64Array || src instanceof BigUint64Array) throw new TypeError(`${where}: values must be numbers, not a ${src.constructor.name}`);
+    return;
+  }
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    if (typeof v !== 'number') throw new TypeError(`${where}: values[${i}] is ${v === null ? 'null' : typeof v}, not a number`);
+  }
+}
+
+function outputFor(where: string, length: number, out: Uint16Array | undefined): Uint16Array {
+  if (out === undefined) return new Uint16Array(length);
+  if (!(out instanceof Uint16Array) || out.length !== length) {
+    throw new RangeError(`${where}: out must be a Uint16Array of ${length} elements`);
   }
   return out;
 }
 
-/** Converts numbers or f32 values to f16 bit patterns (round to nearest even). */
-export function f32ToF16(src: ArrayLike<number>): Uint16Array {
-  const out = new Uint16Array(src.length);
+/** Converts numbers or f32 values to bf16 bit patterns (round to nearest even), into `out` when given. */
+export function f32ToBf16(src: ArrayLike<number>, out?: Uint16Array): Uint16Array {
+  checkNumbers('f32ToBf16', src);
+  const dst = outputFor('f32ToBf16', src.length, out);
   if (src instanceof Float32Array) {
     const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-    for (let i = 0; i < bits.length; i++) out[i] = f16FromF32Bits(bits[i]);
+    for (let i = 0; i < bits.length; i++) dst[i] = bf16FromF32Bits(bits[i]);
   } else {
-    for (let i = 0; i < src.length; i++) out[i] = toF16Bits(src[i]);
+    for (let i = 0; i < src.length; i++) dst[i] = toBf16Bits(src[i]);
   }
-  return out;
+  return dst;
+}
+
+/** Converts numbers or f32 values to f16 bit patterns (round to nearest even), into `out` when given. */
+export function f32ToF16(src: ArrayLike<number>, out?: Uint16Array): Uint16Array {
+  checkNumbers('f32ToF16', src);
+  const dst = outputFor('f32ToF16', src.length, out);
+  if (src instanceof Float32Array) {
+    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+    for (let i = 0; i < bits.length; i++) dst[i] = f16FromF32Bits(bits[i]);
+  } else {
+    for (let i = 0; i < src.length; i++) dst[i] = toF16Bits(src[i]);
+  }
+  return dst;
 }
 
 /** bf16 bit patterns to f32 values (exact). */

@@ -27,10 +27,10 @@ function withChoice(where: string, call: ValidatedMatmul, choice: Choice): Probl
 /**
  * Validates a matmul call and returns what the native layer runs; throws TypeError/RangeError. Without
  * opts.config, `tuned` picks the config from the tuned table (src/tuner/dispatch.ts); otherwise the
- * backend's heuristic runs ('' config).
+ * backend's heuristic runs ('' config). `forAsync`: the call runs async (see validateMatmul).
  */
-export function prepareMatmul(where: string, a: unknown, b: unknown, opts: unknown, tuned = true): PreparedMatmul {
-  const call = validateMatmul(where, a, b, opts);
+export function prepareMatmul(where: string, a: unknown, b: unknown, opts: unknown, tuned = true, forAsync = false): PreparedMatmul {
+  const call = validateMatmul(where, a, b, opts, forAsync);
   const validated = call.desc;
   if (call.forced !== undefined) {
     // A forced config that reads B as stored runs on a prepared weight's kept source.
@@ -57,7 +57,7 @@ function fallbackAfter(where: string, call: PreparedMatmul, error: unknown): Pro
  * Resolves to `out` (or a new tensor): [M, N], or [B, M, N] when either input is batched.
  */
 export async function matmul(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Promise<Tensor> {
-  const call = prepareMatmul('matmul', a, b, opts);
+  const call = prepareMatmul('matmul', a, b, opts, true, true);
   try {
     await call.native.matmulAsync(call.desc);
   } catch (e) {

@@ -2,7 +2,9 @@
 // optional GPU addons (gemmkit_cuda.node, gemmkit_hip.node; npm run build:cuda / build:hip), which
 // share one surface (NativeSurface) and add device memory. Everything here trusts its caller: the
 // public API (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addons
-// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access.
+// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access, and keep
+// the memory a call uses valid until it settles (native/addon/host_memory.h): async calls use addon
+// memory (hostAlloc) in place and snapshot any other typed array.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +45,11 @@ export interface ProblemDesc {
   bias?: Float32Array | Uint16Array | NativeDeviceBuffer;
   /** A prepack() handle replacing b; k, n and dtypeB must be the weight's. */
   packedB?: NativePackedWeight;
+  /**
+   * With packedB: read the source the handle kept (keepSource) as stored, instead of its packed panel
+   * (configs that read B as stored: GEMV, a system BLAS). transB and ldb must be the source's.
+   */
+  packedSource?: boolean;
   /**
    * Problems without buffers (timing, heuristic, supports): B is prepacked in this layout
    * ("<kernel id>.kc<KC>"); the backend packs its own copies to time it.
@@ -116,12 +123,21 @@ export interface WeightDesc {
   ldb: number;
   dtypeB: DType;
   b: Float32Array | Uint16Array;
+  /**
+   * Keep the weight for packedSource calls: pinned in place when it lies in addon memory (hostAlloc),
+   * else copied once into memory only the handle can reach.
+   */
+  keepSource?: boolean;
 }
 
-/** The native object holding a packed weight; its memory goes when it is collected or disposed. */
+/**
+ * The native object holding a packed weight. Its panel is V8 memory only this object references: it goes
+ * in the collection that takes the object, or at once with dispose() (after calls in flight settle).
+ */
 export interface NativePackedWeight {
   /** "<kernel id>.kc<KC>", null once disposed. */
   readonly layout: string | null;
+  /** Bytes of the packed panel; 0 once disposed. */
   readonly bytes: number;
   readonly disposed: boolean;
   dispose(): void;
@@ -213,6 +229,22 @@ export interface NativeAddon extends NativeSurface {
   prepack(desc: WeightDesc): NativePackedWeight;
   /** The blocked config a weight for this problem is packed for when none is named. */
   defaultPackedConfig(desc: ProblemDesc): string;
+  /**
+   * `bytes` (> 0) of memory the addon owns, as an external ArrayBuffer: a call in flight keeps it valid
+   * whatever happens to the ArrayBuffer meanwhile. Zeroed unless `zeroed` is false (for a result the
+   * caller overwrites). null when this Node refuses external buffers of that size (use ordinary memory
+   * then); an Error with code GEMMKIT_OUT_OF_MEMORY when there is none.
+   */
+  hostAlloc(bytes: number, zeroed?: boolean): ArrayBuffer | null;
+  /** Detaches an ArrayBuffer from hostAlloc and lets go of its memory now; false for any other buffer. */
+  hostRelease(buffer: ArrayBufferLike): boolean;
+  /** Whether the addon owns the memory of `buffer` (it came from hostAlloc and is not released). */
+  hostOwns(buffer: ArrayBufferLike): boolean;
+  /**
+   * Process-wide: live addon memory blocks and their bytes (held by ArrayBuffers, calls in flight and
+   * their snapshots), and the bytes ArrayBuffers hold.
+   */
+  hostCounts(): { blocks: number; bytes: number; lentBytes: number };
   /** Runs one op beyond GEMM on typed arrays. */
   opSync(desc: OpDesc): void;
   /** The same on the libuv thread pool. */
@@ -292,14 +324,19 @@ export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 let cpuAddon: NativeAddon | undefined;
 let cpuLoadError: Error | undefined;
 
-/** The CPU addon (built by `npm install`); throws with instructions when it cannot be loaded. */
+/**
+ * The CPU addon (built by `npm install`, or the file GEMMKIT_CPU_ADDON names); throws with instructions
+ * when it cannot be loaded.
+ */
 export function cpuNative(): NativeAddon {
   if (cpuAddon) return cpuAddon;
   if (!cpuLoadError) {
     try {
       const require = createRequire(import.meta.url);
-      const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-      cpuAddon = load(packageRoot);
+      // GEMMKIT_CPU_ADDON names another build of the CPU addon (native/tools/sanitize.sh's, for one).
+      const path = process.env.GEMMKIT_CPU_ADDON;
+      if (path !== undefined && path !== '') cpuAddon = require(path) as NativeAddon;
+      else cpuAddon = (require('node-gyp-build') as (dir: string) => NativeAddon)(packageRoot);
       warnAboutThreadSetting(cpuAddon);
       return cpuAddon;
     } catch (e) {

@@ -2,7 +2,7 @@
 // Inference weights are constant, so packing them once removes packing (transposition, dtype widening)
 // from every call. Results equal the unpacked call with the same config bit for bit.
 import { type DType, isDType } from './dtype.js';
-import { formatShape } from './errors.js';
+import { checkOptions, formatShape, shapeSize } from './errors.js';
 import { type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 import { type PreparedWeightRef, preparedWeightRef, tunedPackFailed, tunedPackedConfig } from './tuner/dispatch.js';
@@ -25,9 +25,12 @@ export interface PrepackOptions {
    */
   config?: string;
   /**
-   * Keep a reference to `weight` (no copy) so calls whose best config reads B as stored (GEMV for small
-   * M, a system BLAS) can run on it. Default true; false lets the source be collected, and every call
-   * then runs on the packed panel.
+   * Keep the weight so calls whose best config reads B as stored (GEMV for small M, a system BLAS) can
+   * run on it. Default true; false lets the source be collected, and every call then runs on the packed
+   * panel. Calls never depend on memory JS can take away: the weight's memory is pinned in place when
+   * gemmkit allocated it (tensor, zeros, GEMM results, toDType, ... of 64 KiB and more), and otherwise
+   * (new Tensor over an array of the caller's, small tensors) copied once, at prepack, into memory only
+   * the PackedWeight reaches.
    */
   keepSource?: boolean;
 }
@@ -46,53 +49,65 @@ export class PackedWeight {
   readonly n: number;
   /** "<kernel id>.kc<KC>": the kernel and depth block every config using this weight must have. */
   readonly layout: string;
-  /** Bytes of packed data (released by dispose() or when the handle is collected). */
-  readonly bytes: number;
-  /** The weight prepack() was given, when kept (keepSource); never copied. */
-  readonly source?: Tensor;
   readonly #handle: NativePackedWeight;
+  #source: Tensor | undefined;
   #ref?: PreparedWeightRef;
 
   /** @internal Use prepack(). */
   constructor(handle: NativePackedWeight, dtype: DType, shape: readonly number[], transB: boolean, source?: Tensor) {
     this.#handle = handle;
-    this.source = source;
+    this.#source = source;
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.transB = transB;
     this.k = transB ? shape[1] : shape[0];
     this.n = transB ? shape[0] : shape[1];
     this.layout = handle.layout ?? '';
-    this.bytes = handle.bytes;
+  }
+
+  /** Bytes of packed data held now: 0 once disposed. */
+  get bytes(): number {
+    return this.#handle.bytes;
+  }
+
+  /**
+   * The weight prepack() was given, when kept (keepSource); undefined without keepSource and once
+   * disposed. Calls read the memory prepack() pinned or copied (see PrepackOptions.keepSource), so
+   * disposing or detaching this tensor does not affect them.
+   */
+  get source(): Tensor | undefined {
+    return this.#source;
   }
 
   get disposed(): boolean {
     return this.#handle.disposed;
   }
 
-  /** Frees the packed data now instead of at collection. Calls already running finish normally. */
+  /**
+   * Frees the packed data and the kept copy of the source, and lets go of the source, now instead of at
+   * collection (the source tensor itself is the caller's: it is only no longer referenced). Calls
+   * already running finish normally on memory they hold. Idempotent.
+   */
   dispose(): void {
     this.#handle.dispose();
+    this.#source = undefined;
   }
 
   /** @internal What tuned dispatch needs to know of this weight. */
   dispatchRef(): PreparedWeightRef {
     // One object per weight: dispatch keeps its choices for this weight keyed by it.
-    this.#ref ??= preparedWeightRef(this.layout, this.dtype, this.source !== undefined);
+    this.#ref ??= preparedWeightRef(this.layout, this.dtype, this.#source !== undefined);
     return this.#ref;
   }
 
-  /** @internal The kept source for a config that reads B as stored; an Error naming the caller when gone. */
-  sourceFor(where: string): Tensor {
-    if (!this.source) {
+  /**
+   * @internal For a config that reads B as stored: an Error naming the caller when no source was kept
+   * (the handle, given packedSource, reads the source it pinned).
+   */
+  checkSource(where: string): void {
+    if (!this.#handle.disposed && !this.#source) {
       throw new Error(`${where}: the config reads the weight as stored, but b is a PackedWeight made with keepSource: false`);
     }
-    checkTensorData(`${where}: b (the source of a PackedWeight)`, this.source.dtype, this.source.shape, this.source.data, this.size);
-    return this.source;
-  }
-
-  private get size(): number {
-    return this.shape[0] * this.shape[1];
   }
 
   /** @internal The native handle, or an Error naming the caller when disposed. */
@@ -111,13 +126,7 @@ export class PackedWeight {
 export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   const where = 'prepack';
   if (!(weight instanceof Tensor)) throw new TypeError(`${where}: weight must be a Tensor, got ${describeValue(weight)}`);
-  if (opts !== undefined && (opts === null || typeof opts !== 'object')) {
-    throw new TypeError(`${where}: options must be an object, got ${describeValue(opts)}`);
-  }
-  const o = opts ?? {};
-  for (const key of Object.keys(o)) {
-    if (!PREPACK_KEYS.has(key)) throw new TypeError(`${where}: unknown option '${key}' (known: ${[...PREPACK_KEYS].join(', ')})`);
-  }
+  const o = checkOptions(where, opts, PREPACK_KEYS) as PrepackOptions;
   if (o.transB !== undefined && typeof o.transB !== 'boolean') {
     throw new TypeError(`${where}: transB must be a boolean, got ${describeValue(o.transB)}`);
   }
@@ -130,7 +139,7 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   if (o.config !== undefined && (typeof o.config !== 'string' || o.config.length === 0)) {
     throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(o.config)}`);
   }
-  checkTensorData(`${where}: weight`, weight.dtype, weight.shape, weight.data, weight.data.length);
+  checkTensorData(`${where}: weight`, weight.dtype, weight.shape, weight.data, shapeSize(`${where}: weight`, weight.shape));
   if (weight.shape.length !== 2) {
     throw new RangeError(`${where}: weight is ${formatShape(weight.shape)}; expected a 2-D [K, N] (or [N, K] with transB)`);
   }
@@ -138,7 +147,8 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   const [rows, cols] = weight.shape;
   const k = transB ? cols : rows, n = transB ? rows : cols;
   const native = cpuNative();
-  const pack = (config: string) => native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data });
+  const keepSource = o.keepSource !== false;
+  const pack = (config: string) => native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data, keepSource });
   let handle: NativePackedWeight;
   if (o.config !== undefined) {
     handle = pack(o.config);
@@ -164,5 +174,5 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
     };
     handle = (row && packTuned(row)) ?? pack(native.defaultPackedConfig(desc));
   }
-  return new PackedWeight(handle, weight.dtype, weight.shape, transB, o.keepSource === false ? undefined : weight);
+  return new PackedWeight(handle, weight.dtype, weight.shape, transB, keepSource ? weight : undefined);
 }

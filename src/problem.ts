@@ -4,12 +4,12 @@
 // (matmul.ts) puts the two together.
 import { placeCall } from './backend.js';
 import type { BackendName } from './backend.js';
-import { type Device, DeviceStorage, type Placement, parseDevice } from './device.js';
+import { type Device, DeviceStorage, type Placement, checkGpuProblem, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
-import { formatShape, shapeSize } from './errors.js';
+import { checkOptions, formatShape, shapeSize } from './errors.js';
 import { ACTIVATIONS, type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc } from './native.js';
 import { PackedWeight } from './prepack.js';
-import { Tensor, checkTensorData, describeValue } from './tensor.js';
+import { Tensor, checkTensorData, describeValue, hostTensor } from './tensor.js';
 
 export interface MatmulOptions {
   /** a is stored transposed: [K, M] (or [B, K, M]). */
@@ -93,16 +93,9 @@ export function overlaps(x: Tensor, y: Tensor): boolean {
   return bx === by && sx < ey && sy < ex && ex > sx && ey > sy;
 }
 
+/** A host tensor of `shape` for a result, in ordinary memory (see allocateHostData in tensor.ts). */
 export function allocate(where: string, dtype: DType, shape: number[]): Tensor {
-  const size = shape.reduce((p, d) => p * d, 1);
-  try {
-    return new Tensor(dtype, shape, dtype === 'f32' ? new Float32Array(size) : new Uint16Array(size));
-  } catch (e) {
-    if (e instanceof RangeError) {
-      throw new RangeError(`${where}: the result ${formatShape(shape)} has ${size} elements, more than a typed array can hold`);
-    }
-    throw e;
-  }
+  return hostTensor(where, 'the result', dtype, shape, 'ordinary');
 }
 
 export function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
@@ -128,17 +121,14 @@ function checkPackedTransB(where: string, w: PackedWeight, v: unknown): boolean 
   return t;
 }
 
-/** Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. */
-export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown): ValidatedMatmul {
-  if (optsIn !== undefined && (optsIn === null || typeof optsIn !== 'object')) {
-    throw new TypeError(`${where}: options must be an object, got ${describeValue(optsIn)}`);
-  }
-  const opts = (optsIn ?? {}) as MatmulOptions;
-  for (const key of Object.keys(opts)) {
-    if (!OPTION_KEYS.has(key)) {
-      throw new TypeError(`${where}: unknown option '${key}' (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-  }
+/**
+ * Validates a matmul call and returns what the native layer needs; throws TypeError/RangeError. A host
+ * result it allocates is addon memory for an async call (`forAsync`: written in place while the call
+ * runs) and ordinary memory for a synchronous one, which a loop that never yields frees as it goes
+ * (see allocateHostData in tensor.ts).
+ */
+export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn: unknown, forAsync = false): ValidatedMatmul {
+  const opts = checkOptions(where, optsIn, OPTION_KEYS) as MatmulOptions;
   const a = checkTensor(where, 'a', aIn);
   // b is a Tensor or a PackedWeight (prepack.ts); the packed one stands for its 2-D source weight.
   const packed = bIn instanceof PackedWeight ? bIn : undefined;
@@ -212,12 +202,13 @@ export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn
   }
   const place = parseDevice(where, a.device);
   const run = placeCall(where, opts.backend, place);
+  if (run.name !== 'cpu') checkGpuProblem(where, a.shape, b.shape, m, n, kA, batch);
   if (opts.config !== undefined && (typeof opts.config !== 'string' || opts.config.length === 0)) {
     throw new TypeError(`${where}: config must be a non-empty config name, got ${JSON.stringify(opts.config)}`);
   }
   if (!out) {
     const outDtype: DType = opts.outDtype ?? (a.dtype === b.dtype ? a.dtype : 'f32');
-    out = place.backend === 'cpu' ? allocate(where, outDtype, outShape) : allocateOnDevice(where, place, outDtype, outShape);
+    out = place.backend === 'cpu' ? hostTensor(where, 'the result', outDtype, outShape, forAsync ? 'result' : 'ordinary') : allocateOnDevice(where, place, outDtype, outShape);
   }
   const desc: ProblemDesc = {
     backend: run.name,
@@ -248,10 +239,10 @@ export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn
 
 /**
  * The description of a call on a prepack()ed weight that reads the weight as stored (GEMV, a system BLAS,
- * or inputs its panel cannot serve): b is the kept source instead of the packed handle. An Error naming
- * `where` when the weight was made with keepSource: false.
+ * or inputs its panel cannot serve): the handle's kept source (pinned at prepack) instead of its panel.
+ * An Error naming `where` when the weight was made with keepSource: false.
  */
 export function onWeightSource(where: string, desc: ProblemDesc, packed: PackedWeight): ProblemDesc {
-  const { packedB: _packedB, ...plain } = desc;
-  return { ...plain, b: packed.sourceFor(where).data };
+  packed.checkSource(where);
+  return { ...desc, packedSource: true };
 }

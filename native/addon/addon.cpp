@@ -13,6 +13,7 @@
 #include "../cpu/system_blas.h"
 #include "../cpu/thread_pool.h"
 #include "backend_calls.h"
+#include "host_memory.h"
 #include "op_calls.h"
 #include "packed_weight_handle.h"
 #include "problem_args.h"
@@ -29,27 +30,33 @@ Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Runs one GEMM on the libuv thread pool; the typed arrays stay referenced until it settles.
+// Runs one GEMM on the libuv thread pool, on memory held or snapshotted for it (host_memory.h).
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
-  UnpackedCall call = unpackCall(info.Env(), info[0], true);
+  UnpackedCall call = unpackCall(info.Env(), info[0], true, HostLifetime::Work);
   const std::string config = call.configOrHeuristic();
-  return queueWork(info.Env(), "gemmkit.matmul",
-                   [call = std::move(call), config] { return call.backend->run(call.problem, config, call.buffers); });
+  return queueHeldWork(info.Env(), "gemmkit.matmul", std::move(call),
+                       [config](const UnpackedCall& c) { return c.backend->run(c.problem, config, c.buffers); });
 }
 
-double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t needed,
-                   std::vector<Napi::ObjectReference>* keep) {
+// A reference call: the problem and the optional Float64Array outputs for the unrounded result and scale.
+struct ReferenceCall {
+  UnpackedCall call;
+  std::vector<HostOperand> outputs;
+  double* c64 = nullptr;
+  double* scale64 = nullptr;
+  Status finish() {
+    Status s = call.finish();
+    for (HostOperand& o : outputs) {
+      if (s.isOk()) s = o.finish();
+    }
+    return s;
+  }
+};
+
+double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name, int64_t needed, std::vector<HostOperand>* outs) {
   if (v.IsUndefined() || v.IsNull()) return nullptr;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    throw Napi::TypeError::New(env, std::string("gemmkit native: ") + name + " must be a Float64Array");
-  }
-  Napi::Float64Array a = v.As<Napi::Float64Array>();
-  if (int64_t(a.ElementLength()) < needed) {
-    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + name + " has " + std::to_string(a.ElementLength()) +
-                                         " elements but the problem writes " + std::to_string(needed));
-  }
-  keep->push_back(Napi::Persistent(a.As<Napi::Object>()));
-  return a.Data();
+  outs->push_back(hostOperand(env, v, name, napi_float64_array, "Float64Array", needed, HostLifetime::Work, true, false));
+  return static_cast<double*>(outs->back().data());
 }
 
 // referenceAsync(desc, c64?, scale64?) -> Promise<void>: the float64 reference GEMM (core/reference_gemm)
@@ -57,12 +64,15 @@ double* float64Out(const Napi::Env& env, const Napi::Value& v, const char* name,
 // root-sum-square magnitude of the summed terms into Float64Arrays of [batch, m, n].
 Napi::Value referenceAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  UnpackedCall call = unpackCall(env, info[0], true);
-  const int64_t elements = call.problem.batch * call.problem.m * call.problem.n;
-  double* c64 = float64Out(env, info[1], "c64", elements, &call.keepAlive);
-  double* scale64 = float64Out(env, info[2], "scale64", elements, &call.keepAlive);
-  return queueWork(env, "gemmkit.reference", [call = std::move(call), c64, scale64] {
-    referenceGemm(call.problem, call.buffers, c64, scale64);
+  ReferenceCall r;
+  r.call = unpackCall(env, info[0], true, HostLifetime::Work);
+  const Problem& p = r.call.problem;
+  const int64_t elements = p.batch * p.m * p.n;
+  r.outputs.reserve(2);
+  r.c64 = float64Out(env, info[1], "c64", elements, &r.outputs);
+  r.scale64 = float64Out(env, info[2], "scale64", elements, &r.outputs);
+  return queueHeldWork(env, "gemmkit.reference", std::move(r), [](const ReferenceCall& r) {
+    referenceGemm(r.call.problem, r.call.buffers, r.c64, r.scale64);
     return Status::ok();
   });
 }
@@ -152,6 +162,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
   exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
   exportBackendCalls(env, exports);
+  exportHostMemory(env, exports);
   exportOpCalls(env, exports);
   exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
   exports.Set("PackedWeightHandle", PackedWeightHandle::define(env));

@@ -111,14 +111,42 @@ Napi::Promise PromiseWorker::queue() {
   return promise;
 }
 
-void PromiseWorker::Execute() {
-  status_ = run();
-  if (!status_.isOk()) SetError(status_.message());
+void PromiseWorker::Execute() { status_ = run(); }
+
+void PromiseWorker::OnWorkComplete(Napi::Env env, napi_status status) {
+  napi_handle_scope scope;
+  if (status != napi_cancelled && napi_open_handle_scope(env, &scope) == napi_ok) {
+    try {
+      settle();
+    } catch (...) {
+      // The environment is going away: nothing can observe the promise any more.
+    }
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  Destroy();
 }
 
-void PromiseWorker::OnOK() { deferred_.Resolve(result()); }
-
-void PromiseWorker::OnError(const Napi::Error&) { deferred_.Reject(statusError(Env(), status_).Value()); }
+void PromiseWorker::settle() {
+  Status s = status_;
+  if (s.isOk()) {
+    try {
+      s = finish();
+      if (s.isOk()) {
+        deferred_.Resolve(result());
+        return;
+      }
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+      return;
+    }
+  }
+  deferred_.Reject(statusError(Env(), s).Value());
+}
 
 Napi::Object libraryObject(Napi::Env env, const std::string& name, const std::string& version, const std::string& path,
                            const std::string& config) {

@@ -23,9 +23,17 @@ namespace gemmkit {
 
 namespace {
 
-// A JS handle to device memory. free() drops the handle's share; work in flight keeps its own.
+// A JS handle to device memory. free() drops the handle's share; work in flight keeps its own. The
+// bytes are reported to V8 while the handle holds them, so forgotten device tensors get collected.
 struct DeviceBufferHandle {
   std::shared_ptr<DeviceAllocation> allocation;
+
+  void release(napi_env env) {
+    if (!allocation) return;
+    int64_t ignored;
+    napi_adjust_external_memory(env, -allocation->bytes(), &ignored);
+    allocation.reset();
+  }
 };
 
 // Tags our externals, so a foreign External is never taken for a device buffer.
@@ -49,9 +57,13 @@ std::shared_ptr<DeviceAllocation> allocationOf(const Napi::Env& env, const Napi:
 }
 
 Napi::Value wrapAllocation(const Napi::Env& env, std::shared_ptr<DeviceAllocation> a) {
+  int64_t ignored;
+  napi_adjust_external_memory(env, a->bytes(), &ignored);
   auto* handle = new DeviceBufferHandle{std::move(a)};
-  Napi::External<DeviceBufferHandle> ext =
-      Napi::External<DeviceBufferHandle>::New(env, handle, [](Napi::Env, DeviceBufferHandle* h) { delete h; });
+  Napi::External<DeviceBufferHandle> ext = Napi::External<DeviceBufferHandle>::New(env, handle, [](Napi::Env env, DeviceBufferHandle* h) {
+    h->release(env);
+    delete h;
+  });
   ext.TypeTag(&kDeviceBufferTag);
   return ext;
 }
@@ -64,9 +76,12 @@ int64_t integerArg(const Napi::Env& env, const Napi::Value& v, const char* name,
 // call (how the tuner checks a GPU config against the CPU reference): the problem, the pointers, and
 // shares of the allocations so they outlive the call however the JS side frees them meanwhile.
 struct DeviceCall {
-  UnpackedCall call;  // with host typed arrays, call.buffers are host pointers and call.keepAlive holds them
+  UnpackedCall call;  // with host typed arrays, call.buffers are host pointers valid for the call's lifetime
   bool staged = false;
   std::vector<std::shared_ptr<DeviceAllocation>> keep;
+
+  // On the JS thread after async work: copies a staged C computed in a snapshot into its typed array.
+  Status finish() { return call.finish(); }
 };
 
 void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, int64_t elements, DType t, int device,
@@ -85,13 +100,13 @@ void* deviceOperand(const Napi::Env& env, const Napi::Object& desc, const char* 
   return a->data();
 }
 
-DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue) {
+DeviceCall unpackDeviceCall(const Napi::Env& env, const Napi::Value& descValue, HostLifetime lifetime) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");
   Napi::Object d = descValue.As<Napi::Object>();
   DeviceCall dc;
   if (d.Get("a").IsTypedArray()) {
-    // Host operands: unpackCall checks them (types, sizes) and keeps them alive.
-    dc.call = unpackCall(env, descValue, true);
+    // Host operands: unpackCall checks them (types, sizes) and keeps their memory valid for `lifetime`.
+    dc.call = unpackCall(env, descValue, true, lifetime);
     dc.staged = true;
     return dc;
   }
@@ -140,7 +155,7 @@ Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
 // download or a synchronize, waits for it there); on host typed arrays: runs and copies C back.
 Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DeviceCall dc = unpackDeviceCall(env, info[0]);
+  DeviceCall dc = unpackDeviceCall(env, info[0], HostLifetime::Call);
   Status s = runDeviceCall(dc, dc.call.configOrHeuristic());
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
@@ -149,11 +164,11 @@ Napi::Value matmulSync(const Napi::CallbackInfo& info) {
 // Runs one GEMM on a libuv thread: queues it on the device's stream and waits there, not on the
 // event loop, so the promise settles when C is written (or with the kernel's fault).
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
-  DeviceCall dc = unpackDeviceCall(info.Env(), info[0]);
+  DeviceCall dc = unpackDeviceCall(info.Env(), info[0], HostLifetime::Work);
   const std::string config = dc.call.configOrHeuristic();
-  return queueWork(info.Env(), "gemmkit.gpuMatmul", [dc = std::move(dc), config] {
-    Status s = runDeviceCall(dc, config);
-    return s.isOk() ? synchronizeDevice(dc.call.problem.device) : s;
+  return queueHeldWork(info.Env(), "gemmkit.gpuMatmul", std::move(dc), [config](const DeviceCall& held) {
+    Status s = runDeviceCall(held, config);
+    return s.isOk() ? synchronizeDevice(held.call.problem.device) : s;
   });
 }
 
@@ -166,6 +181,17 @@ struct DeviceOpCall {
   std::vector<Napi::ObjectReference> keepAlive;  // idsOut
   std::vector<std::shared_ptr<DeviceAllocation>> keep;
   const Backend* backend = nullptr;
+  // Async: idsOut (host memory the op writes) as an operand held or snapshotted for the work.
+  std::vector<HostOperand> hostOutputs;
+
+  // On the JS thread after async work: copies ids written into a snapshot into idsOut.
+  Status finish() {
+    for (HostOperand& o : hostOutputs) {
+      Status s = o.finish();
+      if (!s.isOk()) return s;
+    }
+    return Status::ok();
+  }
 };
 
 // A memory operand { buffer, byteOffset } of dtype t spanning `extent` elements from byteOffset, on
@@ -201,7 +227,7 @@ void* deviceOpOperand(const Napi::Env& env, const Napi::Object& desc, const char
   return static_cast<char*>(a->data()) + offset;
 }
 
-DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descValue) {
+DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descValue, HostLifetime lifetime) {
   DeviceOpCall call;
   OpExtents e;
   call.op = unpackOpDesc(env, descValue, &e);
@@ -218,6 +244,11 @@ DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descVal
   b.kCache = static_cast<float*>(deviceOpOperand(env, d, "kCache", DType::F32, e.kCache, false, device, &call.keep));
   b.vCache = static_cast<float*>(deviceOpOperand(env, d, "vCache", DType::F32, e.vCache, false, device, &call.keep));
   call.host = unpackOpHostArrays(env, d, e, &call.keepAlive);
+  if (lifetime == HostLifetime::Work && e.idsOut > 0) {
+    // The ids are written on a libuv thread: into memory held for the work, copied out at the end.
+    call.hostOutputs.push_back(hostOperand(env, d.Get("idsOut"), "idsOut", napi_int32_array, "Int32Array", e.idsOut, lifetime, true));
+    call.host.idsOut = static_cast<int32_t*>(call.hostOutputs.back().data());
+  }
   call.host.setPointers(&b);
   // The indices, before anything is queued (runOp checks again; this makes a bad one a synchronous throw).
   Status s = checkOp(call.op, b);
@@ -228,7 +259,7 @@ DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descVal
 // opSync(desc): queues the op on the device's stream and returns; Argmax alone waits, for its ids.
 Napi::Value opSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DeviceOpCall call = unpackDeviceOpCall(env, info[0]);
+  DeviceOpCall call = unpackDeviceOpCall(env, info[0], HostLifetime::Call);
   Status s = call.backend->runOp(call.op, call.buffers);
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
@@ -236,11 +267,11 @@ Napi::Value opSync(const Napi::CallbackInfo& info) {
 
 // opAsync(desc) -> Promise<void>: queues the op and waits for it on a libuv thread.
 Napi::Value opAsync(const Napi::CallbackInfo& info) {
-  DeviceOpCall call = unpackDeviceOpCall(info.Env(), info[0]);
-  return queueWork(info.Env(), "gemmkit.gpuOp", [call = std::move(call)]() mutable {
-    call.host.setPointers(&call.buffers);  // the copies moved with the call
-    Status s = call.backend->runOp(call.op, call.buffers);
-    return s.isOk() ? synchronizeDevice(call.op.device) : s;
+  DeviceOpCall call = unpackDeviceOpCall(info.Env(), info[0], HostLifetime::Work);
+  return queueHeldWork(info.Env(), "gemmkit.gpuOp", std::move(call), [](DeviceOpCall& held) {
+    held.host.setPointers(&held.buffers);  // the copies moved with the call (idsOut: held memory)
+    Status s = held.backend->runOp(held.op, held.buffers);
+    return s.isOk() ? synchronizeDevice(held.op.device) : s;
   });
 }
 
@@ -261,7 +292,7 @@ Napi::Value alloc(const Napi::CallbackInfo& info) {
 Napi::Value freeBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   allocationOf(env, info[0], "buffer");  // throws unless a live device buffer
-  deviceBufferHandle(info[0])->allocation.reset();
+  deviceBufferHandle(info[0])->release(env);
   return env.Undefined();
 }
 
@@ -281,11 +312,17 @@ struct HostBytes {
   int64_t bytes;
 };
 
+// A typed array's memory for a synchronous copy (no JS runs until it returns, so it stays valid); a
+// TypeError for a detached one.
 HostBytes hostBytes(const Napi::Env& env, const Napi::Value& v, const char* name) {
   if (!v.IsTypedArray()) throwType(env, std::string(name) + " must be a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  return HostBytes{static_cast<char*>(ab.Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+  TypedView view = typedView(env, v.As<Napi::TypedArray>());
+  if (view.length == 0 && view.arrayBuffer.IsArrayBuffer()) {
+    bool detached = false;
+    napi_is_detached_arraybuffer(env, view.arrayBuffer, &detached);
+    if (detached) throwType(env, std::string(name) + " is backed by a detached ArrayBuffer");
+  }
+  return HostBytes{view.data, int64_t(view.length * view.elementBytes)};
 }
 
 // upload(buffer, typedArray, byteOffset = 0): copies the whole typed array into the buffer.

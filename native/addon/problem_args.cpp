@@ -45,27 +45,42 @@ DType getDType(const Napi::Env& env, const Napi::Object& o, const char* key) {
   return t;
 }
 
-void* typedData(const Napi::Env& env, const Napi::Object& desc, const char* key, DType t, int64_t needed,
-                std::vector<Napi::ObjectReference>* keep) {
-  Napi::Value v = desc.Get(key);
-  if (!v.IsTypedArray()) throwType(env, std::string(key) + " must be a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  napi_typedarray_type want = t == DType::F32 ? napi_float32_array : napi_uint16_array;
-  if (ta.TypedArrayType() != want) {
-    throwType(env, std::string(key) + " must be a " + (t == DType::F32 ? "Float32Array" : "Uint16Array") + " for " +
-                       dtypeName(t));
-  }
-  if (int64_t(ta.ElementLength()) < needed) {
-    throwRange(env, std::string(key) + " has " + std::to_string(ta.ElementLength()) + " elements but the problem reads " +
-                        std::to_string(needed));
-  }
-  keep->push_back(Napi::Persistent(ta.As<Napi::Object>()));
-  if (needed == 0) return nullptr;
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  return static_cast<char*>(ab.Data()) + ta.ByteOffset();
-}
+const char* typedArrayName(DType t) { return t == DType::F32 ? "Float32Array" : "Uint16Array"; }
 
 }  // namespace
+
+HostOperand hostOperand(const Napi::Env& env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
+                        const char* typeName, int64_t elements, HostLifetime lifetime, bool output, bool readBack) {
+  if (!v.IsTypedArray()) throwType(env, name + " must be a " + typeName);
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  TypedView view = typedView(env, ta);
+  if (view.type != type) throwType(env, name + " must be a " + typeName);
+  if (elements > 0 && view.length == 0 && view.arrayBuffer.IsArrayBuffer()) {
+    bool detached = false;
+    napi_is_detached_arraybuffer(env, view.arrayBuffer, &detached);
+    if (detached) throwType(env, name + " is backed by a detached ArrayBuffer");
+  }
+  if (int64_t(view.length) < elements) {
+    throwRange(env, name + " has " + std::to_string(view.length) + " elements but the problem " + (output ? "writes " : "reads ") +
+                        std::to_string(elements));
+  }
+  return HostOperand(env, name, ta, view, size_t(elements) * view.elementBytes, lifetime, output, readBack);
+}
+
+HostOperand hostOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, DType t, int64_t elements,
+                        HostLifetime lifetime, bool output, bool readBack) {
+  const napi_typedarray_type type = t == DType::F32 ? napi_float32_array : napi_uint16_array;
+  const std::string what = std::string(typedArrayName(t)) + " for " + dtypeName(t);
+  return hostOperand(env, desc.Get(key), key, type, what.c_str(), elements, lifetime, output, readBack);
+}
+
+Status UnpackedCall::finish() {
+  for (HostOperand& o : operands) {
+    Status s = o.finish();
+    if (!s.isOk()) return s;
+  }
+  return Status::ok();
+}
 
 int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std::string& name) {
   if (!v.IsNumber()) throwType(env, name + " must be a number");
@@ -76,7 +91,7 @@ int64_t nonNegativeInteger(const Napi::Env& env, const Napi::Value& v, const std
   return int64_t(d);
 }
 
-UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers) {
+UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers, HostLifetime lifetime) {
   if (!descValue.IsObject()) throwType(env, "problem description must be an object");
   Napi::Object d = descValue.As<Napi::Object>();
   UnpackedCall call;
@@ -116,40 +131,81 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
   p.hasBias = !bias.IsUndefined() && !bias.IsNull();
   if (p.hasBias) p.dtypeBias = getDType(env, d, "biasDtype");
   Napi::Value packed = d.Get("packedB");
+#if !defined(GEMMKIT_GPU_ADDON)
+  PackedWeightHandle* handle = nullptr;  // packedB's handle
+  bool readSource = false;               // the call reads the handle's kept source, not its panel
+#endif
   if (!packed.IsUndefined() && !packed.IsNull()) {
 #if defined(GEMMKIT_GPU_ADDON)
     throwType(env, "packedB: prepacked weights are CPU-only; give a GPU GEMM the weight itself");
 #else
-    PackedWeightHandle* h = PackedWeightHandle::unwrapIfHandle(packed);
-    if (!h) throwType(env, "packedB must be a handle returned by prepack");
-    call.packedB = h->weight();
+    handle = PackedWeightHandle::unwrapIfHandle(packed);
+    if (!handle) throwType(env, "packedB must be a handle returned by prepack");
+    call.packedB = handle->weight();
     if (!call.packedB) throwType(env, "packedB was disposed");
     const PackedWeight& w = *call.packedB;
     if (w.k != p.k || w.n != p.n || w.dtype != p.dtypeB || p.strideB != 0) {
       throwRange(env, "the prepacked weight is op(B) [" + std::to_string(w.k) + ", " + std::to_string(w.n) + "] " +
                           dtypeName(w.dtype) + " but the problem is " + p.describe());
     }
-    p.packedB = w.layout();
+    readSource = getBool(d, "packedSource");
+    if (!readSource) {
+      p.packedB = w.layout();
+    } else if (!handle->hasSource()) {
+      throwType(env, "packedSource: the prepacked weight kept no source (keepSource: false)");
+    } else if (p.transB != w.transB || p.ldb != handle->sourceLdb()) {
+      throwRange(env, "packedSource: the problem reads B with transB " + std::to_string(p.transB) + ", ldb " + std::to_string(p.ldb) +
+                          " but the source was kept with transB " + std::to_string(w.transB) + ", ldb " + std::to_string(handle->sourceLdb()));
+    }
 #endif
   } else if (!withBuffers) {
     // Timing and planning problems name a layout instead of a handle: the backend packs its own copies.
     p.packedB = getString(d, "packedLayout");
   }
-  Status s = checkProblem(p);
-  if (!s.isOk()) throw statusError(env, s);
-  // Every index the kernels form must fit comfortably in int64 arithmetic.
+  // Every index the kernels form must fit comfortably in int64 arithmetic (checked in double first, so
+  // checkProblem's own products cannot overflow either).
   const double limit = 9.0e15;
-  if (double(p.batch) * double(p.strideA + p.rowsA() * p.lda) > limit ||
-      double(p.batch) * double(p.strideB + p.rowsB() * p.ldb) > limit ||
-      double(p.batch) * double(p.strideC + p.m * p.ldc) > limit) {
+  auto extent = [](int64_t batch, int64_t stride, int64_t rows, int64_t ld) {
+    return double(batch) * (double(stride) + double(rows) * double(ld));
+  };
+  if (extent(p.batch, p.strideA, p.rowsA(), p.lda) > limit || extent(p.batch, p.strideB, p.rowsB(), p.ldb) > limit ||
+      extent(p.batch, p.strideC, p.m, p.ldc) > limit || double(p.m) * double(p.ldc) > limit) {
     throwRange(env, "problem " + p.describe() + " is too large to index");
   }
+  Status s = checkProblem(p);
+  if (!s.isOk()) throw statusError(env, s);
   if (withBuffers) {
-    Buffers& b = call.buffers;
-    b.a = typedData(env, d, "a", p.dtypeA, extentA(p), &call.keepAlive);
-    b.b = call.packedB ? call.packedB.get() : typedData(env, d, "b", p.dtypeB, extentB(p), &call.keepAlive);
-    b.c = typedData(env, d, "c", p.dtypeC, extentC(p), &call.keepAlive);
-    if (p.hasBias) b.bias = typedData(env, d, "bias", p.dtypeBias, p.n, &call.keepAlive);
+    // C is also read where beta scales it, or where the kernels leave gaps (ldc > n, strided batches)
+    // that a snapshot copied back must keep.
+    const bool readC = p.beta != 0.0f || p.ldc != p.n || (p.batch > 1 && p.strideC != p.m * p.ldc);
+    std::vector<HostOperand>& ops = call.operands;
+    ops.reserve(4);
+    ops.push_back(hostOperand(env, d, "a", p.dtypeA, extentA(p), lifetime));
+    call.buffers.a = ops.back().data();
+#if !defined(GEMMKIT_GPU_ADDON)
+    if (handle) {
+      if (readSource) {
+        if (size_t(extentB(p)) * dtypeSize(p.dtypeB) > handle->sourceBytes()) {
+          throwRange(env, "packedSource: the problem reads more of B than the kept source holds: " + p.describe());
+        }
+        call.buffers.b = handle->sourceData();
+        call.packedB.reset();  // B is read as stored
+      } else {
+        call.buffers.b = call.packedB.get();
+      }
+      if (lifetime == HostLifetime::Work) call.packedBHold = handle->holdForWork();
+    } else
+#endif
+    {
+      ops.push_back(hostOperand(env, d, "b", p.dtypeB, extentB(p), lifetime));
+      call.buffers.b = ops.back().data();
+    }
+    ops.push_back(hostOperand(env, d, "c", p.dtypeC, extentC(p), lifetime, true, readC));
+    call.buffers.c = ops.back().data();
+    if (p.hasBias) {
+      ops.push_back(hostOperand(env, d, "bias", p.dtypeBias, p.n, lifetime));
+      call.buffers.bias = ops.back().data();
+    }
   }
   return call;
 }
@@ -171,7 +227,8 @@ UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue) {
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);
   if (double(p.rowsB()) * double(p.ldb) > 9.0e15) throwRange(env, "weight " + p.describe() + " is too large to index");
-  call.buffers.b = typedData(env, d, "b", p.dtypeB, matrixExtent(1, 0, p.rowsB(), p.ldb, p.colsB()), &call.keepAlive);
+  call.operands.push_back(hostOperand(env, d, "b", p.dtypeB, matrixExtent(1, 0, p.rowsB(), p.ldb, p.colsB()), HostLifetime::Call));
+  call.buffers.b = call.operands.back().data();
   return call;
 }
 

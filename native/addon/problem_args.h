@@ -9,6 +9,7 @@
 
 #include "../core/backend.h"
 #include "../cpu/packed_weight.h"
+#include "host_memory.h"
 
 namespace gemmkit {
 
@@ -17,20 +18,38 @@ struct UnpackedCall {
   std::string config;  // empty: use the backend's heuristic
   Problem problem;
   Buffers buffers;
-  std::vector<Napi::ObjectReference> keepAlive;  // the typed arrays, held while work is in flight
-  std::shared_ptr<const PackedWeight> packedB;   // a prepacked B, held while work is in flight
+  // The host memory of a, b, c and bias, valid for the lifetime the call was unpacked with (host_memory.h).
+  std::vector<HostOperand> operands;
+  std::shared_ptr<const PackedWeight> packedB;  // a prepacked B's layout and panel
+  std::shared_ptr<void> packedBHold;            // keeps the panel's memory for async work (CPU addon)
 
   // The config to run: the one named, else the backend's heuristic choice.
   std::string configOrHeuristic() const { return config.empty() ? backend->heuristic(problem) : config; }
+  // On the JS thread once the work succeeded: copies results computed in snapshots into their arrays.
+  Status finish();
 };
 
 // desc: { backend, config?, device?, m, n, k, batch, transA, transB, lda, ldb, ldc, strideA, strideB,
 //         strideC, dtypeA, dtypeB, dtypeC, alpha, beta, activation, biasDtype?, a?, b?, c?, bias?, packedB? }
-// With withBuffers, a, b and c are required and sized for the problem. packedB (a prepack() handle)
-// replaces b: it must match k, n and dtypeB. Throws a JS error when invalid.
-UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers);
+// With withBuffers, a, b and c are required and sized for the problem, their memory kept valid for
+// `lifetime`. packedB (a prepack() handle) replaces b: it must match k, n and dtypeB. Throws a JS error
+// when invalid.
+UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool withBuffers,
+                        HostLifetime lifetime = HostLifetime::Call);
 
-// The weight description of prepack(): { config, k, n, transB, ldb, dtypeB, b } as the B of a problem.
+// The typed array desc[key] as an operand of `elements` elements of dtype t (Float32Array for f32,
+// Uint16Array for f16/bf16), kept valid for `lifetime`: a TypeError for a wrong or detached array, a
+// RangeError for one too short. See HostOperand for output and readBack.
+HostOperand hostOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, DType t, int64_t elements,
+                        HostLifetime lifetime, bool output = false, bool readBack = false);
+
+// The same for a typed array of any element type given directly (`type` what it must be).
+HostOperand hostOperand(const Napi::Env& env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
+                        const char* typeName, int64_t elements, HostLifetime lifetime, bool output = false,
+                        bool readBack = false);
+
+// The weight description of prepack(): { config, k, n, transB, ldb, dtypeB, b } as the B of a problem
+// (b is read during the call only).
 UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue);
 
 // Elements a strided matrix batch touches: the last element's index plus one (0 when empty).

@@ -338,8 +338,10 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
   return Status::ok();
 }
 
-Status prepackWeight(const Problem& p, const void* b, const MicroKernel& kernel, int kc,
-                     std::unique_ptr<PackedWeight>* out) {
+namespace {
+
+// The packed weight of p for kernel and kc, without its data: checks the pair and fills the layout.
+Status describePackedWeight(const Problem& p, const MicroKernel& kernel, int kc, std::unique_ptr<PackedWeight>* out) {
   if (!panelAccepts(kernel.bFormat, p.dtypeB)) {
     return unsupported(std::string("kernel ") + kernel.id + " packs bf16 weights only, not " + dtypeName(p.dtypeB));
   }
@@ -354,18 +356,58 @@ Status prepackWeight(const Problem& p, const void* b, const MicroKernel& kernel,
   w->n = p.n;
   w->dtype = p.dtypeB;
   w->transB = p.transB;
-  const int64_t lastBlock = p.k == 0 ? 0 : (p.k - 1) / kc * kc;
-  const int64_t paddedDepth = p.k == 0 ? 0 : lastBlock + kernel.paddedK(p.k - lastBlock);
-  w->sliverStride = paddedDepth * kernel.nr;
   const int64_t slivers = ceilDiv(p.n, kernel.nr);
-  w->bytes = size_t(slivers * w->sliverStride) * panelElementSize(kernel.bFormat);
-  w->data = std::aligned_alloc(64, (w->bytes + 64) & ~size_t(63));
-  if (!w->data) return Status(StatusCode::OutOfMemory, "out of memory packing a weight of " + std::to_string(w->bytes) + " bytes");
-  for (int64_t pc = 0; pc < p.k; pc += kc) {
-    const int64_t kb = p.k - pc < kc ? p.k - pc : kc;
+  if (slivers > 0 && p.k > 0) {  // else the panel is empty, whatever the other dimension
+    const int64_t lastBlock = (p.k - 1) / kc * kc;
+    const int64_t paddedDepth = lastBlock + kernel.paddedK(p.k - lastBlock);
+    const double bytes = double(slivers) * double(paddedDepth) * kernel.nr * panelElementSize(kernel.bFormat);
+    if (bytes > 9.0e15) return outOfRange("a packed weight of op(B) [" + std::to_string(p.k) + ", " + std::to_string(p.n) + "] is too large");
+    w->sliverStride = paddedDepth * kernel.nr;
+    w->bytes = size_t(slivers * w->sliverStride) * panelElementSize(kernel.bFormat);
+  }
+  *out = std::move(w);
+  return Status::ok();
+}
+
+void packWeight(const Problem& p, const void* b, PackedWeight* w) {
+  if (w->bytes == 0) return;  // O(1) for an empty op(B): no depth blocks to walk
+  const MicroKernel& kernel = *w->kernel;
+  for (int64_t pc = 0; pc < p.k; pc += w->kc) {
+    const int64_t kb = p.k - pc < w->kc ? p.k - pc : w->kc;
     void* dst = static_cast<char*>(w->data) + pc * kernel.nr * panelElementSize(kernel.bFormat);
     packB(p, b, pc, kb, kernel.paddedK(kb), 0, p.n, kernel.nr, kernel.bFormat, dst, w->sliverStride);
   }
+}
+
+}  // namespace
+
+Status packedWeightBytes(const Problem& p, const MicroKernel& kernel, int kc, size_t* bytes) {
+  std::unique_ptr<PackedWeight> w;
+  Status s = describePackedWeight(p, kernel, kc, &w);
+  if (s.isOk()) *bytes = w->bytes;
+  return s;
+}
+
+Status prepackWeight(const Problem& p, const void* b, const MicroKernel& kernel, int kc,
+                     std::unique_ptr<PackedWeight>* out) {
+  std::unique_ptr<PackedWeight> w;
+  Status s = describePackedWeight(p, kernel, kc, &w);
+  if (!s.isOk()) return s;
+  w->data = std::aligned_alloc(64, (w->bytes + 64) & ~size_t(63));
+  if (!w->data) return Status(StatusCode::OutOfMemory, "out of memory packing a weight of " + std::to_string(w->bytes) + " bytes");
+  packWeight(p, b, w.get());
+  *out = std::move(w);
+  return Status::ok();
+}
+
+Status prepackWeightInto(const Problem& p, const void* b, const MicroKernel& kernel, int kc, void* storage,
+                         std::unique_ptr<PackedWeight>* out) {
+  std::unique_ptr<PackedWeight> w;
+  Status s = describePackedWeight(p, kernel, kc, &w);
+  if (!s.isOk()) return s;
+  w->data = storage;
+  w->ownsData = false;
+  packWeight(p, b, w.get());
   *out = std::move(w);
   return Status::ok();
 }

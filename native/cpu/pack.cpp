@@ -34,6 +34,7 @@ void packSliversPortable(DType t, const void* src, int64_t count, int64_t kb, in
 
 void packSlivers(DType t, const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideX,
                  int64_t strideK, PanelFormat format, void* out, int64_t sliverStride) {
+  if (count <= 0) return;  // no slivers: O(1) whatever kb is (some vector paths walk k in their outer loop)
 #if defined(__x86_64__)
   static const bool avx512 = cpuFeatures().avx512;
   if (avx512 && packSliversAvx512(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride)) return;

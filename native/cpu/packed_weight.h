@@ -30,11 +30,14 @@ struct PackedWeight {
   int64_t sliverStride = 0;             // elements from one sliver to the next
   void* data = nullptr;                 // ceil(n/NR) * sliverStride elements of the panel format, 64-byte aligned
   size_t bytes = 0;
+  bool ownsData = true;                 // false: data is the caller's (prepackWeightInto), which outlives this
 
   PackedWeight() = default;
   PackedWeight(const PackedWeight&) = delete;
   PackedWeight& operator=(const PackedWeight&) = delete;
-  ~PackedWeight() { std::free(data); }
+  ~PackedWeight() {
+    if (ownsData) std::free(data);
+  }
 
   std::string layout() const { return packedLayoutName(kernel->id, kc); }
   // Sliver `s` (columns s*NR ...) at the block starting at depth pc (a multiple of kc).
@@ -43,8 +46,18 @@ struct PackedWeight {
   }
 };
 
-// Packs op(B) of problem p (its k, n, dtypeB, transB, ldb) from b for `kernel` with depth blocks of kc.
+// Packs op(B) of problem p (its k, n, dtypeB, transB, ldb) from b for `kernel` with depth blocks of kc,
+// into memory the weight owns. Time and memory are O(1) when op(B) is empty, however large k or n is.
 Status prepackWeight(const Problem& p, const void* b, const MicroKernel& kernel, int kc,
                      std::unique_ptr<PackedWeight>* out);
+
+// The bytes of the panel prepackWeight() makes for p, kernel and kc (0 when op(B) is empty), or an
+// OutOfRange status when they do not fit in memory.
+Status packedWeightBytes(const Problem& p, const MicroKernel& kernel, int kc, size_t* bytes);
+
+// prepackWeight() into `storage`: packedWeightBytes() bytes, 64-byte aligned, which the caller keeps
+// alive (and unchanged) for as long as the weight is used.
+Status prepackWeightInto(const Problem& p, const void* b, const MicroKernel& kernel, int kc, void* storage,
+                         std::unique_ptr<PackedWeight>* out);
 
 }  // namespace gemmkit
