@@ -122,6 +122,10 @@ void ldmatrixX4(uint32_t r[4], const void* smemRow, bool trans);
 void mmaM16N8K16(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);
 void mfma32x32x8(float acc[16], uint32_t a0, uint32_t a1, uint32_t b0, uint32_t b1, bool bf16);
 
+// A vector load the kernels make through device_common.cuh's helpers: GPUs fault on a misaligned one,
+// and the compiler may split it into scalar accesses on the CPU, so the helpers check it explicitly.
+void checkVectorAlignment(const void* p, size_t bytes);
+
 // cp.async: the source is read (and checked) when the copy is issued; its 16 bytes reach shared memory
 // only at the cp.async.wait_group that covers its group, as writes of the issuing thread then.
 void cpAsync16(void* smem, const void* gmem, int srcBytes);

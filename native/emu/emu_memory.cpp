@@ -168,7 +168,30 @@ inline void onAccess(void* addr, size_t n, bool write, const void* pc) {
   slowAccess(f, a, n, write, pc);
 }
 
+// A load or store the compiler emits as one naturally aligned access of n bytes (1, 2, 4, 8, 16): GPUs
+// fault on a misaligned one, so the emulator fails it too (even on the stack, which is never shared).
+inline void onAlignedAccess(void* addr, size_t n, bool write, const void* pc) {
+  Fiber* f = tlsFiber;
+  if (__builtin_expect(f == nullptr, 0)) return;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  if (__builtin_expect((a & (n - 1)) != 0, 0)) {
+    failThread(kErrorKernelFault, f->tid, std::string("misaligned ") + (write ? "write" : "read") + " of " + bytesWord(n) + " at " + hex(a) +
+                                              " (a GPU faults on an access that is not aligned to its size)" + codeAt(pc));
+  }
+  if (a - f->stackLo < f->stackBytes) return;
+  slowAccess(f, a, n, write, pc);
+}
+
 }  // namespace
+
+void checkVectorAlignment(const void* p, size_t bytes) {
+  Fiber* f = tlsFiber;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (f && a % bytes != 0) {
+    failThread(kErrorKernelFault, f->tid, "misaligned " + std::to_string(bytes) + "-byte vector load at " + hex(a) +
+                                              " (a GPU faults on an access that is not aligned to its size)" + codeAt(__builtin_return_address(0)));
+  }
+}
 
 void checkGlobalRead(Fiber* f, uintptr_t a, size_t n, const void* pc) {
   f->worker->checkedAccesses++;
@@ -183,8 +206,8 @@ void checkGlobalRead(Fiber* f, uintptr_t a, size_t n, const void* pc) {
 // the rest does nothing.
 #define GEMMKIT_TSAN extern "C" __attribute__((visibility("hidden")))
 #define GEMMKIT_TSAN_ACCESS(N)                                                                                     \
-  GEMMKIT_TSAN void __tsan_read##N(void* a) { gemmkit::emu::onAccess(a, N, false, __builtin_return_address(0)); } \
-  GEMMKIT_TSAN void __tsan_write##N(void* a) { gemmkit::emu::onAccess(a, N, true, __builtin_return_address(0)); } \
+  GEMMKIT_TSAN void __tsan_read##N(void* a) { gemmkit::emu::onAlignedAccess(a, N, false, __builtin_return_address(0)); } \
+  GEMMKIT_TSAN void __tsan_write##N(void* a) { gemmkit::emu::onAlignedAccess(a, N, true, __builtin_return_address(0)); } \
   GEMMKIT_TSAN void __tsan_unaligned_read##N(void* a) { gemmkit::emu::onAccess(a, N, false, __builtin_return_address(0)); } \
   GEMMKIT_TSAN void __tsan_unaligned_write##N(void* a) { gemmkit::emu::onAccess(a, N, true, __builtin_return_address(0)); } \
   GEMMKIT_TSAN void __tsan_volatile_read##N(void* a) { gemmkit::emu::onAccess(a, N, false, __builtin_return_address(0)); } \

@@ -109,6 +109,12 @@ __global__ void readPastEndKernel(const float* in, float* out, int n) {
 
 __global__ void writeBeforeStartKernel(float* out) { out[int(threadIdx.x) - 1] = 1.0f; }
 
+// A 16-byte vector load from an address that is only 8-byte aligned (inside the buffer).
+__global__ void misalignedVectorKernel(const float* in, float* out) {
+  const uint4 v = load16Bytes(in + 2);
+  reinterpret_cast<uint4*>(out)[threadIdx.x] = v;
+}
+
 __global__ void sharedOverrunKernel(float* out) {
   GEMMKIT_SHARED_ARRAY(16, float, tile, [64]);
   const int tid = int(threadIdx.x);
@@ -407,6 +413,8 @@ void testCommon() {
                 R"(selftest bounds, block \(0,0,0\), thread \(63,0,0\): global read of 4 bytes at 0x[0-9a-f]+ is outside every device buffer of the launch: 0 bytes past the end of device buffer #[0-9]+ \(256 bytes)");
   expectFailure("bounds: a write before the start of a buffer", [&] { run(writeBeforeStartKernel, dim3(1), dim3(8), 0, -1, "bounds", out.p); },
                 R"(thread \(0,0,0\): global write of 4 bytes .* 4 bytes before the start of device buffer #[0-9]+ \(256 bytes)");
+  expectFailure("alignment: a 16-byte vector load from an 8-byte aligned address", [&] { run(misalignedVectorKernel, dim3(1), dim3(4), 0, -1, "align", in.p, out.p); },
+                R"(thread \(0,0,0\): misaligned 16-byte vector load at 0x[0-9a-f]*8 \(a GPU faults on an access that is not aligned to its size\))");
   expectFailure("shared memory: a write past the declared array", [&] { run(sharedOverrunKernel, dim3(1), dim3(64), 0, -1, "smem", out.p); },
                 R"(thread \(63,0,0\): shared-memory write of 4 bytes at offset 256 is beyond the block's declared shared memory \(256 bytes)");
   expectFailure("shared memory: more than the config's budget", [&] { run(overBudgetKernel, dim3(1), dim3(64), 0, 2048, "budget", out.p); },

@@ -128,7 +128,12 @@ __device__ __forceinline__ void unpack16Bytes(const uint4& v, float* out) {
   }
 }
 
-__device__ __forceinline__ uint4 load16Bytes(const void* p) { return *static_cast<const uint4*>(p); }
+__device__ __forceinline__ uint4 load16Bytes(const void* p) {
+#if defined(GEMMKIT_EMU)
+  emu::checkVectorAlignment(p, 16);
+#endif
+  return *static_cast<const uint4*>(p);
+}
 
 // One element of a matrix of runtime dtype, as f32.
 __device__ __forceinline__ float loadElement(const void* base, DType t, int64_t index) {

@@ -15,6 +15,9 @@ namespace gemmkit {
 // Four consecutive elements (r, c .. c + 3) of a row-major operand of runtime dtype `t` as f32, with
 // one vector load: 16 bytes for f32, 8 for f16/bf16 (the caller knows they are inside and aligned).
 __device__ __forceinline__ void loadQuad(float out[4], const char* base, DType t, int64_t index) {
+#if defined(GEMMKIT_EMU)
+  emu::checkVectorAlignment(base + index * dtypeSize(t), t == DType::F32 ? 16 : 8);
+#endif
   if (t == DType::F32) {
     const float4 v = *reinterpret_cast<const float4*>(base + index * 4);
     out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
