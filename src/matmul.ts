@@ -3,12 +3,15 @@
 import { type Device, DeviceStorage, type Placement, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
 import { formatShape, shapeSize } from './errors.js';
-import { ACTIVATIONS, type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative, gpuNative } from './native.js';
+import {
+  ACTIVATIONS, type Activation, GPU_BACKENDS, type GpuBackendName, type NativePackedWeight, type NativeSurface, type ProblemDesc, cpuNative,
+  gpuNative,
+} from './native.js';
 import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
 import { dispatch, packedLayoutOf } from './tuner/dispatch.js';
 
-export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
+export type BackendName = 'auto' | 'cpu' | GpuBackendName;
 export type { Activation };
 
 export interface MatmulOptions {
@@ -38,7 +41,7 @@ export interface MatmulOptions {
 const OPTION_KEYS = new Set([
   'transA', 'transB', 'alpha', 'beta', 'out', 'bias', 'activation', 'outDtype', 'backend', 'config',
 ]);
-const BACKENDS: readonly BackendName[] = ['auto', 'cpu', 'cuda', 'hip'];
+const BACKENDS: readonly BackendName[] = ['auto', 'cpu', ...GPU_BACKENDS];
 
 export interface PreparedMatmul {
   native: NativeSurface;
@@ -102,7 +105,7 @@ function allocate(where: string, dtype: DType, shape: number[]): Tensor {
   }
 }
 
-function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
+function allocateOnDevice(where: string, place: Placement & { backend: GpuBackendName }, dtype: DType, shape: number[]): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
   return new Tensor(dtype, shape, DeviceStorage.allocate(where, place.backend, place.index, size * dtypeSize(dtype)));
 }

@@ -1,21 +1,21 @@
 # The CPU emulator's build (GEMMKIT_GPU=emu; npm run build:emu), included by CMakeLists.txt. For each
 # flavour, cuda (the sm90a and sm80 tables, warps of 32) and hip (gfx942 and gfx90a, wavefronts of 64),
-# every GPU kernel source (native/gpu/kernel_tables.cu and what it includes) is compiled as plain C++
-# against native/emu, instrumented with -fsanitize=thread so the emulator sees each load and store:
+# every GPU kernel source (GEMMKIT_GPU_KERNELS in CMakeLists.txt and what they include) is compiled as
+# plain C++ against native/emu, instrumented with -fsanitize=thread so the emulator sees each load and
+# store:
 #   gemmkit-emu-<flavour>-check     gemmkit-gpu-check on the emulated device (npm run test:emu runs it)
 #   gemmkit-emu-<flavour>-selftest  the emulated instructions and checks against plain references
 #   gemmkit-emu-planted-<defect>    gemmkit-gpu-check over one kernel with a defect planted
 #                                   (GEMMKIT_PLANT_*), for the tests that the checks name it
 #   gemmkit_emu_<flavour>.node      the emu-cuda / emu-hip backends for Node (under cmake-js)
 # The two flavours are separate binaries: the same templates instantiated for 32 and 64 lanes must not
-# meet in one program. Any GPU kernel source added to the GPU addons belongs in GEMMKIT_EMU_KERNELS.
+# meet in one program. The kernel sources are CMakeLists.txt's GEMMKIT_GPU_KERNELS, the same list the
+# CUDA and HIP builds compile, so a kernel added to the GPU addons runs on the emulator as well.
 if(NOT CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   message(FATAL_ERROR "gemmkit emulator build: needs g++ or clang++ (for -fsanitize=thread instrumentation), not ${CMAKE_CXX_COMPILER_ID}")
 endif()
 
-# Every translation unit with GPU kernels (compiled by nvcc / the HIP compiler into the GPU addons).
-set(GEMMKIT_EMU_KERNELS native/gpu/kernel_tables.cu)
-set_source_files_properties(${GEMMKIT_EMU_KERNELS} PROPERTIES LANGUAGE CXX)
+set_source_files_properties(${GEMMKIT_GPU_KERNELS} PROPERTIES LANGUAGE CXX)
 
 # Kernel translation units: C++ (the .cu suffix means nothing to g++), every memory access reported to
 # the emulator's __tsan_* callbacks (no TSan runtime is linked), no function entry/exit callbacks.
@@ -35,7 +35,7 @@ set(GEMMKIT_EMU_RUNTIME
 
 # The kernels of `flavour` with extra definitions (a planted defect, one table row) as an object library.
 function(gemmkit_emu_kernels target flavour)
-  add_library(${target} OBJECT ${GEMMKIT_EMU_KERNELS})
+  add_library(${target} OBJECT ${GEMMKIT_GPU_KERNELS})
   target_compile_options(${target} PRIVATE ${GEMMKIT_EMU_INSTRUMENT} -Wall -Wextra -Wno-unused-parameter)
   target_compile_definitions(${target} PRIVATE ${ARGN})
   target_link_libraries(${target} PUBLIC gemmkit_emu_${flavour}_engine)

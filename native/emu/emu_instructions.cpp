@@ -128,7 +128,7 @@ void mma(Block& b, int warpIndex, Warp& w) {
 void mfma(Block& b, int warpIndex, Warp& w) {
   if (w.lanes != 64) failThread(kErrorKernelFault, warpIndex * b.warpSize, "MFMA needs a full wave of 64 lanes");
   const bool bf16 = w.slots[0].in[4] != 0;
-  static thread_local double A[32][8], B[8][32], C[32][32];
+  double A[32][8], B[8][32], C[32][32];  // 12 KiB on the calling fiber's stack
   for (int l = 0; l < 64; l++) {
     const LaneSlot& s = w.slots[l];
     for (int e = 0; e < 4; e++) {

@@ -135,6 +135,9 @@ struct Worker {
 };
 
 // The fiber running on this OS thread, null outside kernels (the memory hooks return at once then).
+// Initial-exec, so the hooks read it without a call; a library whose thread-local storage uses that
+// model takes all of it from the static TLS block that a dlopen()ed addon shares with the process, so
+// the emulator keeps its thread-local state to a few pointers and codes (no large arrays).
 extern thread_local Fiber* tlsFiber __attribute__((tls_model("initial-exec")));
 
 // "cuda.sm80...., block (1,0,0)" and ", thread (5,0,0)" for messages.
