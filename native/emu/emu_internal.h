@@ -94,10 +94,14 @@ struct Block {
   SharedDecl decls[32];
   int declCount = 0;
   uint32_t epoch = 0;       // current barrier interval
+  uint32_t firstEpoch = 0;  // the block's first: a byte last written before it was never written by this block
   int barrierArrived = 0;
   const char* barrierFile = nullptr;
   int barrierLine = 0;
   int live = 0;             // threads that have not exited
+  // The first read of shared bytes no thread of the block had written: reported at the next barrier
+  // (or the block's end) unless another thread writes them first, which the race check reports.
+  std::string unwrittenRead;
   std::vector<Warp> warps;
   bool failed = false;
   Error error = kSuccess;

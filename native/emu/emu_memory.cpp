@@ -1,8 +1,9 @@
 // The emulator's memory checks: the __tsan_* callbacks that -fsanitize=thread inserts before every load
 // and store of a kernel translation unit, and what they check. An access is classified by address:
 //   the running fiber's stack                 fine (the fast path);
-//   the block's shared memory arena           inside what the block declared; no race with another
-//                                             thread since the last barrier; no cp.async in flight;
+//   the block's shared memory arena           inside what the block declared; written by the block
+//                                             before it is read; no race with another thread since
+//                                             the last barrier; no cp.async in flight;
 //   a device buffer or the launch parameters  fine (parameters are read-only);
 //   anything else                             out of bounds: named with the nearest device buffer.
 // The callback runs before the access, so a bad access fails its block instead of touching memory.
@@ -66,6 +67,12 @@ void checkSharedAccess(Block& b, ShadowByte* shadow, int tid, size_t off, size_t
                      (s.pendingCopy == me ? std::string("this thread") : threadName(b, s.pendingCopy - 1)) +
                      " is still copying with cp.async: they arrive only at the cp.async.wait_group covering that copy (a missing wait?)" +
                      codeAt(pc));
+    }
+    if (!write && s.writeEpoch < b.firstEpoch && b.unwrittenRead.empty()) {
+      b.unwrittenRead = blockContext(b) + ", " + threadName(b, tid) + ": shared-memory read of " + bytesWord(n) + " at offset " +
+                        std::to_string(off) + " reads byte " + std::to_string(off + i) +
+                        " before any thread of the block wrote it, and none did before the next barrier or the block's end "
+                        "(on a GPU it holds whatever was left there)" + codeAt(pc);
     }
     uint16_t other = 0;
     const char* how = nullptr;

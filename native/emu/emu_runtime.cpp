@@ -291,6 +291,7 @@ void runBlock(Worker& w, const LaunchSpec& spec, Dim3 idx) {
     w.epochCounter = 1;
   }
   b.epoch = w.epochCounter;
+  b.firstEpoch = b.epoch;
   // Copies a failed block left in flight still mark their bytes as pending.
   for (auto& f : w.fibers) {
     for (const PendingCopy& c : f->copies) {
@@ -302,6 +303,7 @@ void runBlock(Worker& w, const LaunchSpec& spec, Dim3 idx) {
   b.barrierFile = nullptr;
   b.barrierLine = 0;
   b.live = b.threads;
+  b.unwrittenRead.clear();
   b.failed = false;
   b.error = kSuccess;
   b.message.clear();
@@ -332,6 +334,11 @@ void runBlock(Worker& w, const LaunchSpec& spec, Dim3 idx) {
       if (f->state != FiberState::Ready) continue;
       switchToFiber(w, f);
       ran = true;
+    }
+    if (!b.failed && b.live == 0 && !b.unwrittenRead.empty()) {
+      b.failed = true;
+      b.error = kErrorKernelFault;
+      b.message = b.unwrittenRead;
     }
     if (b.failed || b.live == 0) return;
     if (!ran) {
@@ -565,10 +572,12 @@ void syncthreads(const char* file, int line) {
   }
   w.barriers++;
   if (++b.barrierArrived == b.threads) {
+    if (!b.unwrittenRead.empty()) failBlock(kErrorKernelFault, b.unwrittenRead);
     b.barrierArrived = 0;
-    if (++w.epochCounter == 0) {
+    if (++w.epochCounter == 0) {  // wrapped: the shadow forgets this block's writes too
       std::fill(w.shadow.begin(), w.shadow.end(), ShadowByte{0, 0, 0, 0, 0, 0});
       w.epochCounter = 1;
+      b.firstEpoch = 0;
     }
     b.epoch = w.epochCounter;
     for (int t = 0; t < b.threads; t++) {

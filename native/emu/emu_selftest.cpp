@@ -129,12 +129,21 @@ __global__ void overBudgetKernel(float* out) {
   out[threadIdx.x] = tile[threadIdx.x];
 }
 
+// Every thread but the last writes its element; all read their neighbour's after the barrier.
+__global__ void unwrittenSharedKernel(float* out) {
+  GEMMKIT_SHARED_ARRAY(16, float, tile, [64]);
+  const int tid = int(threadIdx.x);
+  if (tid != 63) tile[tid] = float(tid);
+  __syncthreads();
+  out[tid] = tile[(tid + 1) % 64];
+}
+
 __global__ void raceKernel(float* out, bool barrier) {
   GEMMKIT_SHARED_ARRAY(16, float, tile, [64]);
   const int tid = int(threadIdx.x);
   tile[tid] = float(tid);
   if (barrier) __syncthreads();
-  out[tid] = tile[(tid + 1) % 64];  // another thread's element
+  out[tid] = tile[tid == 0 ? 0 : tid - 1];  // the previous thread's element
 }
 
 // Threads that read a value, then one that overwrites it without a barrier in between.
@@ -419,15 +428,17 @@ void testCommon() {
                 R"(thread \(63,0,0\): shared-memory write of 4 bytes at offset 256 is beyond the block's declared shared memory \(256 bytes)");
   expectFailure("shared memory: more than the config's budget", [&] { run(overBudgetKernel, dim3(1), dim3(64), 0, 2048, "budget", out.p); },
                 R"(shared array 'tile' \(4096 bytes at offset 0\) takes the block's shared memory to 4096 bytes, beyond the config's declared budget of 2048 bytes)");
+  expectFailure("shared memory: a read of bytes no thread of the block wrote", [&] { run(unwrittenSharedKernel, dim3(2), dim3(64), 0, -1, "unwritten", out.p); },
+                R"(selftest unwritten, block \(0,0,0\), thread \(62,0,0\): shared-memory read of 4 bytes at offset 252 reads byte 252 before any thread of the block wrote it, and none did before the next barrier or the block's end)");
   expectSuccess("race check: the same exchange with a barrier passes", [&] { run(raceKernel, dim3(1), dim3(64), 0, -1, "race", out.p, true); }, [&] {
     const std::vector<float> v = out.host();
     for (int t = 0; t < 64; t++) {
-      if (v[size_t(t)] != float((t + 1) % 64)) return "thread " + std::to_string(t) + " got " + std::to_string(v[size_t(t)]);
+      if (v[size_t(t)] != float(t == 0 ? 0 : t - 1)) return "thread " + std::to_string(t) + " got " + std::to_string(v[size_t(t)]);
     }
     return std::string();
   });
   expectFailure("race: read of another thread's write without a barrier", [&] { run(raceKernel, dim3(1), dim3(64), 0, -1, "race", out.p, false); },
-                R"(thread \(1,0,0\): shared-memory race at offset 4: this thread writes a byte that thread \(0,0,0\) read since the last __syncthreads\(\))");
+                R"(thread \(1,0,0\): shared-memory race at offset 0: this thread reads a byte that thread \(0,0,0\) wrote since the last __syncthreads\(\))");
   expectFailure("race: a write over bytes other threads read", [&] { run(writeAfterReadKernel, dim3(1), dim3(64), 0, -1, "race", out.p); },
                 R"(thread \(5,0,0\): shared-memory race at offset 0: this thread writes a byte that thread \([0-9]+,0,0\) read since the last __syncthreads\(\))");
   expectFailure("barrier reached by part of the block", [&] { run(partialBarrierKernel, dim3(1), dim3(128), 0, -1, "barrier", out.p); },

@@ -8,8 +8,8 @@
 //
 //   gemmkit-gpu-check [--device N] [--config NAME]... [--quick | --edges]
 // --quick: fewer sizes. --edges: M, N and K each at 1, tile - 1 and tile + 1, combined so that every
-// pair of dimensions meets every pair of those values (9 problems), plus 77x45x129 (the plan for the
-// CPU emulator, npm run test:emu, whose builds are gemmkit-emu-cuda-check / gemmkit-emu-hip-check).
+// pair of dimensions meets every pair of those values (9 problems), plus 77x45x129 and K = 0 (the plan
+// for the CPU emulator, npm run test:emu, whose builds are gemmkit-emu-cuda-check / -hip-check).
 // Exit status: 0 all agree, 1 a failure, 2 no usable device (the reason is printed).
 #include <algorithm>
 #include <cmath>
@@ -119,6 +119,7 @@ std::vector<Dims> problemSizes(const GpuConfig& c, SizePlan plan) {
       for (int j = 0; j < 3; j++) out.push_back(Dims{ms[size_t(i)], ns[size_t(j)], ks[size_t((i + j) % 3)]});
     }
     out.push_back(Dims{skinny ? std::min<int64_t>(77, c.tileM) : 77, 45, 129});
+    out.push_back(Dims{ms[2], ns[2], 0});  // K = 0: C is beta C + bias, through the epilogue alone
     return out;
   }
   const std::vector<int64_t> ms = skinny ? std::vector<int64_t>{1, int64_t(c.tileM)} : sizesAround(c.tileM, plan == SizePlan::Quick);
