@@ -168,7 +168,8 @@ void deliverCopies(Fiber* f, int pending);
 
 // The device's buffers for a launch (plus the parameters' range), sorted.
 std::vector<Range> deviceRanges();
-const char* describeAddress(const Worker& w, uintptr_t a, size_t n, std::string* out);
+// Where an address outside every buffer lies: "12 bytes past the end of device buffer #3 (...)".
+std::string describeAddress(const Worker& w, uintptr_t a, size_t n);
 
 // Computes a collective for every lane of the warp once all have arrived (emu_instructions.cpp).
 void computeCollective(Block& b, int warpIndex, Warp& w, const void* pc);

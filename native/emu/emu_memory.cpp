@@ -102,8 +102,8 @@ void checkSharedAccess(Block& b, ShadowByte* shadow, int tid, size_t off, size_t
   }
 }
 
-const char* describeAddress(const Worker& w, uintptr_t a, size_t n, std::string* out) {
-  std::string& s = *out;
+std::string describeAddress(const Worker& w, uintptr_t a, size_t n) {
+  std::string s;
   // The nearest device buffer below and above the address.
   const Range* below = nullptr;
   const Range* above = nullptr;
@@ -125,14 +125,13 @@ const char* describeAddress(const Worker& w, uintptr_t a, size_t n, std::string*
   for (const Range& r : w.ranges) {
     if (r.id < 0 && a - r.base < r.bytes) s = "the kernel's parameters";
   }
-  return s.c_str();
+  return s;
 }
 
 namespace {
 
 [[noreturn]] void outOfBounds(Fiber* f, uintptr_t a, size_t n, bool write, const void* pc) {
-  std::string where;
-  describeAddress(*f->worker, a, n, &where);
+  const std::string where = describeAddress(*f->worker, a, n);
   failThread(kErrorKernelFault, f->tid,
              std::string("global ") + (write ? "write" : "read") + " of " + bytesWord(n) + " at " + hex(a) +
                  " is outside every device buffer of the launch: " + where + codeAt(pc));
@@ -229,6 +228,25 @@ GEMMKIT_TSAN void __tsan_read_range(void* a, unsigned long n) {
 }
 GEMMKIT_TSAN void __tsan_write_range(void* a, unsigned long n) {
   if (n) gemmkit::emu::onAccess(a, n, true, __builtin_return_address(0));
+}
+// clang routes the memory intrinsics of instrumented code through these.
+GEMMKIT_TSAN void* __tsan_memcpy(void* d, const void* s, unsigned long n) {
+  if (n) {
+    gemmkit::emu::onAccess(const_cast<void*>(s), n, false, __builtin_return_address(0));
+    gemmkit::emu::onAccess(d, n, true, __builtin_return_address(0));
+  }
+  return std::memcpy(d, s, n);
+}
+GEMMKIT_TSAN void* __tsan_memmove(void* d, const void* s, unsigned long n) {
+  if (n) {
+    gemmkit::emu::onAccess(const_cast<void*>(s), n, false, __builtin_return_address(0));
+    gemmkit::emu::onAccess(d, n, true, __builtin_return_address(0));
+  }
+  return std::memmove(d, s, n);
+}
+GEMMKIT_TSAN void* __tsan_memset(void* d, int v, unsigned long n) {
+  if (n) gemmkit::emu::onAccess(d, n, true, __builtin_return_address(0));
+  return std::memset(d, v, n);
 }
 GEMMKIT_TSAN void __tsan_init() {}
 GEMMKIT_TSAN void __tsan_func_entry(void*) {}
