@@ -1,18 +1,20 @@
 // The emulated GPUs (emu-cuda, emu-hip; npm run build:emu): the emulator's instruction self-tests, a
-// fast subset of the GPU kernel check under emulation (npm run test:emu runs every config), the
-// planted defects the emulator must name, and the emulated backends behind the public API: device
-// tensors, matmul, explain, info() and the tuner, which times them but never writes their rows.
+// fast subset of the GPU kernel checks under emulation (npm run test:emu runs every config and the
+// full op plan), the planted defects the emulator must name, and the emulated backends behind the
+// public API: device tensors, matmul, the ops, explain, info() and the tuner, which times them but
+// never writes their rows.
 // Skipped where the emulator is not built, unless GEMMKIT_REQUIRE_EMU=1 (CI) makes that a failure.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { firstGpuDevice, parseDevice } from '../src/device.js';
-import { type DType, explain, info, matmul, matmulSync, tensor } from '../src/index.js';
+import { type DType, explain, info, matmul, matmulSync, tensor, zeros } from '../src/index.js';
 import { type GpuBackendName, type NativeGpuAddon, cpuNative, gpuAddonPath, isEmulatedBackend, loadGpuAddon } from '../src/native.js';
+import { add, argmax, attention, columns, kvStore, rmsNorm, rope, ropeTables, softmax, swiglu } from '../src/ops.js';
 import { tune } from '../src/tuner/tune.js';
-import { expectMatches, intTensor, referenceMatmul } from './helpers.js';
-import { QUICK, ROOT, runCli, scratchDir, spec } from './tuner_helpers.js';
+import { expectMatches, intTensor, randTensor, referenceMatmul, rng } from './helpers.js';
+import { QUICK, ROOT, runCli, runNode, scratchDir, spec } from './tuner_helpers.js';
 
 const REQUIRE = process.env.GEMMKIT_REQUIRE_EMU === '1';
 const BUILD = join(ROOT, 'build-emu');
@@ -66,6 +68,18 @@ describe.runIf(built || REQUIRE)('the CPU emulator of the GPU kernels', () => {
       expect(r.out).not.toMatch(/^FAIL/m);
       for (const c of subset[flavour]) expect(r.out).toMatch(new RegExp(`^ok   ${c.replace(/\./g, '\\.')}: 15 problems$`, 'm'));
       expect(r.out).toMatch(new RegExp(`^${subset[flavour].length} configs, ${15 * subset[flavour].length} checks, 0 failures$`, 'm'));
+      expect(r.code).toBe(0);
+    });
+  }
+
+  for (const flavour of ['cuda', 'hip']) {
+    it(`emu-${flavour}: every op kernel agrees with the float64 reference (the quick plan of gemmkit-gpu-ops-check)`, async () => {
+      const r = await runBinary(`gemmkit-emu-${flavour}-ops-check`, ['--quick']);
+      expect(r.out).not.toMatch(/^FAIL/m);
+      for (const part of ['row ops', 'in place', 'argmax ties and NaN', 'rope', 'kv store', 'attention', 'rejections']) {
+        expect(r.out).toMatch(new RegExp(`^ok   ${part}: \\d+ checks$`, 'm'));
+      }
+      expect(r.out).toMatch(/^\d+ checks, 0 failures$/m);
       expect(r.code).toBe(0);
     });
   }
@@ -126,6 +140,14 @@ describe.runIf(built || REQUIRE)('the emulated backends behind the public API', 
     expect(isEmulatedBackend('emu-hip') && !isEmulatedBackend('hip')).toBe(true);
   });
 
+  it('resolve every symbol at load (nothing of the engine left undefined)', async () => {
+    for (const name of names) {
+      const r = await runNode(['-e', `require(${JSON.stringify(gpuAddonPath(name))}).info()`], { LD_BIND_NOW: '1' });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    }
+  });
+
   it('device strings name them; \'auto\' never picks them', () => {
     expect(parseDevice('t', 'emu-cuda:0')).toEqual({ backend: 'emu-cuda', index: 0 });
     expect(parseDevice('t', 'emu-hip:3')).toEqual({ backend: 'emu-hip', index: 3 });
@@ -161,6 +183,39 @@ describe.runIf(built || REQUIRE)('the emulated backends behind the public API', 
       for (const config of families) {
         const c = matmulSync(a.to(`${name}:0`), b.to(`${name}:0`), { config, outDtype: 'f32' });
         expectMatches(c.to('cpu'), ref, 300, `${config} on ${name}:0`, true);
+      }
+    });
+  }
+
+  for (const name of names) {
+    it(`${name}: the ops run their GPU kernels on device tensors and agree with the CPU's`, () => {
+      const device = `${name}:0` as const;
+      const heads = 4, kvHeads = 2, d = 16, tokens = 3;
+      const qkv = randTensor([6, (heads + 2 * kvHeads) * d], 'f32', 1), w = randTensor([heads * d], 'bf16', 2);
+      const { cos, sin } = ropeTables(10000, 16, d);
+      const keys = zeros([2, kvHeads, 8, d]), vals = zeros([2, kvHeads, 8, d]);
+      const r = rng(3);
+      for (const t of [keys, vals]) (t.data as Float32Array).forEach((_, i, a) => (a[i] = r() * 2 - 1));
+      type Inputs = { qkv: typeof qkv; w: typeof w; cos: typeof cos; sin: typeof sin; keys: typeof keys; vals: typeof vals };
+      const run = (t: Inputs) => {
+        const q = columns(t.qkv, 0, heads * d), k = columns(t.qkv, heads * d, kvHeads * d), v = columns(t.qkv, (heads + kvHeads) * d, kvHeads * d);
+        rope(q, [0, 1, 2, 3, 4, 5], { heads, headDim: d, cos: t.cos, sin: t.sin, inPlace: true });
+        kvStore(t.keys, k, { slots: [1, 0], past: [2, 0], tokens });
+        kvStore(t.vals, v, { slots: [1, 0], past: [2, 0], tokens });
+        const attn = attention(q, t.keys, t.vals, { slots: [1, 0], past: [2, 0], tokens, heads });
+        const normed = rmsNorm(attn, t.w, { eps: 1e-5 });
+        const sum = add(normed, attn);
+        return { out: [attn, normed, sum, softmax(sum), swiglu(sum)], ids: argmax(sum) };
+      };
+      // Copied first: the sequence changes qkv and the caches in place.
+      const deviceInputs = { qkv: qkv.to(device), w: w.to(device), cos: cos.to(device), sin: sin.to(device), keys: keys.to(device), vals: vals.to(device) };
+      const host = run({ qkv, w, cos, sin, keys, vals });
+      const onDevice = run(deviceInputs);
+      expect(onDevice.ids).toEqual(host.ids);
+      for (let i = 0; i < host.out.length; i++) {
+        expect(onDevice.out[i].device).toBe(device);
+        const got = onDevice.out[i].to('cpu').toFloat32(), want = host.out[i].toFloat32();
+        for (let j = 0; j < want.length; j++) expect(Math.abs(got[j] - want[j]), `op ${i} element ${j}`).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[j])));
       }
     });
   }

@@ -4,6 +4,7 @@
 # plain C++ against native/emu, instrumented with -fsanitize=thread so the emulator sees each load and
 # store:
 #   gemmkit-emu-<flavour>-check     gemmkit-gpu-check on the emulated device (npm run test:emu runs it)
+#   gemmkit-emu-<flavour>-ops-check gemmkit-gpu-ops-check (the ops beyond GEMM) likewise
 #   gemmkit-emu-<flavour>-selftest  the emulated instructions and checks against plain references
 #   gemmkit-emu-planted-<defect>    gemmkit-gpu-check over one kernel with a defect planted
 #                                   (GEMMKIT_PLANT_*), for the tests that the checks name it
@@ -33,9 +34,14 @@ set(GEMMKIT_EMU_RUNTIME
   native/emu/emu_vendor.cpp
   native/emu/emu_backend.cpp)
 
-# The kernels of `flavour` with extra definitions (a planted defect, one table row) as an object library.
-function(gemmkit_emu_kernels target flavour)
-  add_library(${target} OBJECT ${GEMMKIT_GPU_KERNELS})
+# The GEMM kernel tables apart from the other kernel sources, so a planted defect rebuilds only them.
+set(GEMMKIT_EMU_GEMM_KERNELS native/gpu/kernel_tables.cu)
+set(GEMMKIT_EMU_OTHER_KERNELS ${GEMMKIT_GPU_KERNELS})
+list(REMOVE_ITEM GEMMKIT_EMU_OTHER_KERNELS ${GEMMKIT_EMU_GEMM_KERNELS})
+
+# Kernel sources of `flavour` with extra definitions (a planted defect, one table row) as an object library.
+function(gemmkit_emu_kernels target flavour sources)
+  add_library(${target} OBJECT ${sources})
   target_compile_options(${target} PRIVATE ${GEMMKIT_EMU_INSTRUMENT} -Wall -Wextra -Wno-unused-parameter)
   target_compile_definitions(${target} PRIVATE ${ARGN})
   target_link_libraries(${target} PUBLIC gemmkit_emu_${flavour}_engine)
@@ -57,18 +63,22 @@ foreach(flavour cuda hip)
   target_link_libraries(gemmkit_emu_${flavour}_engine PUBLIC Threads::Threads ${CMAKE_DL_LIBS})
   set_target_properties(gemmkit_emu_${flavour}_engine PROPERTIES POSITION_INDEPENDENT_CODE ON CXX_VISIBILITY_PRESET hidden)
 
-  gemmkit_emu_kernels(gemmkit_emu_${flavour}_kernels ${flavour})
+  gemmkit_emu_kernels(gemmkit_emu_${flavour}_gemm_kernels ${flavour} "${GEMMKIT_EMU_GEMM_KERNELS}")
+  gemmkit_emu_kernels(gemmkit_emu_${flavour}_other_kernels ${flavour} "${GEMMKIT_EMU_OTHER_KERNELS}")
+  set(kernels $<TARGET_OBJECTS:gemmkit_emu_${flavour}_gemm_kernels> $<TARGET_OBJECTS:gemmkit_emu_${flavour}_other_kernels>)
 
-  add_executable(gemmkit-emu-${flavour}-check native/tools/gemmkit_gpu_check.cpp $<TARGET_OBJECTS:gemmkit_emu_${flavour}_kernels>)
+  add_executable(gemmkit-emu-${flavour}-check native/tools/gemmkit_gpu_check.cpp ${kernels})
   target_link_libraries(gemmkit-emu-${flavour}-check PRIVATE gemmkit_emu_${flavour}_engine)
+
+  add_executable(gemmkit-emu-${flavour}-ops-check native/tools/gemmkit_gpu_ops_check.cpp native/core/reference_ops.cpp ${kernels})
+  target_link_libraries(gemmkit-emu-${flavour}-ops-check PRIVATE gemmkit_emu_${flavour}_engine)
 
   add_executable(gemmkit-emu-${flavour}-selftest native/emu/emu_selftest.cpp)
   set_source_files_properties(native/emu/emu_selftest.cpp PROPERTIES COMPILE_OPTIONS "-fsanitize=thread;-Wno-unknown-pragmas")
   target_link_libraries(gemmkit-emu-${flavour}-selftest PRIVATE gemmkit_emu_${flavour}_engine)
 
   if(CMAKE_JS_INC)
-    add_library(gemmkit_emu_${flavour} SHARED native/addon/gpu_addon.cpp native/addon/problem_args.cpp native/addon/backend_calls.cpp
-                $<TARGET_OBJECTS:gemmkit_emu_${flavour}_kernels> ${CMAKE_JS_SRC})
+    add_library(gemmkit_emu_${flavour} SHARED ${GEMMKIT_GPU_ADDON_SOURCES} ${kernels} ${CMAKE_JS_SRC})
     set_target_properties(gemmkit_emu_${flavour} PROPERTIES PREFIX "" SUFFIX ".node" CXX_VISIBILITY_PRESET hidden)
     target_include_directories(gemmkit_emu_${flavour} PRIVATE ${CMAKE_JS_INC})
     target_compile_definitions(gemmkit_emu_${flavour} PRIVATE NAPI_VERSION=8 NAPI_CPP_EXCEPTIONS GEMMKIT_GPU_ADDON=1)
@@ -81,8 +91,10 @@ endforeach()
 function(gemmkit_emu_planted defect flavour arch row)
   string(TOUPPER "${defect}" DEFECT)
   string(REPLACE "-" "_" DEFECT "${DEFECT}")
-  gemmkit_emu_kernels(gemmkit_emu_planted_${defect}_kernels ${flavour} GEMMKIT_PLANT_${DEFECT}=1 GEMMKIT_ONLY_ARCH=${arch} GEMMKIT_ONLY_ROW=${row})
-  add_executable(gemmkit-emu-planted-${defect} native/tools/gemmkit_gpu_check.cpp $<TARGET_OBJECTS:gemmkit_emu_planted_${defect}_kernels>)
+  gemmkit_emu_kernels(gemmkit_emu_planted_${defect}_kernels ${flavour} "${GEMMKIT_EMU_GEMM_KERNELS}"
+                      GEMMKIT_PLANT_${DEFECT}=1 GEMMKIT_ONLY_ARCH=${arch} GEMMKIT_ONLY_ROW=${row})
+  add_executable(gemmkit-emu-planted-${defect} native/tools/gemmkit_gpu_check.cpp $<TARGET_OBJECTS:gemmkit_emu_planted_${defect}_kernels>
+                 $<TARGET_OBJECTS:gemmkit_emu_${flavour}_other_kernels>)
   target_link_libraries(gemmkit-emu-planted-${defect} PRIVATE gemmkit_emu_${flavour}_engine)
 endfunction()
 gemmkit_emu_planted(bounds-off-by-one cuda Sm80 0)         # cuda.sm80.any.simt.64x64x16.w4.s1

@@ -118,6 +118,7 @@ void* dynamicShared(size_t align);
 // Warp collectives: each is a rendezvous of every lane of the calling thread's warp; the lanes must
 // arrive at the same instruction. Layouts are documented in emu_instructions.cpp.
 float shuffleXor(float v, int laneMask);
+uint32_t shuffleXorBits(uint32_t v, int laneMask);  // the same exchange of 32 raw bits
 void ldmatrixX4(uint32_t r[4], const void* smemRow, bool trans);
 void mmaM16N8K16(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);
 void mfma32x32x8(float acc[16], uint32_t a0, uint32_t a1, uint32_t b0, uint32_t b1, bool bf16);

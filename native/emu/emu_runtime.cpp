@@ -688,17 +688,25 @@ void requireKernel(const char* what) {
 
 }  // namespace
 
-__attribute__((noinline)) float shuffleXor(float v, int laneMask) {
+__attribute__((noinline)) uint32_t shuffleXorBits(uint32_t v, int laneMask) {
   requireKernel("shfl.xor");
-  float result;
+  uint32_t result;
   rendezvous(
       Collective::Shuffle, __builtin_return_address(0),
       [&](LaneSlot& s) {
-        std::memcpy(&s.in[0], &v, 4);
+        s.in[0] = v;
         s.in[1] = uint32_t(laneMask);
       },
-      [&](LaneSlot& s) { std::memcpy(&result, &s.out[0], 4); });
+      [&](LaneSlot& s) { result = s.out[0]; });
   return result;
+}
+
+float shuffleXor(float v, int laneMask) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  bits = shuffleXorBits(bits, laneMask);
+  std::memcpy(&v, &bits, 4);
+  return v;
 }
 
 __attribute__((noinline)) void ldmatrixX4(uint32_t r[4], const void* smemRow, bool trans) {
