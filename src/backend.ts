@@ -2,10 +2,10 @@
 // backend validator) resolved to the CPU addon or a GPU addon. The public API, the problem validation
 // and tuned dispatch all resolve backends here, so none of them needs another.
 import type { Placement } from './device.js';
-import { type NativeSurface, cpuNative, gpuNative } from './native.js';
+import { GPU_BACKENDS, type GpuBackendName, type NativeSurface, cpuNative, gpuNative } from './native.js';
 
-export type BackendName = 'auto' | 'cpu' | 'cuda' | 'hip';
-const BACKENDS: readonly BackendName[] = ['auto', 'cpu', 'cuda', 'hip'];
+export type BackendName = 'auto' | 'cpu' | GpuBackendName;
+const BACKENDS: readonly BackendName[] = ['auto', 'cpu', ...GPU_BACKENDS];
 
 /** The backend option, checked: undefined is 'auto'; anything else not in BACKENDS is a TypeError. */
 export function checkBackendName(where: string, backend: unknown): BackendName {

@@ -6,7 +6,7 @@ import { parseDevice } from './device.js';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
 import { type BackendName, resolveBackend } from './backend.js';
-import { ACTIVATIONS, type Activation, cpuNative } from './native.js';
+import { ACTIVATIONS, type Activation, GPU_BACKENDS, cpuNative, isEmulatedBackend } from './native.js';
 import { tunedFiles } from './tuner/dispatch.js';
 import { type GemmSpec, parseInteger } from './tuner/key.js';
 import { progressReporter, summaryJson, summaryText } from './tuner/report.js';
@@ -90,19 +90,26 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
     warmup: o.warmup, iters: o.iters, fastIters: o.fastIters, topK: o.topK, dropFactor: o.dropFactor,
     maxMsPerShape: o.maxMsPerShape, rotatingMb: o.rotatingMb, check: o.check, checkTol: o.checkTol, noisePct: o.noisePct,
   };
+  // An emulated GPU's timings never go to a tuned file: without --out nothing is written (an explicit
+  // --out is refused by tune() with the reason).
+  const emulated = isEmulatedBackend(backend.name);
+  const out = emulated && cmd.getOptionValueSource('out') === 'default' ? undefined : o.out;
   const progress = progressReporter(o.quiet);
   const started = performance.now();
   let summary;
   try {
     summary = await tune({
-      backend, cpu: cpuNative(), shapes, opts, out: o.out, resume: o.resume, devices: o.devices ?? [o.device ?? 0],
+      backend, cpu: cpuNative(), shapes, opts, out, resume: o.resume, devices: o.devices ?? [o.device ?? 0],
       onEvent: progress.onEvent, onNote: (m) => process.stderr.write(`gemmkit tune: ${m}\n`),
     });
   } finally {
     progress.stop();
   }
   const wall = performance.now() - started;
-  process.stdout.write(`${o.json ? summaryJson(summary, o.out, wall) : summaryText(summary, o.out, wall)}\n`);
+  process.stdout.write(`${o.json ? summaryJson(summary, out, wall) : summaryText(summary, out, wall)}\n`);
+  if (emulated && !o.json) {
+    process.stdout.write(`timings are emulated: host time of the CPU emulator running the ${backend.name} kernels, not GPU time; no tuned file was written\n`);
+  }
   if (summary.results.some((r) => !r.row)) process.exitCode = 1;
 }
 
@@ -115,7 +122,8 @@ program
   .option('--shape <MxNxK>', 'one shape, e.g. 128x4096x4096; repeatable', collect, [])
   .option('--model <file>', 'a .safetensors model: one shape per Linear weight [out, in] and --batch size (x @ W^T)')
   .option('--batch <list>', 'batch sizes (M) for --model, e.g. 1,8,32,128', intList)
-  .addOption(new Option('--backend <name>', 'backend to tune').choices(['cpu', 'cuda', 'hip']).default('cpu'))
+  .addOption(new Option('--backend <name>', 'backend to tune (emu-cuda, emu-hip: the emulated GPUs, timed but never written to --out)')
+    .choices(['cpu', ...GPU_BACKENDS]).default('cpu'))
   .option('--device <n>', 'device index', integer(0))
   .option('--devices <list>', 'device indices to split the shapes over, e.g. 0,1 (the CPU has one)', intList)
   .addOption(new Option('--dtype <dtype>', 'input dtype for --shape').choices([...DTYPES]).default('f32'))

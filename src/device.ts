@@ -1,9 +1,12 @@
-// Devices and device memory: 'cpu', 'cuda:<n>', 'hip:<n>', and the storage behind a GPU tensor. A
+// Devices and device memory: 'cpu', 'cuda:<n>', 'hip:<n>' (and the emulated GPUs 'emu-cuda:<n>',
+// 'emu-hip:<n>'), and the storage behind a GPU tensor. A
 // DeviceStorage owns one allocation of a GPU addon; dispose() frees it at once, and the addon's own
 // finaliser frees it when the storage is collected. GEMMs in flight hold the memory until they finish.
-import { type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, gpuNative } from './native.js';
+import {
+  GPU_BACKENDS, type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, gpuAddonStatus, gpuNative, isEmulatedBackend,
+} from './native.js';
 
-export type GpuDevice = `cuda:${number}` | `hip:${number}`;
+export type GpuDevice = `${GpuBackendName}:${number}`;
 export type Device = 'cpu' | GpuDevice;
 
 export type Placement = { backend: 'cpu' } | { backend: GpuBackendName; index: number };
@@ -12,10 +15,22 @@ export type Placement = { backend: 'cpu' } | { backend: GpuBackendName; index: n
 export function parseDevice(where: string, device: unknown): Placement {
   if (device === 'cpu') return { backend: 'cpu' };
   if (typeof device === 'string') {
-    const m = /^(cuda|hip):(0|[1-9][0-9]{0,3})$/.exec(device);
+    const m = /^(cuda|hip|emu-cuda|emu-hip):(0|[1-9][0-9]{0,3})$/.exec(device);
     if (m) return { backend: m[1] as GpuBackendName, index: Number(m[2]) };
   }
-  throw new TypeError(`${where}: unknown device ${JSON.stringify(device)} (expected 'cpu', 'cuda:<n>' or 'hip:<n>')`);
+  throw new TypeError(`${where}: unknown device ${JSON.stringify(device)} ` +
+    "(expected 'cpu', 'cuda:<n>', 'hip:<n>', or an emulated GPU 'emu-cuda:<n>' or 'emu-hip:<n>')");
+}
+
+/**
+ * The first GPU for automatic placement ('cuda:0', else 'hip:0'), or undefined without one. Never an
+ * emulated GPU: those run only where they are asked for by name.
+ */
+export function firstGpuDevice(): GpuDevice | undefined {
+  for (const name of GPU_BACKENDS) {
+    if (!isEmulatedBackend(name) && gpuAddonStatus(name).devices > 0) return `${name}:0`;
+  }
+  return undefined;
 }
 
 /** GPU kernels index with 32-bit integers: M, N, K (and so the leading dimensions) and batch stay below 2^31. */

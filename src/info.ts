@@ -1,15 +1,20 @@
 import {
   GPU_BACKENDS, type GpuBackendName, type NativeDevice, type NativeGpuDevice, type NativeKernel, type NativeLibrary,
-  cpuNative, gpuAddonStatus,
+  cpuNative, gpuAddonStatus, isEmulatedBackend,
 } from './native.js';
 import { VERSION } from './version.js';
 
 /** A GPU backend's addon: whether it loaded, what it found, and why it cannot run GEMMs if it cannot. */
 export interface GpuBackendInfo {
   name: GpuBackendName;
-  /** The addon file loaded, or looked for (GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON override it). */
+  /** The addon file loaded, or looked for (GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON / GEMMKIT_EMU_*_ADDON override it). */
   path: string;
   loaded: boolean;
+  /**
+   * emu-cuda, emu-hip: the CUDA / HIP kernels on a CPU emulator that checks them (npm run build:emu).
+   * Correct results, host timings; never chosen by 'auto' and never written to a tuned file.
+   */
+  emulated: boolean;
   runtimeVersion?: string;
   driverVersion?: string;
   /** The GPU architectures its kernels were compiled for: '80,90a', 'gfx942,gfx90a'. */
@@ -41,10 +46,11 @@ export interface GemmkitInfo {
 
 function gpuInfo(name: GpuBackendName): GpuBackendInfo {
   const s = gpuAddonStatus(name);
-  if (!s.addon) return { name, path: s.path, loaded: false, devices: [], libraries: [], reason: s.reason };
+  const emulated = isEmulatedBackend(name);
+  if (!s.addon) return { name, path: s.path, loaded: false, emulated, devices: [], libraries: [], reason: s.reason };
   const n = s.addon.info();
   return {
-    name, path: s.path, loaded: true,
+    name, path: s.path, loaded: true, emulated,
     runtimeVersion: n.gpu.runtimeVersion, driverVersion: n.gpu.driverVersion, builtArchs: n.gpu.builtArchs,
     devices: n.backends.find((b) => b.name === name)?.devices ?? [],
     libraries: n.libraries,

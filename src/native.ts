@@ -1,10 +1,11 @@
 // The raw surface of the native addons, in one place: the CPU addon (built by npm install) and the
-// optional GPU addons (gemmkit_cuda.node, gemmkit_hip.node; npm run build:cuda / build:hip), which
-// share one surface (NativeSurface) and add device memory. Everything here trusts its caller: the
-// public API (matmul.ts and friends) validates user input and builds the flat ProblemDesc. The addons
-// re-check buffer bounds, so a bug above can give an error but never an out-of-bounds access, and keep
-// the memory a call uses valid until it settles (native/addon/host_memory.h): async calls use addon
-// memory (hostAlloc) in place and snapshot any other typed array.
+// optional GPU addons (gemmkit_cuda.node, gemmkit_hip.node; npm run build:cuda / build:hip, and the
+// emulated gemmkit_emu_cuda.node, gemmkit_emu_hip.node; npm run build:emu), which share one surface
+// (NativeSurface) and add device memory. Everything here trusts its caller: the public API (matmul.ts
+// and friends) validates user input and builds the flat ProblemDesc. The addons re-check buffer
+// bounds, so a bug above can give an error but never an out-of-bounds access, and keep the memory a
+// call uses valid until it settles (native/addon/host_memory.h): async calls use addon memory
+// (hostAlloc) in place and snapshot any other typed array.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -251,8 +252,16 @@ export interface NativeAddon extends NativeSurface {
   opAsync(desc: OpDesc): Promise<void>;
 }
 
-export type GpuBackendName = 'cuda' | 'hip';
-export const GPU_BACKENDS: readonly GpuBackendName[] = ['cuda', 'hip'];
+export type GpuBackendName = 'cuda' | 'hip' | 'emu-cuda' | 'emu-hip';
+export const GPU_BACKENDS: readonly GpuBackendName[] = ['cuda', 'hip', 'emu-cuda', 'emu-hip'];
+
+/**
+ * The emulated GPUs (emu-cuda, emu-hip): the CUDA / HIP kernels run by a CPU emulator that checks them.
+ * Their timings are host timings, so they are never tuned into a file, and 'auto' never picks them.
+ */
+export function isEmulatedBackend(name: string): boolean {
+  return name === 'emu-cuda' || name === 'emu-hip';
+}
 
 export interface NativeGpuDevice extends NativeDevice {
   index: number;
@@ -275,6 +284,8 @@ export interface NativeGpuInfo extends NativeBackendInfo {
     builtArchs: string;
     /** Why there are no devices ('' when there are). */
     unavailable: string;
+    /** The CPU emulator (emu-cuda, emu-hip): timings are host timings of the emulator. */
+    emulated?: boolean;
   };
 }
 
@@ -371,12 +382,26 @@ export interface GpuAddonStatus {
   reason?: string;
 }
 
-const TOOLKIT: Record<GpuBackendName, string> = { cuda: 'the CUDA toolkit (nvcc)', hip: 'ROCm or clang with HIP (see README)' };
+const TOOLKIT: Record<GpuBackendName, string> = {
+  cuda: 'the CUDA toolkit (nvcc)', hip: 'ROCm or clang with HIP (see README)',
+  'emu-cuda': 'a C++ compiler and cmake (no GPU toolkit)', 'emu-hip': 'a C++ compiler and cmake (no GPU toolkit)',
+};
 
-/** Where the GPU addon is looked for: GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON, else what npm run build:<name> makes. */
+/** The npm script that builds a GPU backend's addon: build:cuda / build:hip, build:emu for both emulated ones. */
+export function buildScript(name: GpuBackendName): string {
+  return isEmulatedBackend(name) ? 'build:emu' : `build:${name}`;
+}
+
+/**
+ * Where the GPU addon is looked for: GEMMKIT_CUDA_ADDON / GEMMKIT_HIP_ADDON / GEMMKIT_EMU_CUDA_ADDON /
+ * GEMMKIT_EMU_HIP_ADDON, else what npm run build:<name> (build:emu) makes.
+ */
 export function gpuAddonPath(name: GpuBackendName): string {
-  const env = process.env[name === 'cuda' ? 'GEMMKIT_CUDA_ADDON' : 'GEMMKIT_HIP_ADDON'];
-  return env !== undefined && env !== '' ? env : `${packageRoot}build-${name}/Release/gemmkit_${name}.node`;
+  const env = process.env[`GEMMKIT_${name.toUpperCase().replace('-', '_')}_ADDON`];
+  if (env !== undefined && env !== '') return env;
+  return isEmulatedBackend(name)
+    ? `${packageRoot}build-emu/Release/gemmkit_${name.replace('-', '_')}.node`
+    : `${packageRoot}build-${name}/Release/gemmkit_${name}.node`;
 }
 
 /** Loads a GPU addon from `path` (not cached; never throws: a failure is the status's reason). */
@@ -384,7 +409,7 @@ export function loadGpuAddon(name: GpuBackendName, path = gpuAddonPath(name)): G
   if (!existsSync(path)) {
     return {
       name, path, devices: 0,
-      reason: `not built: no ${path}; build it with \`npm run build:${name}\` on a machine with ${TOOLKIT[name]}`,
+      reason: `not built: no ${path}; build it with \`npm run ${buildScript(name)}\` on a machine with ${TOOLKIT[name]}`,
     };
   }
   let addon: NativeGpuAddon;
@@ -416,7 +441,7 @@ export function gpuAddonStatus(name: GpuBackendName): GpuAddonStatus {
 export function gpuNative(name: GpuBackendName, where: string): NativeGpuAddon {
   const s = gpuAddonStatus(name);
   if (s.addon && s.devices > 0) return s.addon;
-  const hint = s.reason?.includes('npm run build') ? '' : ` (info() lists the GPU backends; \`npm run build:${name}\` builds this one)`;
+  const hint = s.reason?.includes('npm run build') ? '' : ` (info() lists the GPU backends; \`npm run ${buildScript(name)}\` builds this one)`;
   throw new Error(`${where}: backend '${name}' is not available: ${s.reason}${hint}`);
 }
 

@@ -12,7 +12,7 @@
 import { type Placement, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
 import { formatShape } from './errors.js';
-import { ACTIVATIONS, type Activation, type OpDesc, type OpKindName, OP_KINDS, cpuNative, gpuNative } from './native.js';
+import { ACTIVATIONS, type Activation, type OpDesc, type OpKindName, OP_KINDS, buildScript, cpuNative, gpuNative } from './native.js';
 import { allocate, allocateOnDevice, checkTensor, overlaps } from './problem.js';
 import { Tensor, describeValue, tensor } from './tensor.js';
 
@@ -182,7 +182,7 @@ function nativeFor(where: string, place: Placement): { opSync(d: OpDesc): void; 
   if (place.backend === 'cpu') return cpuNative();
   const native = gpuNative(place.backend, where);
   if (typeof native.opSync !== 'function' || typeof native.opAsync !== 'function') {
-    throw new Error(`${where}: the ${place.backend} addon has no ops beyond GEMM; rebuild it with \`npm run build:${place.backend}\``);
+    throw new Error(`${where}: the ${place.backend} addon has no ops beyond GEMM; rebuild it with \`npm run ${buildScript(place.backend)}\``);
   }
   return native as { opSync(d: OpDesc): void; opAsync(d: OpDesc): Promise<void> };
 }

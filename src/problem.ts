@@ -7,7 +7,7 @@ import type { BackendName } from './backend.js';
 import { type Device, DeviceStorage, type Placement, checkGpuProblem, parseDevice } from './device.js';
 import { type DType, dtypeSize, isDType } from './dtype.js';
 import { checkOptions, formatShape, shapeSize } from './errors.js';
-import { ACTIVATIONS, type Activation, type NativePackedWeight, type NativeSurface, type ProblemDesc } from './native.js';
+import { ACTIVATIONS, type Activation, type GpuBackendName, type NativePackedWeight, type NativeSurface, type ProblemDesc } from './native.js';
 import { PackedWeight } from './prepack.js';
 import { Tensor, checkTensorData, describeValue, hostTensor } from './tensor.js';
 
@@ -98,7 +98,7 @@ export function allocate(where: string, dtype: DType, shape: number[]): Tensor {
   return hostTensor(where, 'the result', dtype, shape, 'ordinary');
 }
 
-export function allocateOnDevice(where: string, place: Placement & { backend: 'cuda' | 'hip' }, dtype: DType, shape: number[]): Tensor {
+export function allocateOnDevice(where: string, place: Placement & { backend: GpuBackendName }, dtype: DType, shape: number[]): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
   return new Tensor(dtype, shape, DeviceStorage.allocate(where, place.backend, place.index, size * dtypeSize(dtype)));
 }

@@ -43,7 +43,10 @@ describe('GPU addons that are absent or fail to load never break CPU use', () =>
       const i = info();
       const c = matmulSync(tensor([1, 2, 3, 4], [2, 2]), tensor([1, 0, 0, 1], [2, 2]));
       console.log(JSON.stringify({ unavailable: i.unavailable, backends: i.backends.map((b) => b.name), c: [...c.toFloat32()] }));`;
-    const r = await runNode(['--input-type=module', '-e', script], { GEMMKIT_CUDA_ADDON: bad, GEMMKIT_HIP_ADDON: '/nonexistent/hip.node' });
+    const r = await runNode(['--input-type=module', '-e', script], {
+      GEMMKIT_CUDA_ADDON: bad, GEMMKIT_HIP_ADDON: '/nonexistent/hip.node',
+      GEMMKIT_EMU_CUDA_ADDON: '/nonexistent/emu_cuda.node', GEMMKIT_EMU_HIP_ADDON: '/nonexistent/emu_hip.node',
+    });
     expect(r.stderr).toBe('');
     const out = JSON.parse(r.stdout);
     expect(out.backends).toEqual(['cpu']);
@@ -239,7 +242,7 @@ describe('device tensors on an emulated GPU', () => {
   it('unknown devices and device indices that do not exist', () => {
     const x = tensor([1, 2], [2]);
     for (const bad of ['gpu', 'cuda', 'cuda:-1', 'cuda:01', 'npu:0', 7]) {
-      expect(() => x.to(bad as never), String(bad)).toThrow(/Tensor.to: unknown device .* \(expected 'cpu', 'cuda:<n>' or 'hip:<n>'\)/);
+      expect(() => x.to(bad as never), String(bad)).toThrow(/Tensor.to: unknown device .* \(expected 'cpu', 'cuda:<n>', 'hip:<n>', or an emulated GPU/);
     }
     expect(() => x.to('cuda:1')).toThrow(RangeError);
     expect(() => x.to('cuda:1')).toThrow(/cuda:1 does not exist; this machine has 1 CUDA device/);

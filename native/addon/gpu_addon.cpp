@@ -1,10 +1,11 @@
-// The Node-API surface of a GPU addon (gemmkit_cuda.node or gemmkit_hip.node; this file is compiled
-// once per vendor). The same raw surface as the CPU addon (info, matmulSync/Async, opSync/Async,
-// heuristic, candidates, supports, timeConfig); matmul takes device buffers, or typed arrays that it
-// stages through device memory; ops take device buffers ({ buffer, byteOffset }) and host Int32Arrays.
-// Plus device memory (alloc/free, upload/download/copy, synchronize) and the config tables (configs,
-// parseConfig). The sync calls on device buffers only queue work on the device's stream; reads of
-// device memory (download, argmax's ids) and the async calls wait for it.
+// The Node-API surface of a GPU addon (gemmkit_cuda.node or gemmkit_hip.node, and the emulated
+// gemmkit_emu_cuda.node and gemmkit_emu_hip.node; this file is compiled once per backend). The same
+// raw surface as the CPU addon (info, matmulSync/Async, opSync/Async, heuristic, candidates, supports,
+// timeConfig); matmul takes device buffers, or typed arrays that it stages through device memory; ops
+// take device buffers ({ buffer, byteOffset }) and host Int32Arrays. Plus device memory (alloc/free,
+// upload/download/copy, synchronize) and the config tables (configs, parseConfig). The sync calls on
+// device buffers only queue work on the device's stream; reads of device memory (download, argmax's
+// ids) and the async calls wait for it.
 // It only unpacks arguments and manages lifetimes; native/gpu does the work.
 #include <napi.h>
 
@@ -389,7 +390,7 @@ Napi::Value configs(const Napi::CallbackInfo& info) {
     const std::vector<KernelEntry>& compiled = compiledKernels(t.arch);
     for (size_t i = 0; i < t.size; i++) {
       const GpuConfig& c = t.configs[i];
-      if (c.isCuda() != (std::string(gpuBackendName()) == "cuda")) continue;
+      if (c.isCuda() != gpuBackendRunsNvidiaTables()) continue;
       Napi::Object o = configObject(env, c);
       bool built = false;
       for (const KernelEntry& e : compiled) built = built || e.config.name() == c.name();
@@ -462,6 +463,8 @@ Napi::Value nativeInfo(const Napi::CallbackInfo& info) {
   gpu.Set("driverVersion", rt.driverVersion());
   gpu.Set("builtArchs", rt.builtArchs());
   gpu.Set("unavailable", rt.unavailableReason());
+  // The CPU emulator (emu-cuda, emu-hip): its timings are host timings, never written to a tuned file.
+  gpu.Set("emulated", gpuBackendIsEmulated());
   out.Set("gpu", gpu);
   out.Set("compiler", compilerName());
   return out;

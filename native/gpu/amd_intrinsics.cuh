@@ -1,7 +1,11 @@
 // Wrappers for the AMD-only instructions of the matrix-core kernels (CDNA2 gfx90a, CDNA3 gfx942): the
-// MFMA 32x32x8 builtins for bf16 and f16. One builtin per wrapper and nothing else, so a CPU emulation
-// can replace exactly this file (see device_common.cuh).
+// MFMA 32x32x8 builtins for bf16 and f16. One builtin per wrapper and nothing else, so the CPU
+// emulator replaces exactly this file (native/emu/amd_intrinsics_emu.h).
 #pragma once
+
+#if defined(GEMMKIT_EMU)
+#include "../emu/amd_intrinsics_emu.h"
+#else
 
 #include <cstdint>
 
@@ -30,3 +34,5 @@ __device__ __forceinline__ void mfma32x32x8(MfmaAccumulator& acc, const uint2& a
 }
 
 }  // namespace gemmkit
+
+#endif  // GEMMKIT_EMU

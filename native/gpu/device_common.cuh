@@ -4,14 +4,25 @@
 //
 // Device-only instructions are reached only through the small inline functions marked "wrapper"
 // here and in nv_intrinsics.cuh / amd_intrinsics.cuh, never through asm or builtins in kernel bodies:
-// a CPU emulation of exactly these wrappers can then run the kernels' logic without a GPU.
+// the CPU emulator (native/emu, GEMMKIT_EMU_CUDA / GEMMKIT_EMU_HIP) replaces exactly these wrappers
+// and runs the kernels' own code. For the same reason kernels declare shared memory with
+// GEMMKIT_SHARED_ARRAY / GEMMKIT_DYNAMIC_SHARED and launchers launch with GEMMKIT_LAUNCH (below),
+// which expand to plain CUDA / HIP on the device compilers.
 #pragma once
 
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_EMU_CUDA) || defined(GEMMKIT_EMU_HIP)
+#define GEMMKIT_EMU 1
+#include "../emu/emu_device.h"
+#elif defined(__HIPCC__)
 #include <hip/hip_runtime.h>
 #else
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
+
+// The kernels are compiled as HIP (wave64, MFMA, LDS): by the HIP compiler or by the emulator.
+#if defined(__HIPCC__) || defined(GEMMKIT_EMU_HIP)
+#define GEMMKIT_HIP_DIALECT 1
 #endif
 
 #include <cstdint>
@@ -22,19 +33,49 @@
 #include "gpu_config.h"
 #include "tile_schedule.h"
 
+// Shared memory (LDS) of a kernel: a static array `alignas(ALIGN) __shared__ TYPE NAME DIMS`, and the
+// dynamic shared memory as `extern __shared__ __align__(ALIGN) TYPE NAME[]`. In the emulator each
+// becomes a reference into the block's shared memory, whose size the emulator then knows and checks.
+#if defined(GEMMKIT_EMU)
+#define GEMMKIT_SHARED_ARRAY(ALIGN, TYPE, NAME, DIMS) \
+  TYPE(&NAME) DIMS = *static_cast<TYPE(*) DIMS>(::gemmkit::emu::staticShared(#NAME, sizeof(TYPE DIMS), ALIGN))
+#define GEMMKIT_DYNAMIC_SHARED(ALIGN, TYPE, NAME) TYPE* const NAME = static_cast<TYPE*>(::gemmkit::emu::dynamicShared(ALIGN))
+#else
+#define GEMMKIT_SHARED_ARRAY(ALIGN, TYPE, NAME, DIMS) alignas(ALIGN) __shared__ TYPE NAME DIMS
+#define GEMMKIT_DYNAMIC_SHARED(ALIGN, TYPE, NAME) extern __shared__ __align__(ALIGN) TYPE NAME[]
+#endif
+
+// GEMMKIT_PLANT_*: defects that the emulator's tests plant in one kernel each (test/emu.test.ts checks
+// that the emulator names them); no real build defines them.
+
+// KERNEL<<<GRID, BLOCK, SHARED, STREAM>>>(args...). LABEL (a std::string naming the launch in the
+// emulator's messages: the config) and BUDGET (the shared-memory bytes the config declares, -1: none)
+// are read by the emulator only; device compilers never evaluate them.
+#if defined(GEMMKIT_EMU)
+#define GEMMKIT_LAUNCH(KERNEL, GRID, BLOCK, SHARED, STREAM, LABEL, BUDGET, ...) \
+  ::gemmkit::emu::launch(KERNEL, GRID, BLOCK, SHARED, STREAM, LABEL, BUDGET, __VA_ARGS__)
+#else
+#define GEMMKIT_LAUNCH(KERNEL, GRID, BLOCK, SHARED, STREAM, LABEL, BUDGET, ...) KERNEL<<<GRID, BLOCK, SHARED, STREAM>>>(__VA_ARGS__)
+#endif
+
 namespace gemmkit {
 
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_HIP_DIALECT)
 constexpr int kWarpSize = 64;  // CDNA wavefronts
 #else
 constexpr int kWarpSize = 32;
 #endif
 
 // Whether the current device compilation pass builds kernels of table `arch`. Kernel bodies of other
-// tables compile to nothing, so each target pays only for its own table. False in the host pass.
+// tables compile to nothing, so each target pays only for its own table. False in the host pass; in
+// the emulator, true for every table of its vendor.
 template <GpuArch ARCH>
 __host__ __device__ constexpr bool compiledForArch() {
-#if defined(__CUDA_ARCH__)
+#if defined(GEMMKIT_EMU_CUDA)
+  return ARCH == GpuArch::Sm80 || ARCH == GpuArch::Sm90a;
+#elif defined(GEMMKIT_EMU_HIP)
+  return ARCH == GpuArch::Gfx942 || ARCH == GpuArch::Gfx90a;
+#elif defined(__CUDA_ARCH__)
   return (ARCH == GpuArch::Sm80 && __CUDA_ARCH__ >= 800) || (ARCH == GpuArch::Sm90a && __CUDA_ARCH__ == 900);
 #elif defined(__gfx942__)
   return ARCH == GpuArch::Gfx942;
@@ -47,7 +88,9 @@ __host__ __device__ constexpr bool compiledForArch() {
 
 // Wrapper: butterfly exchange across the lanes of a warp (all lanes participate).
 __device__ __forceinline__ float shuffleXor(float v, int laneMask) {
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_EMU)
+  return emu::shuffleXor(v, laneMask);
+#elif defined(__HIPCC__)
   return __shfl_xor(v, laneMask);
 #else
   return __shfl_xor_sync(0xffffffffu, v, laneMask);
@@ -57,7 +100,7 @@ __device__ __forceinline__ float shuffleXor(float v, int laneMask) {
 // Wrapper: as shuffleXor, for a 32-bit integer (argmax carries its index through the exchange).
 __device__ __forceinline__ int shuffleXor(int v, int laneMask) {
 #if defined(GEMMKIT_EMU)
-  return int(__float_as_uint(emu::shuffleXor(__uint_as_float(unsigned(v)), laneMask)));  // the bits, moved
+  return int(emu::shuffleXorBits(uint32_t(v), laneMask));
 #elif defined(__HIPCC__)
   return __shfl_xor(v, laneMask);
 #else
@@ -87,7 +130,9 @@ __device__ __forceinline__ float approxInverseSqrt(float x) {
 // Wrapper: IEEE half bits to f32 (exact) with the hardware conversion; dtype.h's f16ToF32 is the same
 // function in integer arithmetic.
 __device__ __forceinline__ float halfBitsToFloat(uint16_t h) {
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_EMU)
+  return f16ToF32(h);
+#elif defined(__HIPCC__)
   return float(__builtin_bit_cast(_Float16, h));
 #else
   return __half2float(__ushort_as_half(h));
@@ -113,7 +158,12 @@ __device__ __forceinline__ void unpack16Bytes(const uint4& v, float* out) {
   }
 }
 
-__device__ __forceinline__ uint4 load16Bytes(const void* p) { return *static_cast<const uint4*>(p); }
+__device__ __forceinline__ uint4 load16Bytes(const void* p) {
+#if defined(GEMMKIT_EMU)
+  emu::checkVectorAlignment(p, 16);
+#endif
+  return *static_cast<const uint4*>(p);
+}
 
 // One element of a matrix of runtime dtype, as f32.
 __device__ __forceinline__ float loadElement(const void* base, DType t, int64_t index) {

@@ -491,4 +491,20 @@ std::vector<const VendorLibrary*> gpuVendorLibraries() { return libraryRegistry(
 
 const char* gpuBackendName() { return vendor::kBackendName; }
 
+bool gpuBackendRunsNvidiaTables() {
+#if defined(GEMMKIT_HIP) || defined(GEMMKIT_EMU_HIP)
+  return false;
+#else
+  return true;
+#endif
+}
+
+bool gpuBackendIsEmulated() {
+#if defined(GEMMKIT_EMU)
+  return true;
+#else
+  return false;
+#endif
+}
+
 }  // namespace gemmkit

@@ -1,5 +1,6 @@
 #include "gpu_runtime.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -26,7 +27,9 @@ std::vector<std::string> splitList(const std::string& s) {
 }
 
 std::string versionString(int v) {
-#if defined(GEMMKIT_HIP)
+#if defined(GEMMKIT_EMU)
+  return std::to_string(v) + ".0";  // the emulator's own version
+#elif defined(GEMMKIT_HIP)
   // HIP: major * 10000000 + minor * 100000 + patch
   return std::to_string(v / 10000000) + "." + std::to_string(v / 100000 % 100) + "." + std::to_string(v % 100000);
 #else
@@ -37,6 +40,11 @@ std::string versionString(int v) {
 
 // Whether this build's code for table `arch` runs on a device of architecture `deviceArch`.
 bool builtFor(GpuArch arch, const std::string& deviceArch, const std::vector<std::string>& built) {
+#if defined(GEMMKIT_EMU)
+  // The emulated device runs every table of its vendor: its own architecture's and the other one's.
+  const GpuConfig c{arch};
+  return c.isCuda() == (deviceArch.compare(0, 3, "sm_") == 0);
+#endif
   if (!gpuArchRunsOn(arch, deviceArch)) return false;
 #if defined(GEMMKIT_HIP)
   const std::string base = deviceArch.substr(0, deviceArch.find(':'));
@@ -106,6 +114,9 @@ GpuRuntime::GpuRuntime() {
     for (const GpuConfigTable& t : kGpuConfigTables) {
       if (t.arch != GpuArch::Sm90a && builtFor(t.arch, d.info.arch, built)) d.tables.push_back(t.arch);
     }
+    // The device's own architecture's tables before those it only runs emulated (gfx942 before gfx90a
+    // on the emulated AMD device; a real device runs only tables of its own architecture).
+    std::stable_partition(d.tables.begin(), d.tables.end(), [&](GpuArch a) { return gpuArchRunsOn(a, d.info.arch); });
     for (GpuArch a : d.tables) {
       for (const KernelEntry& k : compiledKernels(a)) d.kernels.push_back(&k);
     }

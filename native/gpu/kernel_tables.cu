@@ -1,5 +1,6 @@
 // Every row of this vendor's config tables (config_tables.h) expanded into its kernel instantiations
-// and a launcher: nvcc builds the sm80 and sm90a tables, the HIP compiler the gfx942 and gfx90a ones.
+// and a launcher: nvcc builds the sm80 and sm90a tables, the HIP compiler the gfx942 and gfx90a ones,
+// and the CPU emulator (native/emu) either pair as plain C++ (GEMMKIT_EMU_CUDA / GEMMKIT_EMU_HIP).
 // The compile check (check-compile.sh) builds one row at a time with GEMMKIT_ONLY_ARCH and
 // GEMMKIT_ONLY_ROW, so each kernel's registers and shared memory can be read off separately.
 #include <cstddef>
@@ -11,7 +12,7 @@
 #include "simt_gemm.cuh"
 #include "skinny_gemm.cuh"
 #include "vendor_runtime.h"
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_HIP_DIALECT)
 #include "mfma_gemm.cuh"
 #else
 #include "mma_gemm.cuh"
@@ -46,13 +47,15 @@ Status launchGrid(const GpuConfig& c, GemmArgs args, const LaunchContext& ctx, K
     chunk.a = static_cast<const char*>(args.a) + int64_t(first) * args.strideA * dtypeSize(args.dtypeA);
     chunk.b = static_cast<const char*>(args.b) + int64_t(first) * args.strideB * dtypeSize(args.dtypeB);
     chunk.c = static_cast<char*>(args.c) + int64_t(first) * args.strideC * dtypeSize(args.dtypeC);
-    kernel<<<dim3(gridX, gridY, unsigned(chunk.batch * zPerItem)), dim3(unsigned(c.threads())), size_t(sharedBytes), stream>>>(chunk);
+    GEMMKIT_LAUNCH(kernel, dim3(gridX, gridY, unsigned(chunk.batch * zPerItem)), dim3(unsigned(c.threads())), size_t(sharedBytes), stream,
+                   c.name(), c.sharedBytes(), chunk);
     Status s = launchError(c, "the GEMM kernel");
     if (!s.isOk()) return s;
     if (c.splitK > 1) {
       const int64_t elements = int64_t(chunk.m) * chunk.n;
       const int64_t blocks = (elements + 255) / 256;
-      splitKReduceKernel<<<dim3(unsigned(blocks < 4096 ? blocks : 4096), 1, unsigned(chunk.batch)), dim3(256), 0, stream>>>(chunk);
+      GEMMKIT_LAUNCH(splitKReduceKernel, dim3(unsigned(blocks < 4096 ? blocks : 4096), 1, unsigned(chunk.batch)), dim3(256), 0, stream,
+                     c.name() + " (split-K reduction)", 0, chunk);
       s = launchError(c, "the split-K reduction");
       if (!s.isOk()) return s;
     }
@@ -93,7 +96,7 @@ Status launchSimt(const GpuConfig& c, GemmArgs args, const LaunchContext& ctx) {
   return launchTiles(c, args, ctx, pickLayout<SimtLayouts<ARCH, BM, BN, BK, WARPS>::template Pick>(args), 0);
 }
 
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_HIP_DIALECT)
 template <GpuArch ARCH, DType T, int BM, int BN, int BK, int WAVES>
 struct MfmaLayouts {
   template <bool TA, bool TB>
@@ -162,7 +165,7 @@ LaunchFn launcherFor() {
     return &launchSimt<ARCH, c.tileM, c.tileN, c.tileK, c.warps>;
   } else if constexpr (c.family == GpuFamily::Skinny) {
     return &launchSkinny<ARCH, T, c.tileM, c.tileN, c.tileK, c.warps>;
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_HIP_DIALECT)
   } else if constexpr (c.family == GpuFamily::Mfma) {
     return &launchMfma<ARCH, T, c.tileM, c.tileN, c.tileK, c.warps>;
 #else
@@ -193,7 +196,7 @@ std::vector<KernelEntry> buildTable() {
 }  // namespace
 
 const std::vector<KernelEntry>& compiledKernels(GpuArch arch) {
-#if defined(__HIPCC__)
+#if defined(GEMMKIT_HIP_DIALECT)
   static const std::vector<KernelEntry> gfx942 = buildTable<GpuArch::Gfx942>();
   static const std::vector<KernelEntry> gfx90a = buildTable<GpuArch::Gfx90a>();
   static const std::vector<KernelEntry> none;

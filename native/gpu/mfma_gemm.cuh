@@ -79,7 +79,7 @@ __device__ __forceinline__ void mfmaGemmBody(const GemmArgs& args) {
   constexpr int VA = BM * BK / 8 / THREADS, VB = BN * BK / 8 / THREADS;
   // LDS: A buffers [2][BM][STRIDE], then B buffers [2][BN][STRIDE]; the epilogue reuses it.
   constexpr int LDS_ELEMS = 2 * (BM + BN) * STRIDE;
-  alignas(16) __shared__ uint16_t lds[LDS_ELEMS];
+  GEMMKIT_SHARED_ARRAY(16, uint16_t, lds, [LDS_ELEMS]);
   uint16_t* const ldsA = lds;
   uint16_t* const ldsB = lds + 2 * BM * STRIDE;
 
@@ -159,7 +159,9 @@ __device__ __forceinline__ void mfmaGemmBody(const GemmArgs& args) {
         for (int j = 0; j < NI; j++) mfma32x32x8<T>(acc[i][j], fragA[i], fragB[j]);
     }
     if (more) storeLds((kt + 1) % 2);  // the other buffer: nobody reads it until the barrier
+#if !defined(GEMMKIT_PLANT_MISSING_BARRIER)
     __syncthreads();
+#endif
   }
 
   // Epilogue through LDS: per slice of SLICE rows of its tile, each wave stages its accumulators and

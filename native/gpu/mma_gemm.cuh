@@ -66,7 +66,7 @@ __device__ __forceinline__ void mmaGemmBody(const GemmArgs& args) {
   // [BN][BK] with TRANS_B (a Linear weight) or [BK][BN].
   using TileA = SwizzledTile<TRANS_A ? BK : BM, TRANS_A ? BM : BK>;
   using TileB = SwizzledTile<TRANS_B ? BN : BK, TRANS_B ? BK : BN>;
-  extern __shared__ __align__(16) uint16_t sharedTiles[];
+  GEMMKIT_DYNAMIC_SHARED(16, uint16_t, sharedTiles);
   uint16_t* stagesA = sharedTiles;                          // [STAGES][TileA]
   uint16_t* stagesB = sharedTiles + STAGES * TileA::kElems;  // [STAGES][TileB]
 
@@ -113,7 +113,9 @@ __device__ __forceinline__ void mmaGemmBody(const GemmArgs& args) {
   // Lane roles in ldmatrix: lane l addresses row l % 8 of 8x8 matrix l / 8.
   const int matrix = lane / 8, matrixRow = lane % 8;
   for (int kt = 0; kt < kTiles; kt++) {
+#if !defined(GEMMKIT_PLANT_MISSING_CP_ASYNC_WAIT)
     cpAsyncWait<STAGES - 2>();
+#endif
     __syncthreads();  // stage kt is complete for every thread, and stage kt - 1 is free to refill
     const int next = kt + STAGES - 1;
     if (next < kTiles) loadStage(next % STAGES, kBegin + next * BK);
@@ -143,8 +145,13 @@ __device__ __forceinline__ void mmaGemmBody(const GemmArgs& args) {
         } else {  // stored [k][n]: matrices (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)
           ldmatrixX4Trans(r, tileB + TileB::offset(kk * 16 + (matrix % 2) * 8 + matrixRow, (nBase + (matrix / 2) * 8) / 8));
         }
+#if defined(GEMMKIT_PLANT_SWAPPED_FRAGMENT)
+        fragB[2 * j][0] = r[1];
+        fragB[2 * j][1] = r[0];
+#else
         fragB[2 * j][0] = r[0];
         fragB[2 * j][1] = r[1];
+#endif
         fragB[2 * j + 1][0] = r[2];
         fragB[2 * j + 1][1] = r[3];
       }

@@ -1,8 +1,12 @@
 // Wrappers for the NVIDIA-only instructions of the tensor-core kernels (sm_80+): cp.async copies,
 // ldmatrix fragment loads and mma.sync m16n8k16. Each is one inline PTX statement and nothing else,
-// so a CPU emulation can replace exactly this file (see device_common.cuh). Shared-memory arguments
-// are generic pointers; the wrappers convert them to the shared window themselves.
+// so the CPU emulator replaces exactly this file (native/emu/nv_intrinsics_emu.h). Shared-memory
+// arguments are generic pointers; the wrappers convert them to the shared window themselves.
 #pragma once
+
+#if defined(GEMMKIT_EMU)
+#include "../emu/nv_intrinsics_emu.h"
+#else
 
 #include <cstdint>
 
@@ -68,3 +72,5 @@ __device__ __forceinline__ void mmaM16N8K16(float d[4], const uint32_t a[4], con
 }
 
 }  // namespace gemmkit
+
+#endif  // GEMMKIT_EMU

@@ -35,16 +35,6 @@
 #include "device_common.cuh"
 #include "op_launch.h"
 
-// Shared memory is declared, and kernels launched, through the emulator's hooks (GEMMKIT_SHARED_ARRAY,
-// GEMMKIT_LAUNCH; see native/emu), which expand to the plain CUDA / HIP spellings below on the device
-// compilers; these definitions serve builds whose device_common.cuh does not have the hooks yet.
-#ifndef GEMMKIT_SHARED_ARRAY
-#define GEMMKIT_SHARED_ARRAY(ALIGN, TYPE, NAME, DIMS) alignas(ALIGN) __shared__ TYPE NAME DIMS
-#endif
-#ifndef GEMMKIT_LAUNCH
-#define GEMMKIT_LAUNCH(KERNEL, GRID, BLOCK, SHARED, STREAM, LABEL, BUDGET, ...) KERNEL<<<GRID, BLOCK, SHARED, STREAM>>>(__VA_ARGS__)
-#endif
-
 namespace gemmkit {
 
 constexpr int kOpThreads = 256;         // threads of the element-wise and row kernels
@@ -56,7 +46,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // (NVIDIA: n blocks in 64K registers; AMD: n waves in 512 VGPRs). Without it the AMD compiler fills
 // 256 VGPRs with early loads of whole tiles. The kOpThreads kernels ask for one block: with 256
 // threads and no minimum, ptxas aims at 40 registers and spills.
-#if defined(__HIPCC__) || defined(GEMMKIT_HIP_DIALECT)
+#if defined(GEMMKIT_HIP_DIALECT)
 #define GEMMKIT_ATTENTION_BOUNDS(nvidiaBlocks, amdWaves) __launch_bounds__(kAttentionThreads, amdWaves)
 #else
 #define GEMMKIT_ATTENTION_BOUNDS(nvidiaBlocks, amdWaves) __launch_bounds__(kAttentionThreads, nvidiaBlocks)

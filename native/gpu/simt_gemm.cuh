@@ -15,6 +15,9 @@ namespace gemmkit {
 // Four consecutive elements (r, c .. c + 3) of a row-major operand of runtime dtype `t` as f32, with
 // one vector load: 16 bytes for f32, 8 for f16/bf16 (the caller knows they are inside and aligned).
 __device__ __forceinline__ void loadQuad(float out[4], const char* base, DType t, int64_t index) {
+#if defined(GEMMKIT_EMU)
+  emu::checkVectorAlignment(base + index * dtypeSize(t), t == DType::F32 ? 16 : 8);
+#endif
   if (t == DType::F32) {
     const float4 v = *reinterpret_cast<const float4*>(base + index * 4);
     out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
@@ -40,7 +43,7 @@ __device__ __forceinline__ void simtGemmBody(const GemmArgs& args) {
   constexpr int PASS_ROWS = THREADS_M * BN * TM <= 4096 ? TM : 4096 / (THREADS_M * BN);
   static_assert(PASS_ROWS >= 1 && TM % PASS_ROWS == 0, "epilogue passes split the register block");
   constexpr int STAGE_FLOATS = THREADS_M * PASS_ROWS * BN;
-  alignas(16) __shared__ float shared[TILE_FLOATS > STAGE_FLOATS ? TILE_FLOATS : STAGE_FLOATS];
+  GEMMKIT_SHARED_ARRAY(16, float, shared, [TILE_FLOATS > STAGE_FLOATS ? TILE_FLOATS : STAGE_FLOATS]);
   float (*As)[BM + 4] = reinterpret_cast<float (*)[BM + 4]>(shared);
   float (*Bs)[BN + 4] = reinterpret_cast<float (*)[BN + 4]>(shared + BK * (BM + 4));
 
@@ -88,7 +91,11 @@ __device__ __forceinline__ void simtGemmBody(const GemmArgs& args) {
         const int kk = TRANS_A ? i / BM : i % BK;
         const int row = m0 + mm, kcol = k0 + kk;
         float v = 0.0f;
+#if defined(GEMMKIT_PLANT_BOUNDS_OFF_BY_ONE)
+        if (row <= args.m && kcol < kEnd) {
+#else
         if (row < args.m && kcol < kEnd) {
+#endif
           v = loadElement(a, args.dtypeA, TRANS_A ? int64_t(kcol) * args.lda + row : int64_t(row) * args.lda + kcol);
         }
         As[kk][mm] = v;

@@ -49,7 +49,7 @@ __device__ __forceinline__ void skinnyGemmBody(const GemmArgs& args) {
   constexpr int UNROLL = BK / (THREADS * V);
   static_assert(UNROLL >= 1 && UNROLL * THREADS * V == BK, "BK is threads x vector x unroll");
   // One partial sum per warp for each output of the block, added up after the barrier.
-  __shared__ float partials[WARPS][MT * BN];
+  GEMMKIT_SHARED_ARRAY(4, float, partials, [WARPS][MT * BN]);
 
   const int n0 = blockIdx.x * BN, split = blockIdx.y, item = blockIdx.z;
   int kBegin, kEnd;

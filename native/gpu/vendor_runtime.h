@@ -1,13 +1,18 @@
 // The GPU runtime API under one set of names, mapped onto CUDA or, when GEMMKIT_HIP is defined (or
-// the HIP compiler runs), onto HIP. The runtime side (gpu_backend.cpp, gpu_memory.cpp) and the kernel
+// the HIP compiler runs), onto HIP, or, when GEMMKIT_EMU_CUDA / GEMMKIT_EMU_HIP is defined, onto the
+// CPU emulator (native/emu). The runtime side (gpu_backend.cpp, gpu_memory.cpp) and the kernel
 // launchers are written once against these names; nothing else in the engine includes a vendor header.
 #pragma once
 
-#if defined(__HIPCC__) && !defined(GEMMKIT_HIP)
+#if defined(GEMMKIT_EMU_CUDA) || defined(GEMMKIT_EMU_HIP)
+#define GEMMKIT_EMU 1
+#elif defined(__HIPCC__) && !defined(GEMMKIT_HIP)
 #define GEMMKIT_HIP 1
 #endif
 
-#if defined(GEMMKIT_HIP)
+#if defined(GEMMKIT_EMU)
+#include "../emu/emu_api.h"
+#elif defined(GEMMKIT_HIP)
 #if !defined(__HIP_PLATFORM_AMD__)
 #define __HIP_PLATFORM_AMD__ 1
 #endif
@@ -21,7 +26,52 @@
 namespace gemmkit {
 namespace vendor {
 
-#if defined(GEMMKIT_HIP)
+#if defined(GEMMKIT_EMU)
+// The emulated device: launches run when queued, so streams only order what already happened and
+// events read the host clock. Its timings are host timings of the emulator, never a GPU's.
+#if defined(GEMMKIT_EMU_CUDA)
+constexpr const char* kBackendName = "emu-cuda";
+constexpr const char* kRuntimeName = "emulated CUDA";
+#else
+constexpr const char* kBackendName = "emu-hip";
+constexpr const char* kRuntimeName = "emulated HIP";
+#endif
+using Error = emu::Error;
+using Stream = emu::StreamState*;
+using Event = emu::EventState*;
+using DeviceProperties = emu::DeviceProperties;
+constexpr Error kSuccess = emu::kSuccess;
+constexpr Error kErrorMemoryAllocation = emu::kErrorMemoryAllocation;
+inline const char* errorName(Error e) { return emu::errorName(e); }
+inline const char* errorString(Error e) { return emu::errorString(e); }
+inline Error getLastError() { return emu::getLastError(); }
+inline Error getDeviceCount(int* n) { *n = 1; return emu::kSuccess; }
+inline Error setDevice(int d) { return d == 0 ? emu::kSuccess : emu::kErrorNoDevice; }
+inline Error getDeviceProperties(DeviceProperties* p, int d) {
+  if (d != 0) return emu::kErrorNoDevice;
+  *p = emu::deviceProperties();
+  return emu::kSuccess;
+}
+inline Error runtimeVersion(int* v) { *v = 1; return emu::kSuccess; }  // the emulator's own version
+inline Error driverVersion(int* v) { *v = 0; return emu::kSuccess; }   // no driver
+inline Error deviceMalloc(void** p, size_t bytes) { return emu::deviceMalloc(p, bytes); }
+inline Error deviceFree(void* p) { return emu::deviceFree(p); }
+inline Error memGetInfo(size_t* freeBytes, size_t* totalBytes) { return emu::memGetInfo(freeBytes, totalBytes); }
+inline Error memcpyHostToDevice(void* dst, const void* src, size_t n, Stream) { return emu::memcpyHostToDevice(dst, src, n); }
+inline Error memcpyDeviceToHost(void* dst, const void* src, size_t n, Stream) { return emu::memcpyDeviceToHost(dst, src, n); }
+inline Error memcpyDeviceToDevice(void* dst, const void* src, size_t n, Stream) { return emu::memcpyDeviceToDevice(dst, src, n); }
+inline Error memsetAsync(void* dst, int value, size_t n, Stream) { return emu::memset(dst, value, n); }
+inline Error streamCreate(Stream* s) { return emu::streamCreate(s); }
+inline Error streamSynchronize(Stream) { return emu::kSuccess; }
+inline Error eventCreate(Event* e) { return emu::eventCreate(e); }
+inline Error eventDestroy(Event e) { return emu::eventDestroy(e); }
+inline Error eventRecord(Event e, Stream) { return emu::eventRecord(e); }
+inline Error eventSynchronize(Event) { return emu::kSuccess; }
+inline Error eventElapsedMs(float* ms, Event start, Event stop) { return emu::eventElapsedMs(ms, start, stop); }
+// "sm_90" / "gfx942"
+inline std::string deviceArch(const DeviceProperties& p) { return p.arch; }
+inline long long sharedMemoryPerBlock(const DeviceProperties& p) { return (long long)p.sharedMemPerBlock; }
+#elif defined(GEMMKIT_HIP)
 constexpr const char* kBackendName = "hip";
 constexpr const char* kRuntimeName = "HIP";
 using Error = hipError_t;

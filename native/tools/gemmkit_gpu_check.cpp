@@ -3,14 +3,19 @@
 // tile + 1, 2 tiles + 3) and from awkward values (1, 7, 45, 77); all four transposes; f32/f16/bf16
 // outputs; alpha, beta, bias and every activation in turn; batches with strided and broadcast B;
 // padded (unaligned) leading dimensions. Inputs are small integers, so f32 results are exact and
-// f16/bf16 ones exact up to their one rounding (activations get a small tolerance).
+// f16/bf16 ones exact up to their one rounding (activations get a small tolerance). A mismatch names
+// the config, the problem and the worst element's coordinates.
 //
-//   gemmkit-gpu-check [--device N] [--config NAME]... [--quick]
+//   gemmkit-gpu-check [--device N] [--config NAME]... [--quick | --edges]
+// --quick: fewer sizes. --edges: M, N and K each at 1, tile - 1 and tile + 1, combined so that every
+// pair of dimensions meets every pair of those values (9 problems), plus 77x45x129 and K = 0 (the plan
+// for the CPU emulator, npm run test:emu, whose builds are gemmkit-emu-cuda-check / -hip-check).
 // Exit status: 0 all agree, 1 a failure, 2 no usable device (the reason is printed).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -25,6 +30,33 @@
 using namespace gemmkit;
 
 namespace {
+
+enum class SizePlan { Full, Quick, Edges };
+
+// The element of C farthest from the reference (as relativeError measures it): "item 0, row 3, col 17:
+// got 5, want 6".
+std::string worstElement(const Problem& p, const void* c, const double* c64) {
+  double worst = -1.0;
+  std::string where;
+  for (int64_t b = 0; b < p.batch; b++) {
+    for (int64_t i = 0; i < p.m; i++) {
+      for (int64_t j = 0; j < p.n; j++) {
+        const double want = c64[(b * p.m + i) * p.n + j];
+        const double got = loadAsF32(c, p.dtypeC, b * p.strideC + i * p.ldc + j);
+        double e = std::fabs(got - want) / (1.0 + std::fabs(want));
+        if (std::isnan(e) || std::isinf(e)) e = INFINITY;
+        if (std::isnan(want) && std::isnan(got)) e = 0.0;
+        if (e > worst) {
+          worst = e;
+          char s[128];
+          std::snprintf(s, sizeof s, "item %lld, row %lld, col %lld: got %.9g, want %.9g", (long long)b, (long long)i, (long long)j, got, want);
+          where = s;
+        }
+      }
+    }
+  }
+  return where;
+}
 
 bool checkOne(const Backend& be, const std::string& config, Problem p, int pad, std::mt19937& rng) {
   p.lda = std::max<int64_t>(1, p.colsA() + pad);
@@ -55,7 +87,9 @@ bool checkOne(const Backend& be, const std::string& config, Problem p, int pad, 
   if (s.isOk()) s = be.run(p, config, Buffers{da->data(), db->data(), dc->data(), p.hasBias ? dbias->data() : nullptr});
   if (s.isOk()) s = copyDeviceToHost(got.data(), *dc, 0, dc->bytes());
   const std::string label = p.describe() + " lda " + std::to_string(p.lda) + (p.beta != 0 ? " beta" : "") + " " + config;
-  return expectReference(p, label, s, got.data(), c64.data());
+  const bool ok = expectReference(p, label, s, got.data(), c64.data());
+  if (!ok && s.isOk()) std::printf("     worst element of %s: %s\n", config.c_str(), worstElement(p, got.data(), c64.data()).c_str());
+  return ok;
 }
 
 // The problem sizes a config is checked at: its tile edges and awkward values.
@@ -66,6 +100,38 @@ std::vector<int64_t> sizesAround(int tile, bool quick) {
     v.push_back(2 * int64_t(tile) + 3);
   }
   return v;
+}
+
+// M, N, K for `plan`: around the tile, and awkward values.
+struct Dims {
+  int64_t m, n, k;
+};
+std::vector<Dims> problemSizes(const GpuConfig& c, SizePlan plan) {
+  const bool skinny = c.family == GpuFamily::Skinny;  // runs M <= tileM only
+  std::vector<Dims> out;
+  if (plan == SizePlan::Edges) {
+    auto edges = [](int tile) { return std::vector<int64_t>{1, std::max(1, tile - 1), int64_t(tile) + 1}; };
+    std::vector<int64_t> ms = edges(c.tileM), ns = edges(c.tileN), ks = edges(c.tileK);
+    if (skinny) ms = {1, std::max(1, c.tileM - 1), c.tileM};
+    // An orthogonal array: each dimension meets each of its values three times and each pair of
+    // dimensions each pair of values once.
+    for (int i = 0; i < 3; i++) {
+      for (int j = 0; j < 3; j++) out.push_back(Dims{ms[size_t(i)], ns[size_t(j)], ks[size_t((i + j) % 3)]});
+    }
+    out.push_back(Dims{skinny ? std::min<int64_t>(77, c.tileM) : 77, 45, 129});
+    out.push_back(Dims{ms[2], ns[2], 0});  // K = 0: C is beta C + bias, through the epilogue alone
+    return out;
+  }
+  const std::vector<int64_t> ms = skinny ? std::vector<int64_t>{1, int64_t(c.tileM)} : sizesAround(c.tileM, plan == SizePlan::Quick);
+  const std::vector<int64_t> ns = sizesAround(c.tileN, plan == SizePlan::Quick);
+  const std::vector<int64_t> ks = plan == SizePlan::Quick ? std::vector<int64_t>{7, 45, int64_t(c.tileK) + 1}
+                                                          : std::vector<int64_t>{1, 7, 45, int64_t(c.tileK) - 1, 3 * int64_t(c.tileK) + 5};
+  for (int64_t m : ms) {
+    for (int64_t n : ns) {
+      for (int64_t k : ks) out.push_back(Dims{m, n, k});
+    }
+  }
+  return out;
 }
 
 DType dtypeOf(GpuInput t, int variant) {
@@ -79,43 +145,34 @@ DType dtypeOf(GpuInput t, int variant) {
   return all[variant % 3];
 }
 
-int checkConfig(const Backend& be, const GpuConfig& c, int device, bool quick, std::mt19937& rng) {
+int checkConfig(const Backend& be, const GpuConfig& c, int device, SizePlan plan, std::mt19937& rng) {
   const int before = failures;
   int problems = 0;
-  const std::vector<int64_t> ms = c.family == GpuFamily::Skinny ? std::vector<int64_t>{1, int64_t(c.tileM)}
-                                                                : sizesAround(c.tileM, quick);
-  const std::vector<int64_t> ns = sizesAround(c.tileN, quick);
-  const std::vector<int64_t> ks = quick ? std::vector<int64_t>{7, 45, int64_t(c.tileK) + 1}
-                                        : std::vector<int64_t>{1, 7, 45, int64_t(c.tileK) - 1, 3 * int64_t(c.tileK) + 5};
   const DType outputs[] = {DType::F32, DType::BF16, DType::F16};
   const Activation activations[] = {Activation::None, Activation::Relu, Activation::Gelu, Activation::Silu};
   int variant = 0;
-  for (int64_t m : ms) {
-    for (int64_t n : ns) {
-      for (int64_t k : ks) {
-        Problem p;
-        p.device = device;
-        p.m = m;
-        p.n = n;
-        p.k = k;
-        p.transA = variant & 1;
-        p.transB = (variant >> 1) & 1;
-        p.dtypeA = dtypeOf(c.input, variant);
-        p.dtypeB = dtypeOf(c.input, variant + 1);
-        p.dtypeC = outputs[variant % 3];
-        p.dtypeBias = outputs[(variant + 1) % 3];
-        p.hasBias = variant % 2 == 1;
-        p.activation = activations[variant % 4];
-        p.alpha = variant % 5 == 0 ? 0.5f : 1.0f;
-        p.beta = variant % 3 == 2 ? 2.0f : 0.0f;
-        p.batch = variant % 7 == 3 ? 2 : 1;
-        const int pad = variant % 4 == 3 ? 3 : 0;  // unaligned rows: element loads instead of vectors
-        variant++;
-        if (!be.supports(p, c.name()).isOk()) continue;
-        checkOne(be, c.name(), p, pad, rng);
-        problems++;
-      }
-    }
+  for (const Dims& d : problemSizes(c, plan)) {
+    Problem p;
+    p.device = device;
+    p.m = d.m;
+    p.n = d.n;
+    p.k = d.k;
+    p.transA = variant & 1;
+    p.transB = (variant >> 1) & 1;
+    p.dtypeA = dtypeOf(c.input, variant);
+    p.dtypeB = dtypeOf(c.input, variant + 1);
+    p.dtypeC = outputs[variant % 3];
+    p.dtypeBias = outputs[(variant + 1) % 3];
+    p.hasBias = variant % 2 == 1;
+    p.activation = activations[variant % 4];
+    p.alpha = variant % 5 == 0 ? 0.5f : 1.0f;
+    p.beta = variant % 3 == 2 ? 2.0f : 0.0f;
+    p.batch = variant % 7 == 3 ? 2 : 1;
+    const int pad = variant % 4 == 3 ? 3 : 0;  // unaligned rows: element loads instead of vectors
+    variant++;
+    if (!be.supports(p, c.name()).isOk()) continue;
+    checkOne(be, c.name(), p, pad, rng);
+    problems++;
   }
   // Every layout at one size with aligned rows, so the vector paths of all four layouts run.
   for (int layout = 0; layout < 4; layout++) {
@@ -140,14 +197,15 @@ int checkConfig(const Backend& be, const GpuConfig& c, int device, bool quick, s
 
 int main(int argc, char** argv) {
   int device = 0;
-  bool quick = false;
+  SizePlan plan = SizePlan::Full;
   std::vector<std::string> only;
   for (int i = 1; i < argc; i++) {
     if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) only.push_back(argv[++i]);
-    else if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (std::strcmp(argv[i], "--quick") == 0) plan = SizePlan::Quick;
+    else if (std::strcmp(argv[i], "--edges") == 0) plan = SizePlan::Edges;
     else {
-      std::fprintf(stderr, "usage: gemmkit-gpu-check [--device N] [--config NAME]... [--quick]\n");
+      std::fprintf(stderr, "usage: gemmkit-gpu-check [--device N] [--config NAME]... [--quick | --edges]\n");
       return 2;
     }
   }
@@ -166,10 +224,22 @@ int main(int argc, char** argv) {
               d->info.computeUnits, double(d->info.memoryBytes) / (1 << 30));
   std::mt19937 rng(42);
   int configs = 0;
+  struct TableCount {
+    int configs = 0, problems = 0, checks = 0, failures = 0;
+  };
+  std::map<std::string, TableCount> perTable;
   for (const KernelEntry* e : d->kernels) {
     if (!only.empty() && std::find(only.begin(), only.end(), e->config.name()) == only.end()) continue;
-    checkConfig(*be, e->config, device, quick, rng);
+    const int checksBefore = checks, failuresBefore = failures;
+    TableCount& t = perTable[gpuArchName(e->config.arch)];
+    t.problems += checkConfig(*be, e->config, device, plan, rng);
+    t.configs++;
+    t.checks += checks - checksBefore;
+    t.failures += failures - failuresBefore;
     configs++;
+  }
+  for (const auto& [arch, t] : perTable) {
+    std::printf("table %s: %d configs, %d problems, %d checks, %d failures\n", arch.c_str(), t.configs, t.problems, t.checks, t.failures);
   }
   // The heuristic's choice for shapes that decide which family runs.
   const int64_t shapes[][3] = {{1, 4096, 4096}, {16, 4096, 512}, {128, 1000, 600}, {1000, 1000, 1000}};

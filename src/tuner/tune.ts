@@ -13,7 +13,7 @@
 // GEMM alone, never JavaScript.
 //
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
-import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
+import { type NativeAddon, type NativeSurface, type ProblemDesc, isEmulatedBackend } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
 import { packedLayoutOf, preparedWeightRef, untunedWeightRun } from './dispatch.js';
 import { type GemmSpec, kernelOfConfig, keyString, specDesc, weightKey } from './key.js';
@@ -291,6 +291,10 @@ export interface TuneSummary {
 /** Tunes every shape, writing each finished row to `out`; throws for an unusable out file or device. */
 export async function tune(run: TuneRun): Promise<TuneSummary> {
   const { backend, opts } = run;
+  if (run.out !== undefined && isEmulatedBackend(backend.name)) {
+    throw new Error(`backend '${backend.name}' is an emulated GPU: its timings are host timings of the CPU emulator, not a GPU's, ` +
+      `so they are never written to a tuned file (refusing ${run.out}); tune it without an out file to check and time its candidates`);
+  }
   const info = backend.native.info();
   const deviceCount = info.backends.find((b) => b.name === backend.name)?.devices.length ?? 0;
   if (deviceCount === 0) throw new Error(`backend '${backend.name}' reports no devices`);
