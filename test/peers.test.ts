@@ -125,12 +125,12 @@ describe('peer runner protocol', () => {
     expect(env.BLIS_ARCH_TYPE).toBeUndefined();
   });
 
-  it('the target shapes hold the issue 3 shapes: squares and x @ W^T for M = 1..128', () => {
+  it('the target shapes: squares 1024 and 2048 and x @ W^T for M = 1..512, f32 and bf16', () => {
     const tokens = targetShapes().map(shapeToken);
-    for (const t of ['1024x1024x1024:n:f32', '2048x2048x2048:n:bf16', '1x14336x4096:t:f32', '128x4096x14336:t:bf16']) {
+    for (const t of ['1024x1024x1024:n:f32', '2048x2048x2048:n:bf16', '1x14336x4096:t:f32', '128x4096x14336:t:bf16', '512x4096x4096:t:f32']) {
       expect(tokens).toContain(t);
     }
-    expect(tokens).toHaveLength(28);
+    expect(tokens).toHaveLength(2 * (2 + 3 * 5));
   });
 });
 

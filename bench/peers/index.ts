@@ -378,14 +378,17 @@ export async function measureCeilings(threads: number, opts: CeilingsOptions = {
   }
 }
 
-/** The sizes of issue 3's targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M. */
+/**
+ * The sizes of the GEMM targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M (decode
+ * at M = 1 to prefill-sized M = 512).
+ */
 export function targetSizes(opts: { quick?: boolean } = {}): { squares: number[]; weights: [number, number][]; ms: number[] } {
   return opts.quick
     ? { squares: [256], weights: [[1024, 1024]], ms: [1, 8] }
-    : { squares: [1024, 2048], weights: [[4096, 4096], [14336, 4096], [4096, 14336]], ms: [1, 8, 32, 128] };
+    : { squares: [1024, 2048], weights: [[4096, 4096], [14336, 4096], [4096, 14336]], ms: [1, 8, 32, 128, 512] };
 }
 
-/** The shapes issue 3 sets targets on: square f32/bf16 1024 and 2048, and x @ W^T at M = 1..128. */
+/** The target shapes: square f32/bf16 1024 and 2048, and x @ W^T at M = 1..512. */
 export function targetShapes(opts: { quick?: boolean } = {}): PeerShape[] {
   const { squares, weights, ms } = targetSizes(opts);
   const out: PeerShape[] = [];
