@@ -285,7 +285,7 @@ describe('the llama.cpp peer without node-llama-cpp', () => {
   it('says it is not set up and how to set it up, without throwing', async () => {
     const status = llamaCppStatus('/nonexistent/node-llama-cpp');
     expect(status.available).toBe(false);
-    expect(status.detail).toMatch(/not set up .*setup-llama-cpp\.sh/);
+    expect(status.detail).toMatch(/^not set up: run .*setup-llama-cpp\.sh$/);
     const peer = await LlamaCppPeer.open({ threads: 1, dir: '/nonexistent/node-llama-cpp' });
     expect(peer).toEqual({ error: status.detail });
   });

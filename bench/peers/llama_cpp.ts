@@ -69,7 +69,7 @@ export function llamaCppStatus(dir = LLAMA_CPP_INSTALL_DIR): LlamaCppStatus {
   const pkg = path.join(dir, 'node_modules', 'node-llama-cpp', 'package.json');
   const binary = path.join(dir, 'node_modules', '@node-llama-cpp', 'linux-x64', 'package.json');
   if (!existsSync(pkg) || !existsSync(binary)) {
-    return { available: false, detail: `not set up (run ${path.relative(process.cwd(), LLAMA_CPP_SETUP_SCRIPT) || LLAMA_CPP_SETUP_SCRIPT})` };
+    return { available: false, detail: `not set up: run ${path.relative(process.cwd(), LLAMA_CPP_SETUP_SCRIPT) || LLAMA_CPP_SETUP_SCRIPT}` };
   }
   const version = (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
   return { available: true, detail: `node-llama-cpp ${version}`, version };
