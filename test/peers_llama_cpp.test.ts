@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Checkpoint, type LlamaModel, createKVCache, forward, loadModel, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { GGUF_ALIGNMENT, type GgufTensor, llamaCheckpointToGguf, minimalVocabulary, permuteRotaryRows, writeGguf } from '../bench/peers/gguf.js';
@@ -303,6 +304,22 @@ describe('the llama.cpp peer without node-llama-cpp', () => {
 
 const installed = llamaCppStatus().available;
 describe.skipIf(!installed)(`llama.cpp (node-llama-cpp in ${LLAMA_CPP_INSTALL_DIR}) on the converted checkpoint`, () => {
+  it("node-llama-cpp's own GGUF reader reads the file as written", async () => {
+    const dir = join(tmp, 'nlc-read'), out = join(tmp, 'nlc-read.gguf');
+    writeRandomLlamaCheckpoint(dir, hf, { dtype: 'bf16', seed: 5 });
+    llamaCheckpointToGguf(dir, out);
+    const entry = join(LLAMA_CPP_INSTALL_DIR, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+    const { readGgufFileInfo } = (await import(pathToFileURL(entry).href)) as {
+      readGgufFileInfo(path: string): Promise<{ version: number; metadata: Record<string, Record<string, unknown>>; tensorInfo?: { name: string; dimensions: number[]; ggmlType: number }[] }>;
+    };
+    const info = await readGgufFileInfo(out);
+    expect(info.version).toBe(3);
+    expect(info.metadata.general).toMatchObject({ architecture: 'llama', file_type: 32, alignment: 32 });
+    expect(info.metadata.llama).toMatchObject({ embedding_length: 64, block_count: 2, feed_forward_length: 96, attention: { head_count: 4, head_count_kv: 2 }, rope: { dimension_count: 16 } });
+    expect(info.tensorInfo?.length).toBe(21);
+    expect(info.tensorInfo?.find((t) => t.name === 'blk.1.attn_k.weight')).toMatchObject({ dimensions: [64, 32], ggmlType: 30 });
+  });
+
   // The tolerances bench:models holds the engines to: f32 differs by summation order and llama.cpp's f16
   // KV cache; bf16 also by where each engine rounds activations to bf16.
   for (const [dtype, tolerance] of [['f32', 1e-2], ['bf16', 5e-2]] as const) {
