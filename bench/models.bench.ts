@@ -108,19 +108,21 @@ const argmaxOf = (a: Float32Array) => {
 };
 
 interface EngineSteps {
-  /** Prefill of `ids` into a new sequence; the next token. */
+  /** Starts a new, empty sequence (not timed: a KV cache allocated or cleared). */
+  newSequence(): Promise<void>;
+  /** Prefill of `ids` into the sequence; the next token. */
   prefill(ids: number[]): Promise<number>;
   /** One decode step after the last prefill or decode; the next token. */
   decode(id: number): Promise<number>;
 }
 
 function gemmkitEngine(model: LlamaModel, capacity: number): EngineSteps {
-  // One cache per prompt length, allocated once (llama.cpp's is allocated with its context); a prefill
-  // starts it over by clearing it.
   let cache: KVCache | undefined;
   return {
-    async prefill(ids) {
+    async newSequence() {
       cache = createKVCache(model, 1, capacity);
+    },
+    async prefill(ids) {
       return argmaxOf((await forward(model, ids, { cache, logits: 'last' })).data as Float32Array);
     },
     async decode(id) {
@@ -130,7 +132,7 @@ function gemmkitEngine(model: LlamaModel, capacity: number): EngineSteps {
 }
 
 function llamaCppEngine(m: LlamaCppModel): EngineSteps {
-  return { prefill: (ids) => m.prefill(ids), decode: (id) => m.decode(id) };
+  return { newSequence: () => m.newSequence(), prefill: (ids) => m.prefill(ids), decode: (id) => m.decode(id) };
 }
 
 interface Timings {
@@ -142,6 +144,7 @@ interface Timings {
 
 async function timeRound(e: EngineSteps, promptLen: number, vocab: number, t: Timings, withDecode: boolean): Promise<void> {
   const ids = promptIds(promptLen, vocab);
+  await e.newSequence();
   let t0 = performance.now();
   let next = await e.prefill(ids);
   const ms = performance.now() - t0;

@@ -341,6 +341,7 @@ describe.skipIf(!installed)(`llama.cpp (node-llama-cpp in ${LLAMA_CPP_INSTALL_DI
         }
         // Greedy steps agree too: prefill then decode.
         const prompt = [1, 2, 3, 4, 5];
+        await theirs.newSequence();
         let next = await theirs.prefill(prompt);
         const cache = createKVCache(model, 1, 16);
         let ours = (await forward(model, prompt, { cache, logits: 'last' })).data as Float32Array;

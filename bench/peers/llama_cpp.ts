@@ -137,9 +137,13 @@ export class LlamaCppModel {
     return `context ${this.context.contextSize}, batch ${this.context.batchSize}, flash attention ${this.context.flashAttention}`;
   }
 
-  /** Starts a new sequence with `ids` (the KV cache cleared first); returns the greedy next token. */
-  async prefill(ids: readonly number[]): Promise<number> {
+  /** Starts a new, empty sequence (clears the KV cache). */
+  async newSequence(): Promise<void> {
     await this.sequence.clearHistory();
+  }
+
+  /** Appends `ids` to the sequence in one batch (a prefill after newSequence); returns the greedy next token. */
+  async prefill(ids: readonly number[]): Promise<number> {
     return this.evaluate(ids, { token: true });
   }
 
