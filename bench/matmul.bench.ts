@@ -19,7 +19,7 @@ import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
 import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
-import { loadNote, printTable, rotationCopies, timeSync } from './timing.js';
+import { machineLoad, printTable, rotationCopies, timeSync } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,7 +69,7 @@ const pct = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? 
 const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|kc\d+\.ks\d+)\.t(\d+)$/, ' t$2');
 
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
-console.log(`at the start: ${loadNote(pool)}`);
+console.log(`at the start: ${machineLoad(pool).note}`);
 const peers = !args['no-peers'];
 let ceilings: Ceilings | undefined;
 if (peers) {
@@ -217,4 +217,4 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
   }
 }
 printTable(plainRows);
-console.log(`\nat the end: ${loadNote(pool)}`);
+console.log(`\nat the end: ${machineLoad(pool).note}`);

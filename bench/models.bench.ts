@@ -30,7 +30,7 @@ import { randomTensor } from './inputs.js';
 import { llamaCheckpointToGguf } from './peers/gguf.js';
 import { measureCeilings } from './peers/index.js';
 import { LLAMA_CPP_SETUP_SCRIPT, type LlamaCppModel, LlamaCppPeer, compareLogits, llamaCppStatus } from './peers/llama_cpp.js';
-import { loadNote, median, printTable, timeAsync } from './timing.js';
+import { machineLoad, median, printTable, timeAsync } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -49,7 +49,11 @@ const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
-console.log(`at the start: ${loadNote(inf.threads)}`);
+const startLoad = machineLoad(inf.threads);
+console.log(`at the start: ${startLoad.note}`);
+if (startLoad.busy && inf.threads > 1) {
+  console.log('  (with other work on the cores, compare the engines on one thread each: GEMMKIT_NUM_THREADS=1 npm run bench:models)');
+}
 const tmp = mkdtempSync(join(tmpdir(), 'gemmkit-bench-models-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true })); // also when a step throws
 
@@ -245,7 +249,7 @@ for (const dtype of ['bf16', 'f32'] as const) {
 await llamaCpp?.dispose();
 console.log(`\n${threads} threads for each engine; medians of ${rounds} alternate rounds (decode: ${decodeSteps} steps per round)${llamaCpp ? '' : `; llama.cpp ${llamaCppNote}`}`);
 printTable(table, (col) => col >= 2 && col <= 8);
-console.log(loadNote(threads));
+console.log(machineLoad(threads).note);
 if (mismatch) {
   console.log('the engines disagree on the next-token logits (see above): the comparison is not valid');
   process.exitCode = 1;

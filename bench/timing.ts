@@ -70,12 +70,13 @@ export function printTable(rows: readonly (readonly string[])[], rightAligned: (
 }
 
 /**
- * The machine's 1-minute load average, with a warning when it is above `threads` (other work then competes
- * for the cores and figures move a lot; engines with spinning thread pools suffer most). Printed at the
+ * The machine's 1-minute load average, flagged busy when it is above `threads` (other work then competes
+ * for the cores and figures move a lot; engines whose threads spin at barriers suffer most). Printed at the
  * start and end of a bench so a reader can tell a quiet run from a busy one.
  */
-export function loadNote(threads: number): string {
+export function machineLoad(threads: number): { load: number; busy: boolean; note: string } {
   const load = loadavg()[0];
   const busy = load > threads + 0.5;
-  return `load average ${load.toFixed(2)} (1 min) on ${availableParallelism()} CPUs${busy ? `: BUSY, other work competes with the ${threads} bench threads, figures are unreliable` : ''}`;
+  const note = `load average ${load.toFixed(2)} (1 min) on ${availableParallelism()} CPUs${busy ? `: BUSY, other work competes with the ${threads} bench threads, figures are unreliable` : ''}`;
+  return { load, busy, note };
 }
