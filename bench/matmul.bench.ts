@@ -5,8 +5,9 @@
 //                bytes as the peers rotate through: 4x the last-level cache, at least 128 MiB, within 64
 //                copies), as in serving, where every layer has its own weights;
 //       hot      one operand set called again and again: whatever of it the caches hold stays there.
-//     Each row: gemmkit's GFLOP/s as a share of the f32 FMA peak (f32) or the AVX512-BF16 and AMX-BF16 peaks
-//     (bf16) that bench/ceilings measures, the peers' GFLOP/s (best variant of each library) and the ratios.
+//     gemmkit and the peers alternate shape by shape. Each row: gemmkit's GFLOP/s as a share of the f32 FMA
+//     peak (f32) or the AVX512-BF16 and AMX-BF16 peaks (bf16) that bench/ceilings measures (the better of a
+//     measurement before and one after), the peers' GFLOP/s (best variant of each library) and the ratios.
 //  2. Decode bandwidth (M = 1 over 1 GiB of weights against the read bandwidth) and prepacked vs unpacked.
 //  3. GFLOP/s of the default config on 1 thread and on the whole pool.
 // Peers come from bench/peers (set them up once with `bench/peers/setup.sh`); without them those columns
@@ -18,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
-import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
+import { type Ceilings, type PeerResult, type PeerShape, bestCeilings, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetSizes } from './peers/index.js';
 import { machineLoad, printTable, rotationCopies, timeSync } from './timing.js';
 
 const { values: args } = parseArgs({
@@ -87,27 +88,81 @@ const regimes = [{ name: 'rotated', footprint: rotate }, { name: 'hot', footprin
 type Regime = (typeof regimes)[number]['name'];
 const { squares, weights, ms: targetMs } = targetSizes({ quick });
 const peerTimeMs = quick ? 20 : 300;
-const peerResults = new Map<Regime, PeerResult[]>();
-for (const r of regimes) {
-  peerResults.set(r.name, peers ? await runPeers(targetShapes({ quick }), { threads: pool, timeMs: peerTimeMs, footprintBytes: r.footprint }) : []);
-}
 // A library's column is its fastest variant (openblas: as detected or forced to SkylakeX; blis: skx or detected).
 const LIBRARIES: [string, string[]][] = [['openblas', ['openblas', 'openblas-skylakex']], ['blis', ['blis', 'blis-detected']], ['onednn', ['onednn']]];
-function fastest(regime: Regime, s: PeerShape, variants?: string[]): PeerResult | undefined {
-  const rs = peerResults.get(regime)!.filter((r) => shapeToken(r.shape) === shapeToken(s) && Number.isFinite(r.medianMs) && (!variants || variants.includes(r.peer)));
-  return rs.sort((x, y) => x.medianMs - y.medianMs)[0];
+const fastest = (results: readonly PeerResult[], variants?: string[]) =>
+  results.filter((r) => Number.isFinite(r.medianMs) && (!variants || variants.includes(r.peer))).sort((x, y) => x.medianMs - y.medianMs)[0];
+
+/** gemmkit's median for one shape, weight form and regime, and the peers' results for that shape and regime. */
+interface TargetResult { regime: Regime; shape: PeerShape; weight: string; config: string; ms: number; peers: readonly PeerResult[] }
+const targetResults: TargetResult[] = [];
+function record(r: TargetResult): void {
+  targetResults.push(r);
+  const best = fastest(r.peers);
+  console.log(`${r.regime} ${shapeToken(r.shape)} ${r.weight} ${shortConfig(r.config)}: ${fx(r.ms, 3)} ms, ${fx((2 * r.shape.m * r.shape.n * r.shape.k) / r.ms / 1e6)} GF/s` +
+    (best ? `; fastest peer ${best.peer} ${fx(best.gflops)} GF/s` : ''));
+}
+/** The peers on one shape in one regime (each its own process), timed right after gemmkit on it. */
+const peersOn = async (shape: PeerShape, footprintBytes: number) =>
+  peers ? runPeers([shape], { threads: pool, timeMs: peerTimeMs, footprintBytes }) : [];
+
+// The engines alternate shape by shape (gemmkit, the peers, gemmkit prepacked, ...), so a change in the
+// machine's load over the minutes a run takes moves all of them alike.
+// Squares: A [S, S] @ B [S, S].
+for (const dtype of ['f32', 'bf16'] as DType[]) {
+  for (const s of squares) {
+    const sets = operandSets(s, s, s, false, dtype, rotate, false);
+    const config = heuristicConfig(sets[0], false);
+    const shape: PeerShape = { m: s, n: s, k: s, transB: false, dtype: dtype as 'f32' | 'bf16' };
+    for (const r of regimes) {
+      const ms = timeOurs(r.name === 'hot' ? sets.slice(0, 1) : sets, false, dtype, config);
+      record({ regime: r.name, shape, weight: '-', config, ms, peers: await peersOn(shape, r.footprint) });
+    }
+  }
+}
+
+// Inference x @ W^T with W [N, K], ours unpacked and prepacked (each copy's packed panel beside its source).
+for (const dtype of ['f32', 'bf16'] as DType[]) {
+  for (const [n, k] of weights) {
+    const plain = operandSets(targetMs.at(-1)!, n, k, true, dtype, rotate, false);
+    const packed = plain.map((o) => prepack(o.b as Tensor, { transB: true }));
+    for (const m of targetMs) {
+      const shape: PeerShape = { m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' };
+      const inputs = plain.map((_, i) => randomTensor([m, k], dtype, 7 + i));
+      for (const r of regimes) {
+        const copies = r.name === 'hot' ? 1 : plain.length;
+        const unpackedSets = plain.slice(0, copies).map((o, i) => ({ a: inputs[i], b: o.b }));
+        const packedSets = packed.slice(0, copies).map((b, i) => ({ a: inputs[i], b }));
+        const cu = heuristicConfig(unpackedSets[0], true), cp = heuristicConfig(packedSets[0], true);
+        const mu = timeOurs(unpackedSets, true, dtype, cu);
+        const peerResults = await peersOn(shape, r.footprint);
+        const mp = timeOurs(packedSets, true, dtype, cp);
+        record({ regime: r.name, shape, weight: 'unpacked', config: cu, ms: mu, peers: peerResults });
+        record({ regime: r.name, shape, weight: 'prepacked', config: cp, ms: mp, peers: peerResults });
+      }
+    }
+    plain.length = 0;
+    packed.length = 0;
+  }
+}
+
+// The ceilings again after the long part of the run: each peak is the best of both measurements.
+if (ceilings) {
+  const after = await measureCeilings(pool, quick ? { readMiB: 256 } : {});
+  console.log(`ceilings again (${pool} threads): f32 FMA ${fx(after.fmaF32Gflops)} GFLOP/s, AVX512-BF16 ${fx(after.avx512Bf16Gflops ?? NaN)}, ` +
+    `AMX-BF16 ${fx(after.amxBf16Gflops ?? NaN)}, read ${fx(after.readGBps)} GB/s; the table uses the better of each`);
+  ceilings = bestCeilings(ceilings, after);
 }
 
 const targetRows: string[][] = [[
   'regime', 'shape', 'dtype', 'W', 'gemmkit kernel', 'ms', 'GF/s', 'W GB/s', '% FMA', '% BF16', '% AMX',
   ...LIBRARIES.map(([lib]) => `${lib} GF/s`), 'best peer', 'vs best', 'vs oneDNN', 'goal', 'met',
 ]];
-/** One row of the target table: gemmkit's median ms for a shape in a regime, with the peers beside it. */
-function targetRow(regime: Regime, s: PeerShape, weight: string, config: string, ms: number) {
+for (const { regime, shape: s, weight, config, ms, peers: results } of targetResults) {
   const gf = (2 * s.m * s.n * s.k) / ms / 1e6;
   const wGBps = s.transB ? (s.n * s.k * (s.dtype === 'f32' ? 4 : 2)) / ms / 1e6 : NaN;
-  const best = fastest(regime, s);
-  const onednn = fastest(regime, s, ['onednn']);
+  const best = fastest(results);
+  const onednn = fastest(results, ['onednn']);
   // Compute-bound shapes (squares, and M >= 128 against a weight) carry the goal: at least oneDNN's speed.
   const computeBound = !s.transB || s.m >= 128;
   const vsOnednn = onednn ? onednn.medianMs / ms : NaN;
@@ -118,40 +173,13 @@ function targetRow(regime: Regime, s: PeerShape, weight: string, config: string,
     f32 ? '-' : pct(ceilings?.avx512Bf16Gflops ? gf / ceilings.avx512Bf16Gflops : undefined),
     f32 ? '-' : pct(ceilings?.amxBf16Gflops ? gf / ceilings.amxBf16Gflops : undefined),
     ...LIBRARIES.map(([, variants]) => {
-      const r = fastest(regime, s, variants);
+      const r = fastest(results, variants);
       if (r) return fx(r.gflops);
-      return peerResults.get(regime)!.some((x) => variants.includes(x.peer) && shapeToken(x.shape) === shapeToken(s)) ? 'n/a' : '-';
+      return results.some((x) => variants.includes(x.peer)) ? 'n/a' : '-';
     }),
     best?.peer ?? '-', best ? fx(best.medianMs / ms, 2) : 'n/a', fx(vsOnednn, 2),
     computeBound ? '>= 1.0x oneDNN' : '', computeBound && Number.isFinite(vsOnednn) ? (vsOnednn >= 1 ? 'yes' : 'NO') : '',
   ]);
-  console.log(targetRows.at(-1)!.join(' | '));
-}
-
-// Squares: A [S, S] @ B [S, S].
-for (const dtype of ['f32', 'bf16'] as DType[]) {
-  for (const s of squares) {
-    const sets = operandSets(s, s, s, false, dtype, rotate, false);
-    const config = heuristicConfig(sets[0], false);
-    const shape: PeerShape = { m: s, n: s, k: s, transB: false, dtype: dtype as 'f32' | 'bf16' };
-    for (const r of regimes) targetRow(r.name, shape, '-', config, timeOurs(r.name === 'hot' ? sets.slice(0, 1) : sets, false, dtype, config));
-  }
-}
-
-// Inference x @ W^T with W [N, K], ours unpacked and prepacked.
-for (const dtype of ['f32', 'bf16'] as DType[]) {
-  for (const [n, k] of weights) {
-    for (const packed of [false, true]) {
-      const sets = operandSets(targetMs.at(-1)!, n, k, true, dtype, rotate, packed);
-      for (const m of targetMs) {
-        const ms_ = sets.map((o, i) => ({ a: randomTensor([m, k], dtype, 7 + i), b: o.b }));
-        const config = heuristicConfig(ms_[0], true);
-        const shape: PeerShape = { m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' };
-        for (const r of regimes) targetRow(r.name, shape, packed ? 'prepacked' : 'unpacked', config, timeOurs(r.name === 'hot' ? ms_.slice(0, 1) : ms_, true, dtype, config));
-      }
-      sets.length = 0;
-    }
-  }
 }
 console.log();
 printTable(targetRows, (col) => (col >= 5 && col <= 13) || col === 15 || col === 16);

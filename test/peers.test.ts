@@ -3,6 +3,7 @@
 // nothing needs bench/peers/setup.sh (CI runs npm test before any peer is set up).
 import { describe, expect, it } from 'vitest';
 import {
+  bestCeilings,
   collectResults,
   gflopsOf,
   PEER_NAMES,
@@ -116,6 +117,17 @@ describe('peer runner protocol', () => {
     expect(c).toMatchObject({ threads: 2, fmaF32Gflops: 232.8, avx2FmaF32Gflops: 232.8, readGBps: 29.7, readMedianGBps: 27.1, amxNote: 'CPU has no AMX-BF16' });
     expect(c.avx512Bf16Gflops).toBeUndefined();
     expect(c.amxBf16Gflops).toBeUndefined();
+  });
+
+  it('bestCeilings keeps the higher of each figure, and a measured figure over a failed one', () => {
+    const a = parseCeilings('{"threads":2,"fmaF32Gflops":200,"avx512Bf16Gflops":100,"amxBf16Gflops":null,"readGBps":30}', 2);
+    const b = parseCeilings('{"threads":2,"fmaF32Gflops":250,"avx512Bf16Gflops":90,"amxBf16Gflops":null,"readGBps":20,"readMedianGBps":15}', 2);
+    expect(bestCeilings(a, b)).toMatchObject({ fmaF32Gflops: 250, avx512Bf16Gflops: 100, readGBps: 30, readMedianGBps: 15 });
+    expect(bestCeilings(a, b).amxBf16Gflops).toBeUndefined();
+    const failed = { threads: 2, fmaF32Gflops: NaN, readGBps: NaN, note: 'building the ceilings program failed' };
+    expect(bestCeilings(failed, a)).toMatchObject({ fmaF32Gflops: 200, readGBps: 30 });
+    expect(bestCeilings(failed, a).note).toBeUndefined();
+    expect(bestCeilings(a, failed)).toMatchObject({ fmaF32Gflops: 200, readGBps: 30 });
   });
 
   it('gives every threading runtime the thread count and drops inherited ISA forcing', () => {

@@ -379,6 +379,26 @@ export async function measureCeilings(threads: number, opts: CeilingsOptions = {
 }
 
 /**
+ * The best of two measurements of the ceilings (each figure the higher; interference only ever slows a
+ * run down), e.g. one taken before a long bench and one after it. A failed measurement (NaN) gives way to
+ * the other.
+ */
+export function bestCeilings(a: Ceilings, b: Ceilings): Ceilings {
+  const best = (x: number | undefined, y: number | undefined) =>
+    x === undefined || Number.isNaN(x) ? y : y === undefined || Number.isNaN(y) ? x : Math.max(x, y);
+  const out: Ceilings = { ...a, fmaF32Gflops: best(a.fmaF32Gflops, b.fmaF32Gflops) ?? NaN, readGBps: best(a.readGBps, b.readGBps) ?? NaN };
+  for (const key of ['avx512FmaF32Gflops', 'avx2FmaF32Gflops', 'avx512Bf16Gflops', 'amxBf16Gflops', 'readMedianGBps'] as const) {
+    const v = best(a[key], b[key]);
+    if (v !== undefined) out[key] = v;
+  }
+  if (a.note && !b.note) {
+    delete out.note;
+    for (const key of ['cpu', 'features', 'amxNote'] as const) if (b[key] !== undefined) out[key] = b[key];
+  }
+  return out;
+}
+
+/**
  * The sizes of the GEMM targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M (decode
  * at M = 1 to prefill-sized M = 512).
  */
