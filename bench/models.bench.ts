@@ -302,7 +302,7 @@ for (const [tokens, past] of quick ? [[1, 31]] : [[1, 127], [1, 511], [128, 0]])
   const kv = createKVCache(model, 1, 1024);
   for (const a of [...kv.keys, ...kv.values]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i);
   const q = Float32Array.from({ length: tokens * c.numAttentionHeads * c.headDim }, (_, i) => Math.cos(i));
-  const viaGemm = await timeMs(() => attention(model, kv, 0, q, 1, tokens, past), quick ? 3 : 21);
+  const viaGemm = await timeMs(() => attention(model, kv, 0, q, tokens, Int32Array.of(0), Int32Array.of(past)), quick ? 3 : 21);
   const viaLoops = await timeMs(() => loopAttention(0, q, tokens, past, kv), quick ? 3 : 21);
   console.log(`${tokens} token(s) after ${past} cached: GEMMs ${viaGemm.toFixed(3)} ms, loops ${viaLoops.toFixed(3)} ms (loops / GEMMs = ${(viaLoops / viaGemm).toFixed(1)}x)`);
 }

@@ -50,6 +50,63 @@ export interface ProblemDesc {
   packedLayout?: string;
 }
 
+/** The ops beyond GEMM: OpKind numbers of native/core/ops.h. */
+export const OP_KINDS = {
+  embedding: 0, rmsNorm: 1, layerNorm: 2, rope: 3, kvStore: 4, attention: 5, softmax: 6, swiglu: 7, add: 8, activate: 9,
+  argmax: 10, cast: 11,
+} as const;
+export type OpKindName = keyof typeof OP_KINDS;
+
+/** A GPU addon's memory operand: a device buffer and the byte offset of the operand's first element. */
+export interface DeviceOperand {
+  buffer: NativeDeviceBuffer;
+  byteOffset: number;
+}
+
+/**
+ * One op, flattened: OpDesc of native/core/ops.h field for field (an absent number is 0, an absent dtype
+ * 'f32'), plus its operands. Memory operands are typed arrays whose first element is the operand's first
+ * element on the CPU addon, DeviceOperands on a GPU addon; the small int arrays are host Int32Arrays on
+ * every addon. The addon checks every extent against its buffer and every index before running.
+ */
+export interface OpDesc {
+  kind: number;
+  rows: number;
+  cols: number;
+  ldx?: number;
+  ldy?: number;
+  ldout?: number;
+  dtypeX?: DType;
+  dtypeY?: DType;
+  dtypeOut?: DType;
+  dtypeWeight?: DType;
+  eps?: number;
+  activation?: Activation;
+  vocab?: number;
+  heads?: number;
+  kvHeads?: number;
+  headDim?: number;
+  batch?: number;
+  tokens?: number;
+  slots?: number;
+  capacity?: number;
+  ropePositions?: number;
+  scale?: number;
+  device?: number;
+  x?: Float32Array | Uint16Array | DeviceOperand;
+  y?: Float32Array | Uint16Array | DeviceOperand;
+  out?: Float32Array | Uint16Array | DeviceOperand;
+  weight?: Float32Array | Uint16Array | DeviceOperand;
+  bias?: Float32Array | Uint16Array | DeviceOperand;
+  kCache?: Float32Array | DeviceOperand;
+  vCache?: Float32Array | DeviceOperand;
+  ids?: Int32Array;
+  positions?: Int32Array;
+  slotIndex?: Int32Array;
+  past?: Int32Array;
+  idsOut?: Int32Array;
+}
+
 /** The weight given to prepack(), as the B operand of a problem: op(B) is [k, n]. */
 export interface WeightDesc {
   config: string; // blocked-GEMM config whose kernel and kc fix the packed layout
@@ -156,6 +213,10 @@ export interface NativeAddon extends NativeSurface {
   prepack(desc: WeightDesc): NativePackedWeight;
   /** The blocked config a weight for this problem is packed for when none is named. */
   defaultPackedConfig(desc: ProblemDesc): string;
+  /** Runs one op beyond GEMM on typed arrays. */
+  opSync(desc: OpDesc): void;
+  /** The same on the libuv thread pool. */
+  opAsync(desc: OpDesc): Promise<void>;
 }
 
 export type GpuBackendName = 'cuda' | 'hip';
@@ -221,6 +282,9 @@ export interface NativeGpuAddon extends NativeSurface {
   configs(): NativeGpuConfig[];
   /** The fields of a config name; a RangeError (or Error) says what is wrong with a bad one. */
   parseConfig(name: string): NativeGpuConfig;
+  /** Runs one op beyond GEMM on device memory (absent from GPU addons built before the ops). */
+  opSync?(desc: OpDesc): void;
+  opAsync?(desc: OpDesc): Promise<void>;
 }
 
 export const packageRoot = fileURLToPath(new URL('..', import.meta.url));

@@ -5,14 +5,17 @@ import { type DType, isDType } from './dtype.js';
 import { formatShape } from './errors.js';
 import { type NativePackedWeight, type ProblemDesc, cpuNative } from './native.js';
 import { Tensor, checkTensorData, describeValue } from './tensor.js';
-import { type PreparedWeightRef, panelLargerThanSource, tunedPackedConfig } from './tuner/dispatch.js';
+import { type PreparedWeightRef, preparedWeightRef, tunedPackFailed, tunedPackedConfig } from './tuner/dispatch.js';
+import type { TunedRow } from './tuner/tuned_file.js';
 
 export interface PrepackOptions {
   /** The weight is stored [N, K] and applied as x @ W^T (matmul's transB). Default false: stored [K, N]. */
   transB?: boolean;
   /**
-   * dtype of the inputs `a` it will be multiplied with (default: the weight's dtype). It picks the kernel:
-   * bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the f32 ones.
+   * dtype of the inputs `a` it will mostly be multiplied with (default: the weight's dtype). It picks the
+   * kernel: bf16 weights used with bf16 inputs get the bf16 kernels (AMX / AVX512-BF16), anything else the
+   * f32 ones. Other inputs still work: a bf16 panel meets f32/f16 inputs through the kept source, or
+   * without it through an f32 kernel that widens the panel as it packs (see README "Prepacked weights").
    */
   inputDtype?: DType;
   /**
@@ -75,9 +78,7 @@ export class PackedWeight {
   /** @internal What tuned dispatch needs to know of this weight. */
   dispatchRef(): PreparedWeightRef {
     // One object per weight: dispatch keeps its choices for this weight keyed by it.
-    this.#ref ??= Object.freeze({
-      layout: this.layout, hasSource: this.source !== undefined, panelLarger: panelLargerThanSource(this.layout, this.dtype),
-    });
+    this.#ref ??= preparedWeightRef(this.layout, this.dtype, this.source !== undefined);
     return this.#ref;
   }
 
@@ -137,17 +138,31 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   const [rows, cols] = weight.shape;
   const k = transB ? cols : rows, n = transB ? rows : cols;
   const native = cpuNative();
-  let config = o.config;
-  if (config === undefined) {
-    // The blocked kernel the heuristic would use for inputs of this dtype times this weight.
+  const pack = (config: string) => native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data });
+  let handle: NativePackedWeight;
+  if (o.config !== undefined) {
+    handle = pack(o.config);
+  } else {
+    // The layout of the tuned winner for inputs of this dtype times this weight, else the blocked kernel
+    // the heuristic would use for them.
     const dtypeA = o.inputDtype ?? weight.dtype;
     const desc: ProblemDesc = {
       backend: 'cpu', m: 1, n, k, batch: 1, transA: false, transB,
       lda: Math.max(1, k), ldb: Math.max(1, cols), ldc: Math.max(1, n), strideA: 0, strideB: 0, strideC: 0,
       dtypeA, dtypeB: weight.dtype, dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
     };
-    config = tunedPackedConfig(native, desc) ?? native.defaultPackedConfig(desc);
+    const row = tunedPackedConfig(native, desc);
+    const packTuned = (r: TunedRow) => {
+      try {
+        return pack(r.config);
+      } catch (e) {
+        // Checked when its file was loaded, yet it cannot pack: the row goes, the heuristic's layout is used.
+        if ((e as { code?: string }).code !== 'GEMMKIT_UNSUPPORTED' && !(e instanceof RangeError)) throw e;
+        tunedPackFailed('cpu', r, e as Error);
+        return undefined;
+      }
+    };
+    handle = (row && packTuned(row)) ?? pack(native.defaultPackedConfig(desc));
   }
-  const handle = native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data });
   return new PackedWeight(handle, weight.dtype, weight.shape, transB, o.keepSource === false ? undefined : weight);
 }

@@ -4,17 +4,21 @@
 // { dtype, shape, data_offsets: [begin, end] } (offsets relative to the data section that follows the
 // header) plus an optional "__metadata__" of string -> string; then the data section. Every rule of the
 // format is checked before any tensor is read, and every violation is a SafetensorsError naming the file
-// and the tensor: header length at most 100 MB and inside the file, known dtypes, shapes of safe integers,
-// byte length = product(shape) x item size, offsets safe integers inside the data section, and tensors
-// tiling the data section exactly (no overlap, no hole, nothing after the last one).
+// and the tensor: header length at most 100 MB and inside the file, known dtypes, shapes of at most
+// MAX_TENSOR_RANK dimensions each at most MAX_TENSOR_DIM (so that no reader, here or in the models, can be
+// sent looping over a huge dimension of an empty tensor), byte length = product(shape) x item size (a safe
+// integer), offsets safe integers inside the data section, and tensors tiling the data section exactly
+// (no overlap, no hole, nothing after the last one). Only regular files are read: a directory, FIFO,
+// socket or device is a TypeError before anything is read (a FIFO is never waited on).
 //
 // Reading: a file whose data section is at most `wholeFileLimit` bytes (default 1 GiB) is read with one
 // read into one buffer, and each tensor is a view into it when its offset is aligned to its item size (no
 // copy) or a copy when it is not. A larger file is read tensor by tensor, on demand, straight into each
 // tensor's own buffer; this is how files over 2 GiB load (Node cannot hold them in one Buffer read).
 // F32, F16 and BF16 load as they are; F64 converts to f32; every other dtype is an "unsupported dtype"
-// error when it is read (the header reader still lists it).
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+// error when it is read (the header reader still lists it). A loaded tensor holds at most
+// MAX_LOADED_ELEMENTS elements (what one typed array can).
+import { type Stats, closeSync, existsSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { DType } from './dtype.js';
@@ -35,6 +39,14 @@ const LOADED_AS: Readonly<Record<string, DType>> = { F32: 'f32', F16: 'f16', BF1
 const FILE_DTYPE: Readonly<Record<DType, string>> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
 export const MAX_HEADER_BYTES = 100_000_000;
+/** Most dimensions a tensor may have. */
+export const MAX_TENSOR_RANK = 64;
+/** Largest size of one dimension (int32's largest: no real model comes near it). */
+export const MAX_TENSOR_DIM = 2 ** 31 - 1;
+/** Most elements a tensor may have to be loaded (one typed array's limit in Node). */
+export const MAX_LOADED_ELEMENTS = 2 ** 32;
+/** Largest JSON file (config.json, the shard index) read beside a checkpoint. */
+export const MAX_JSON_BYTES = 100_000_000;
 /** Data sections up to this size are read in one read; larger ones tensor by tensor. */
 export const DEFAULT_WHOLE_FILE_LIMIT = 2 ** 30;
 // One read() moves at most this much (Linux caps a single read near 2 GiB).
@@ -44,7 +56,7 @@ export class SafetensorsError extends Error {
   readonly file: string;
   readonly tensor: string | undefined;
   constructor(file: string, tensor: string | undefined, problem: string) {
-    super(`safetensors: ${file}${tensor !== undefined ? `: tensor '${tensor}'` : ''}: ${problem}`);
+    super(`safetensors: ${file}${tensor !== undefined ? `: tensor '${clip(tensor)}'` : ''}: ${problem}`);
     this.name = 'SafetensorsError';
     this.file = file;
     this.tensor = tensor;
@@ -72,6 +84,24 @@ export interface SafetensorsHeader {
   tensors: SafetensorsTensorInfo[];
 }
 
+// Names and values from a file go into messages shortened: a header may hold a 100 MB name or a deeply
+// nested array, and an error message must stay readable (and JSON.stringify must not recurse into it).
+const CLIP = 120;
+
+function clip(text: string): string {
+  return text.length <= CLIP ? text : `${text.slice(0, CLIP)}... (${text.length} characters)`;
+}
+
+/** A short description of a JSON value from a file, for messages. */
+export function preview(value: unknown): string {
+  if (Array.isArray(value)) {
+    const flat = value.length <= 16 && value.every((x) => x === null || typeof x !== 'object');
+    return flat ? clip(JSON.stringify(value)) : `an array of ${value.length} items`;
+  }
+  if (value !== null && typeof value === 'object') return 'an object';
+  return value === undefined ? 'undefined' : clip(JSON.stringify(value));
+}
+
 function fail(file: string, tensor: string | undefined, problem: string): never {
   throw new SafetensorsError(file, tensor, problem);
 }
@@ -89,7 +119,7 @@ export function parseSafetensorsHeader(path: string, json: string, headerBytes: 
   try {
     parsed = JSON.parse(json);
   } catch (e) {
-    fail(path, undefined, `the header is not valid JSON (${(e as Error).message})`);
+    fail(path, undefined, `the header is not valid JSON (${clip((e as Error).message)})`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     fail(path, undefined, 'the header is not a JSON object');
@@ -102,7 +132,7 @@ export function parseSafetensorsHeader(path: string, json: string, headerBytes: 
     if (name === '__metadata__') {
       if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) fail(path, undefined, '__metadata__ is not an object');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(path, undefined, `__metadata__ value '${k}' is not a string`);
+        if (typeof v !== 'string') fail(path, undefined, `__metadata__ value '${clip(k)}' is not a string`);
       }
       metadata = { ...(entry as Record<string, string>) };
       continue;
@@ -111,15 +141,20 @@ export function parseSafetensorsHeader(path: string, json: string, headerBytes: 
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(path, name, 'dtype is missing or not a string');
     const bits = DTYPE_BITS[dtype];
-    if (bits === undefined) fail(path, name, `unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BITS).join(', ')})`);
+    if (bits === undefined) fail(path, name, `unknown dtype ${preview(dtype)} (known: ${Object.keys(DTYPE_BITS).join(', ')})`);
     if (!Array.isArray(shape) || !shape.every(isSafeNonNegative)) {
-      fail(path, name, `shape ${JSON.stringify(shape)} is not a list of non-negative safe integers`);
+      fail(path, name, `shape ${preview(shape)} is not a list of non-negative safe integers`);
+    }
+    if (shape.length > MAX_TENSOR_RANK) fail(path, name, `shape has ${shape.length} dimensions, more than the ${MAX_TENSOR_RANK} allowed`);
+    const tooLong = shape.find((d) => d > MAX_TENSOR_DIM);
+    if (tooLong !== undefined) {
+      fail(path, name, `shape ${formatShape(shape)} has a dimension of ${tooLong}, more than the ${MAX_TENSOR_DIM} allowed`);
     }
     let elements = 1;
     for (const d of shape) elements *= d;
     if (!Number.isSafeInteger(elements * bits)) fail(path, name, `shape ${formatShape(shape)} has too many elements`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSafeNonNegative)) {
-      fail(path, name, `data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative safe integers`);
+      fail(path, name, `data_offsets ${preview(offsets)} is not a pair of non-negative safe integers`);
     }
     const [begin, end] = offsets as [number, number];
     if (end < begin) fail(path, name, `data_offsets [${begin}, ${end}] end before they begin`);
@@ -151,11 +186,13 @@ export function parseSafetensorsHeader(path: string, json: string, headerBytes: 
   return { path, fileBytes, headerBytes, dataStart, metadata, tensors };
 }
 
-function readExactly(path: string, fd: number, into: Uint8Array, position: number, what: string): void {
+// Reads byteLength bytes at file `position` into `into` from byteOffset, in chunks: one read() moves at
+// most READ_CHUNK bytes, and one Uint8Array view at most 2^32 (a tensor may be larger).
+function readExactly(path: string, fd: number, into: ArrayBuffer, byteOffset: number, byteLength: number, position: number, what: string): void {
   let done = 0;
-  while (done < into.byteLength) {
-    const want = Math.min(READ_CHUNK, into.byteLength - done);
-    const got = readSync(fd, into, done, want, position + done);
+  while (done < byteLength) {
+    const want = Math.min(READ_CHUNK, byteLength - done);
+    const got = readSync(fd, new Uint8Array(into, byteOffset + done, want), 0, want, position + done);
     if (got === 0) fail(path, undefined, `unexpected end of file reading ${what} (the file shrank while being read?)`);
     done += got;
   }
@@ -165,9 +202,9 @@ function readHeaderFromFd(path: string, fd: number): SafetensorsHeader {
   if (endianness() !== 'LE') fail(path, undefined, 'safetensors data is little-endian; this machine is big-endian');
   const fileBytes = fstatSync(fd).size;
   if (fileBytes < 8) fail(path, undefined, `truncated: the file has ${fileBytes} bytes, fewer than the 8-byte header length`);
-  const lengthBytes = new Uint8Array(8);
-  readExactly(path, fd, lengthBytes, 0, 'the header length');
-  const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
+  const lengthBytes = new ArrayBuffer(8);
+  readExactly(path, fd, lengthBytes, 0, 8, 0, 'the header length');
+  const headerLength = new DataView(lengthBytes).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) {
     fail(path, undefined, `the header length is ${headerLength} bytes, more than the 100 MB limit (not a safetensors file?)`);
   }
@@ -176,7 +213,7 @@ function readHeaderFromFd(path: string, fd: number): SafetensorsHeader {
     fail(path, undefined, `the header length says ${headerBytes} bytes but the file has only ${fileBytes - 8} after it (truncated or lying header length)`);
   }
   const headerRaw = new Uint8Array(headerBytes);
-  readExactly(path, fd, headerRaw, 8, 'the header');
+  readExactly(path, fd, headerRaw.buffer, 0, headerBytes, 8, 'the header');
   let json: string;
   try {
     json = new TextDecoder('utf-8', { fatal: true }).decode(headerRaw);
@@ -188,7 +225,7 @@ function readHeaderFromFd(path: string, fd: number): SafetensorsHeader {
 
 /** Reads and validates only the header of a safetensors file: names, dtypes, shapes, offsets, metadata. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const fd = openFile(path);
+  const fd = openRegularFile('readSafetensorsHeader', path);
   try {
     return readHeaderFromFd(path, fd);
   } finally {
@@ -196,17 +233,54 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   }
 }
 
-function openFile(path: string): number {
+/**
+ * Opens `path` for reading if it is a regular file: a directory, FIFO, socket or device is a TypeError
+ * naming it. The open never blocks (O_NONBLOCK: a FIFO without a writer would otherwise wait forever), and
+ * the check is on the opened file (fstat), so a file swapped in between cannot slip through.
+ */
+export function openRegularFile(where: string, path: string): number {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError(`${where}: path must be a non-empty string, got ${preview(path)}`);
+  let fd: number;
   try {
-    return openSync(path, 'r');
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
     fail(path, undefined, `cannot open: ${(e as Error).message}`);
   }
+  let st: Stats;
+  try {
+    st = fstatSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    fail(path, undefined, `cannot stat: ${(e as Error).message}`);
+  }
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new TypeError(`${where}: ${path} is ${fileKind(st)}, not a regular file`);
+  }
+  return fd;
+}
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
 }
 
 export interface SafetensorsOpenOptions {
   /** Data sections up to this many bytes are read whole; larger ones per tensor. Default 1 GiB. */
   wholeFileLimit?: number;
+}
+
+function wholeFileLimit(where: string, opts: SafetensorsOpenOptions): number {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`${where}: options must be an object, got ${preview(opts)}`);
+  const limit = opts.wholeFileLimit ?? DEFAULT_WHOLE_FILE_LIMIT;
+  if (typeof limit !== 'number' || !(limit >= 0)) {
+    throw new TypeError(`${where}: wholeFileLimit must be a non-negative number of bytes, got ${preview(opts.wholeFileLimit)}`);
+  }
+  return limit;
 }
 
 /** One open safetensors file: the header is read and validated at open; tensor data only on request. */
@@ -216,7 +290,7 @@ export class SafetensorsFile {
   /** True when the data section is read whole, once (tensors are views where aligned); false: per tensor. */
   readonly readWhole: boolean;
   private fd: number | undefined;
-  private data: Uint8Array | undefined; // the data section, when read whole
+  private data: ArrayBuffer | undefined; // the data section, when read whole
   private readonly byName: Map<string, SafetensorsTensorInfo>;
 
   private constructor(path: string, fd: number, header: SafetensorsHeader, limit: number) {
@@ -228,20 +302,22 @@ export class SafetensorsFile {
   }
 
   // The whole data section, read at the first tensor request (so opening reads the header only).
-  private wholeData(): Uint8Array {
+  private wholeData(): ArrayBuffer {
     if (!this.data) {
       if (this.fd === undefined) fail(this.path, undefined, 'the file is closed');
-      const data = new Uint8Array(this.header.fileBytes - this.header.dataStart);
-      readExactly(this.path, this.fd, data, this.header.dataStart, 'the data section');
+      const bytes = this.header.fileBytes - this.header.dataStart;
+      const data = new ArrayBuffer(bytes);
+      readExactly(this.path, this.fd, data, 0, bytes, this.header.dataStart, 'the data section');
       this.data = data;
     }
     return this.data;
   }
 
   static open(path: string, opts: SafetensorsOpenOptions = {}): SafetensorsFile {
-    const fd = openFile(path);
+    const limit = wholeFileLimit('SafetensorsFile.open', opts);
+    const fd = openRegularFile('SafetensorsFile.open', path);
     try {
-      return new SafetensorsFile(path, fd, readHeaderFromFd(path, fd), opts.wholeFileLimit ?? DEFAULT_WHOLE_FILE_LIMIT);
+      return new SafetensorsFile(path, fd, readHeaderFromFd(path, fd), limit);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -280,33 +356,40 @@ export class SafetensorsFile {
   tensor(name: string): Tensor {
     const t = this.info(name);
     const dtype = this.loadedDtype(name);
-    const [begin] = t.dataOffsets;
     const itemBytes = DTYPE_BITS[t.dtype] / 8;
     const count = t.byteLength / itemBytes;
-    let bytes: Uint8Array; // the tensor's bytes; aligned to itemBytes when freshly read
+    if (count > MAX_LOADED_ELEMENTS) {
+      fail(this.path, name, `${t.dtype} ${formatShape(t.shape)} has ${count} elements; a loaded tensor holds at most ${MAX_LOADED_ELEMENTS}`);
+    }
+    // The tensor's bytes are buffer[byteOffset, byteOffset + t.byteLength); aligned when freshly read.
+    let buffer: ArrayBuffer;
+    let byteOffset: number;
     if (this.readWhole) {
-      bytes = this.wholeData().subarray(begin, begin + t.byteLength);
+      buffer = this.wholeData();
+      byteOffset = t.dataOffsets[0];
     } else {
       if (this.fd === undefined) fail(this.path, name, 'the file is closed');
-      bytes = new Uint8Array(t.byteLength);
-      readExactly(this.path, this.fd, bytes, this.header.dataStart + begin, `tensor '${name}'`);
+      buffer = new ArrayBuffer(t.byteLength);
+      byteOffset = 0;
+      readExactly(this.path, this.fd, buffer, 0, t.byteLength, this.header.dataStart + t.dataOffsets[0], `tensor '${clip(name)}'`);
     }
-    const aligned = bytes.byteOffset % itemBytes === 0;
+    const aligned = byteOffset % itemBytes === 0;
     if (t.dtype === 'F64') {
       const out = new Float32Array(count);
       if (aligned) {
-        const src = new Float64Array(bytes.buffer, bytes.byteOffset, count);
+        const src = new Float64Array(buffer, byteOffset, count);
         for (let i = 0; i < count; i++) out[i] = src[i];
       } else {
-        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const view = new DataView(buffer, byteOffset, t.byteLength);
         for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
       }
       return new Tensor('f32', t.shape, out);
     }
-    if (!aligned) bytes = bytes.slice(); // a fresh copy starts at offset 0
-    const data = dtype === 'f32'
-      ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
-      : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    if (!aligned) {
+      buffer = buffer.slice(byteOffset, byteOffset + t.byteLength); // a fresh copy starts at offset 0
+      byteOffset = 0;
+    }
+    const data = dtype === 'f32' ? new Float32Array(buffer, byteOffset, count) : new Uint16Array(buffer, byteOffset, count);
     return new Tensor(dtype, t.shape, data);
   }
 
@@ -351,6 +434,10 @@ export function saveSafetensors(
     const dtype = t instanceof Tensor ? FILE_DTYPE[t.dtype] : t.dtype;
     const bits = DTYPE_BITS[dtype];
     if (bits === undefined) throw new TypeError(`saveSafetensors: tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}`);
+    // The reader's rules, so that every file written can be read back.
+    if (!Array.isArray(t.shape) || t.shape.length > MAX_TENSOR_RANK || !t.shape.every((d) => isSafeNonNegative(d) && d <= MAX_TENSOR_DIM)) {
+      throw new RangeError(`saveSafetensors: tensor '${name}' has shape ${preview(t.shape)}; a shape is at most ${MAX_TENSOR_RANK} integers in [0, ${MAX_TENSOR_DIM}]`);
+    }
     const elements = t.shape.reduce((p, d) => p * d, 1);
     const byteLength = (elements * bits) / 8;
     if (t.data.byteLength !== byteLength) {
@@ -426,6 +513,8 @@ export class Checkpoint {
   }
 
   static open(path: string, opts: SafetensorsOpenOptions = {}): Checkpoint {
+    if (typeof path !== 'string' || path.length === 0) throw new TypeError(`Checkpoint.open: path must be a non-empty string, got ${preview(path)}`);
+    wholeFileLimit('Checkpoint.open', opts);
     let st;
     try {
       st = statSync(path);
@@ -464,13 +553,13 @@ export class Checkpoint {
         if (typeof shardName !== 'string' || shardName.length === 0) fail(indexPath, name, 'its weight_map entry is not a file name');
         const shardPath = resolve(dir, shardName);
         const rel = relative(resolve(dir), shardPath);
-        if (rel.startsWith('..') || isAbsolute(rel)) fail(indexPath, name, `shard ${JSON.stringify(shardName)} is outside the checkpoint directory`);
+        if (rel.startsWith('..') || isAbsolute(rel)) fail(indexPath, name, `shard ${preview(shardName)} is outside the checkpoint directory`);
         let shard = shards.get(shardPath);
         if (!shard) {
           shard = SafetensorsFile.open(shardPath, opts);
           shards.set(shardPath, shard);
         }
-        if (!shard.has(name)) fail(indexPath, name, `weight_map puts it in ${shardName}, which does not hold it`);
+        if (!shard.has(name)) fail(indexPath, name, `weight_map puts it in ${clip(shardName)}, which does not hold it`);
         owner.set(name, shard);
       }
     } catch (e) {
@@ -516,17 +605,29 @@ export class Checkpoint {
   }
 }
 
-/** A JSON object from a file (undefined when absent and not required); errors are SafetensorsErrors naming it. */
+/**
+ * A JSON object from a file (undefined when absent and not required); errors are SafetensorsErrors naming
+ * it, and a TypeError when it is not a regular file (a FIFO is never waited on).
+ */
 export function readJsonFile(path: string, required: boolean): Record<string, unknown> | undefined {
   if (!existsSync(path)) {
     if (required) fail(path, undefined, 'does not exist');
     return undefined;
   }
+  const fd = openRegularFile('readJsonFile', path);
+  let text: string;
+  try {
+    const bytes = fstatSync(fd).size;
+    if (bytes > MAX_JSON_BYTES) fail(path, undefined, `${bytes} bytes, more than the ${MAX_JSON_BYTES} allowed for a JSON file`);
+    text = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(text);
   } catch (e) {
-    fail(path, undefined, `not valid JSON (${(e as Error).message})`);
+    fail(path, undefined, `not valid JSON (${clip((e as Error).message)})`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(path, undefined, 'not a JSON object');
   return value as Record<string, unknown>;

@@ -1,11 +1,12 @@
 // A stand-in for a GPU addon on machines without a GPU: device memory is host memory, GEMMs run on the
 // CPU addon. It implements the GPU addons' raw surface (src/native.ts, NativeGpuAddon) so the device
 // tensor layer, matmul's placement rules and the tuner's GPU path can be tested here; the real
-// addons' own paths (no device, load failures, config tables) are tested against the built addons.
+// addons' own paths (no device, load failures, config tables) are tested against the built addons. Its
+// opSync / opAsync run the CPU addon's ops on the emulated memory, so the ops' GPU dispatch is tested too.
 import type { DType } from '../src/dtype.js';
 import {
   type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, type NativeGpuConfig, type NativeGpuInfo,
-  type NativeTimingOptions, type ProblemDesc, cpuNative,
+  type NativeTimingOptions, type OpDesc, OP_KINDS, type ProblemDesc, cpuNative,
 } from '../src/native.js';
 
 interface EmulatedBuffer {
@@ -29,6 +30,8 @@ export class EmulatedGpu implements NativeGpuAddon {
   used = 0;
   /** Every GEMM description it ran, for assertions on placement. */
   readonly calls: ProblemDesc[] = [];
+  /** Every op description it ran. */
+  readonly opCalls: OpDesc[] = [];
 
   constructor(readonly name: GpuBackendName, readonly deviceCount = 1, readonly memoryBytes = 1 << 20) {}
 
@@ -116,6 +119,37 @@ export class EmulatedGpu implements NativeGpuAddon {
   async matmulAsync(desc: ProblemDesc): Promise<void> {
     this.calls.push(desc);
     await cpuNative().matmulAsync(this.onCpu(desc));
+  }
+
+  // The same op on the CPU addon, on typed-array views of the emulated device memory at each operand's
+  // byte offset (as the real addons take { buffer, byteOffset }).
+  private opOnCpu(desc: OpDesc): OpDesc {
+    const host = (x: OpDesc['x'], dtype: DType | undefined) => {
+      if (x === undefined || ArrayBuffer.isView(x)) return x;
+      const b = this.buffer(x.buffer).bytes;
+      if (!Number.isSafeInteger(x.byteOffset) || x.byteOffset < 0 || x.byteOffset > b.byteLength) throw new RangeError('emulated GPU: byteOffset outside the buffer');
+      const at = b.byteOffset + x.byteOffset, bytes = b.byteLength - x.byteOffset;
+      return (dtype ?? 'f32') === 'f32' ? new Float32Array(b.buffer, at, bytes >> 2) : new Uint16Array(b.buffer, at, bytes >> 1);
+    };
+    const weightDtype = desc.kind === OP_KINDS.rope ? 'f32' : desc.dtypeWeight; // rope's cos/sin tables are f32
+    const out: OpDesc = {
+      ...desc, device: undefined,
+      x: host(desc.x, desc.dtypeX), y: host(desc.y, desc.dtypeY), out: host(desc.out, desc.dtypeOut),
+      weight: host(desc.weight, weightDtype), bias: host(desc.bias, weightDtype),
+      kCache: host(desc.kCache, 'f32') as Float32Array | undefined, vCache: host(desc.vCache, 'f32') as Float32Array | undefined,
+    };
+    for (const k of Object.keys(out) as (keyof OpDesc)[]) if (out[k] === undefined) delete out[k];
+    return out;
+  }
+
+  opSync(desc: OpDesc): void {
+    this.opCalls.push(desc);
+    cpuNative().opSync(this.opOnCpu(desc));
+  }
+
+  async opAsync(desc: OpDesc): Promise<void> {
+    this.opCalls.push(desc);
+    await cpuNative().opAsync(this.opOnCpu(desc));
   }
 
   heuristic(): string {

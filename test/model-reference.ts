@@ -142,3 +142,84 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
   const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
   return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', r);
 }
+
+// --- the ops beyond GEMM (src/ops.ts) ----------------------------------------------------------------------
+
+/** Rows of x [rows, heads * d] rotated per head (rotate_half) by the tables' angles [P, d/2] at positions[r]. */
+export function refRope(x: Float64Array, heads: number, d: number, positions: ArrayLike<number>, cos: Float64Array, sin: Float64Array): Float64Array {
+  const half = d / 2, cols = heads * d;
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < x.length / cols; r++) {
+    const p = positions[r] * half;
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < half; i++) {
+        const lo = r * cols + h * d + i, hi = lo + half;
+        y[lo] = x[lo] * cos[p + i] - x[hi] * sin[p + i];
+        y[hi] = x[hi] * cos[p + i] + x[lo] * sin[p + i];
+      }
+    }
+  }
+  return y;
+}
+
+/** silu(gate) * up, element by element. */
+export function refSwiglu(gate: Float64Array, up: Float64Array): Float64Array {
+  return gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]);
+}
+
+/** The index of each row's largest value, the lowest on ties, NaN never winning (all NaN: 0). */
+export function refArgmax(x: Float64Array, cols: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < x.length / cols; r++) {
+    let best = 0, value = NaN;
+    for (let c = 0; c < cols; c++) {
+      const v = x[r * cols + c];
+      if (!Number.isNaN(v) && (Number.isNaN(value) || v > value)) [best, value] = [c, v];
+    }
+    out.push(best);
+  }
+  return out;
+}
+
+export interface RefCacheLayout {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  capacity: number;
+  tokens: number;
+  /** Cache slot and cached positions of each sequence. */
+  slots: ArrayLike<number>;
+  past: ArrayLike<number>;
+  scale: number;
+}
+
+/**
+ * Causal grouped-query attention over a KV cache [slots][kvHeads][capacity][headDim] (keys, values):
+ * q [batch * tokens, heads * headDim]; row b * tokens + t, head h attends to positions 0 .. past[b] + t
+ * of KV head h / (heads / kvHeads) in slot slots[b].
+ */
+export function refAttention(q: Float64Array, keys: Float64Array, values: Float64Array, c: RefCacheLayout): Float64Array {
+  const d = c.headDim, cols = c.heads * d, group = c.heads / c.kvHeads;
+  const out = new Float64Array(q.length);
+  for (let b = 0; b < c.slots.length; b++) {
+    for (let t = 0; t < c.tokens; t++) {
+      const r = b * c.tokens + t, span = c.past[b] + t + 1;
+      for (let h = 0; h < c.heads; h++) {
+        const base = (c.slots[b] * c.kvHeads + Math.floor(h / group)) * c.capacity * d;
+        const scores = new Float64Array(span);
+        for (let j = 0; j < span; j++) {
+          let dot = 0;
+          for (let i = 0; i < d; i++) dot += q[r * cols + h * d + i] * keys[base + j * d + i];
+          scores[j] = c.scale * dot;
+        }
+        const p = refSoftmax(scores, span);
+        for (let i = 0; i < d; i++) {
+          let sum = 0;
+          for (let j = 0; j < span; j++) sum += p[j] * values[base + j * d + i];
+          out[r * cols + h * d + i] = sum;
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -13,6 +13,7 @@
 #include "../cpu/system_blas.h"
 #include "../cpu/thread_pool.h"
 #include "backend_calls.h"
+#include "op_calls.h"
 #include "packed_weight_handle.h"
 #include "problem_args.h"
 
@@ -151,6 +152,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
   exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
   exportBackendCalls(env, exports);
+  exportOpCalls(env, exports);
   exports.Set("referenceAsync", Napi::Function::New(env, referenceAsync, "referenceAsync"));
   exports.Set("PackedWeightHandle", PackedWeightHandle::define(env));
   exports.Set("prepack", Napi::Function::New(env, PackedWeightHandle::prepack, "prepack"));

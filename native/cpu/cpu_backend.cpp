@@ -10,6 +10,7 @@
 #include "gemm_frame.h"
 #include "gemv.h"
 #include "micro_kernels.h"
+#include "ops.h"
 #include "packed_weight.h"
 #include "system_blas.h"
 #include "thread_pool.h"
@@ -83,6 +84,16 @@ bool parseLayout(const std::string& layout, const MicroKernel** kernel, int* kc)
   return *kernel != nullptr && *kc > 0;
 }
 
+// A weight packed for a kernel that multiplies bf16 inputs only (a bf16 panel of the AMX or AVX512-BF16
+// kernels) serves f32 and f16 inputs through the f32 kernels, which widen each block of the panel to f32
+// as they pack it (exact, as packing the bf16 weight itself is): rounding the inputs to bf16 would lose
+// precision the unpacked call keeps. Only there may a blocked config read a panel of another layout.
+bool widensPanel(const Problem& p, const MicroKernel& k) {
+  const MicroKernel* panel;
+  int kc;
+  return parseLayout(p.packedB, &panel, &kc) && !panelAccepts(panel->aFormat, p.dtypeA) && k.bFormat == PanelFormat::F32;
+}
+
 bool gemvUsable(const GemvKernel& g, const Problem& p) {
   return isaAvailable(g.isa) && (!g.bf16Only() || (p.dtypeA == DType::BF16 && p.dtypeB == DType::BF16));
 }
@@ -126,7 +137,7 @@ Status checkRunnable(const Problem& p, const CpuConfig& cfg) {
   }
   if (!p.packedB.empty()) {
     std::string want = packedLayoutName(k->id, cfg.kc);
-    if (want != p.packedB) {
+    if (want != p.packedB && !widensPanel(p, *k)) {
       return unsupported("config " + cfg.name() + " needs a weight packed as " + want + ", but it was prepacked as " + p.packedB);
     }
   }
@@ -168,6 +179,8 @@ class CpuBackend : public Backend {
     const MicroKernel* packedKernel = nullptr;
     int packedKc = 0;
     if (!p.packedB.empty() && !parseLayout(p.packedB, &packedKernel, &packedKc)) return out;
+    // A panel whose kernel cannot take these inputs is read by the heuristic's f32 kernel (widensPanel).
+    if (packedKernel && !kernelUsable(*packedKernel, p)) return out;
     std::vector<int> threadChoices = {poolThreads(), defaultThreads(p)};
     if (p.flops() < kMaxFlopsForOneThread) threadChoices.push_back(1);
     bool haveSimd = false;
@@ -253,7 +266,8 @@ class CpuBackend : public Backend {
     if (isSystemBlasConfig(config)) {
       const SystemBlas* blas;
       s = systemBlasFor(p, config, &blas);
-      return s.isOk() ? runSystemBlas(p, *blas, buf) : s;
+      // As many of the pool's threads as the engine's own default would use for this problem.
+      return s.isOk() ? runSystemBlas(p, *blas, buf, defaultThreads(p)) : s;
     }
     CpuConfig cfg;
     s = CpuConfig::parse(config, &cfg);
@@ -267,6 +281,9 @@ class CpuBackend : public Backend {
       return Status(StatusCode::OutOfMemory, "out of memory for packing buffers in " + p.describe());
     }
   }
+
+  // The ops beyond GEMM (ops.h): checked, then run on the widest instruction set this CPU has.
+  Status runOp(const OpDesc& op, const OpBuffers& buf) const override { return runCpuOp(op, buf); }
 
   // Times `config` on inputs that rotate through copies totalling at least opts.rotatingBytes, so each
   // run starts with A and B out of cache when that exceeds the last-level cache. The copies are kept for
@@ -375,6 +392,9 @@ CpuConfig cpuHeuristic(const Problem& p) {
   const MicroKernel* packedKernel = nullptr;
   int packedKc = 0;
   if (!p.packedB.empty() && parseLayout(p.packedB, &packedKernel, &packedKc)) {
+    // A panel whose kernel cannot take these inputs (bf16 panel, f32 inputs) is widened by the f32
+    // kernel the unpacked call would run (widensPanel).
+    if (!kernelUsable(*packedKernel, p)) return blockedConfig(preferredKernel(p), defaultThreads(p));
     CpuConfig c = blockedConfig(*packedKernel, defaultThreads(p));
     c.kc = packedKc;
     return c;

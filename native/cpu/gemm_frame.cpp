@@ -35,6 +35,54 @@ inline float kernelBeta(const Problem& p, int64_t pc) {
   return pc == 0 ? (p.dtypeC == DType::F32 ? p.beta : 0.0f) : 1.0f;
 }
 
+// Packs op(B)[p0:p0+kb, j0:j0+nb] into ceil(nb/R) F32 slivers of kPad*R elements (sliver s at element
+// s*sliverStride of Bp), zero padded as packB pads, reading a weight prepacked for another kernel: a bf16
+// panel for f32 or f16 inputs. Widening bf16 to f32 is exact, so the slivers hold what packB makes of the
+// weight itself. Element (l, j) of the panel lives in sliver j/NR at its depth block's offset plus
+// panelIndex(l within the block, j%NR), and panelIndex is a sum of a depth part and a lane part.
+void packBFromPanel(const PackedWeight& w, int64_t p0, int64_t kb, int64_t kPad, int64_t j0, int64_t nb, int R,
+                    float* Bp, int64_t sliverStride) {
+  const int wNR = w.kernel->nr;
+  const PanelFormat wf = w.kernel->bFormat;
+  std::vector<int64_t> laneOffset(size_t(R), 0);  // per lane of an output sliver: where its column starts
+  for (int64_t s = 0; s * R < nb; s++) {
+    float* out = Bp + s * sliverStride;  // [kPad][R]
+    const int lanes = int(std::min<int64_t>(R, nb - s * R));
+    for (int r = 0; r < lanes; r++) {
+      const int64_t j = j0 + s * R + r;
+      laneOffset[size_t(r)] = (j / wNR) * w.sliverStride + panelIndex(wf, 0, j % wNR, wNR);
+    }
+    for (int64_t l = 0; l < kPad; l++) {
+      float* row = out + l * R;
+      if (l >= kb) {
+        for (int r = 0; r < R; r++) row[r] = 0.0f;
+        continue;
+      }
+      const int64_t depth = p0 + l, block = depth / w.kc * w.kc;
+      const int64_t depthOffset = block * wNR + panelIndex(wf, depth - block, 0, wNR);
+      if (wf == PanelFormat::F32) {
+        const float* panel = static_cast<const float*>(w.data) + depthOffset;
+        for (int r = 0; r < lanes; r++) row[r] = panel[laneOffset[size_t(r)]];
+      } else {
+        const uint16_t* panel = static_cast<const uint16_t*>(w.data) + depthOffset;
+        for (int r = 0; r < lanes; r++) row[r] = bf16ToF32(panel[laneOffset[size_t(r)]]);
+      }
+      for (int r = lanes; r < R; r++) row[r] = 0.0f;
+    }
+  }
+}
+
+// Packs the B block [pc, pc+kb) x [j0, j0+nb) for kernel uk: from the stored B, or from `foreign`, a weight
+// prepacked for another kernel (see packBFromPanel; the caller checked that uk reads F32 slivers).
+void packBBlock(const Problem& p, const MicroKernel& uk, const void* b, const PackedWeight* foreign, int64_t pc,
+                int64_t kb, int64_t kPad, int64_t j0, int64_t nb, void* Bp, int64_t sliverStride) {
+  if (foreign) {
+    packBFromPanel(*foreign, pc, kb, kPad, j0, nb, uk.nr, static_cast<float*>(Bp), sliverStride);
+  } else {
+    packB(p, b, pc, kb, kPad, j0, nb, uk.nr, uk.bFormat, Bp, sliverStride);
+  }
+}
+
 // The f32 accumulator of rows [m0, m1) and columns [jc, jc+nb): C itself for f32 outputs, else scratch
 // [m1-m0, nb] kept across all K blocks (when K == 0 it is set to what beta*C contributes).
 float* accumulatorFor(const Problem& p, void* c, int64_t m0, int64_t m1, int64_t jc, int64_t nb, int64_t* ldacc) {
@@ -134,10 +182,12 @@ void gemmRowsAgainstPrepacked(const Problem& p, const CpuConfig& cfg, const Micr
   }
 }
 
-// Computes rows [m0, m1) x columns [n0, n1) of one batch item's C. b is the stored B of this item, or the
-// prepacked weight (pw) when the problem has one.
+// Computes rows [m0, m1) x columns [n0, n1) of one batch item's C. b is the stored B of this item; or pw,
+// a weight prepacked for this kernel and kc, read in place; or foreign, a weight prepacked for another
+// kernel, packed block by block as b would be.
 void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
-                   const PackedWeight* pw, void* c, const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                   const PackedWeight* pw, const PackedWeight* foreign, void* c, const float* bias, int64_t m0,
+                   int64_t m1, int64_t n0, int64_t n1) {
   const int MR = uk.mr, NR = uk.nr;
   if (pw && m1 - m0 <= MR && p.k > 0) {
     gemmRowsAgainstPrepacked(p, cfg, uk, a, pw, c, bias, m0, m1, n0, n1);
@@ -158,7 +208,7 @@ void gemmRectangle(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk
     for (int64_t pc = 0; pc < p.k; pc += cfg.kc) {
       const int64_t kb = (p.k - pc) < cfg.kc ? (p.k - pc) : cfg.kc;
       const int64_t kPad = uk.paddedK(kb);
-      if (!pw) packB(p, b, pc, kb, kPad, jc, nb, NR, uk.bFormat, Bp, kPad * NR);
+      if (!pw) packBBlock(p, uk, b, foreign, pc, kb, kPad, jc, nb, Bp, kPad * NR);
       multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, pw, jc, nb, Ap, acc, ldacc, c, bias);
     }
     if (p.k == 0) finalizeRows(p, acc, ldacc, c, bias, m0, m1, jc, nb);
@@ -178,7 +228,8 @@ struct TeamShared {
 // panels are double buffered, so one barrier per step suffices: a member passes the barrier of step s only
 // once every member has packed step s and finished computing step s-1, whose panel step s+1 reuses.
 void gemmTeamMember(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const void* a, const void* b,
-                    void* c, const float* bias, int member, int team, const TeamShared& shared) {
+                    const PackedWeight* foreign, void* c, const float* bias, int member, int team,
+                    const TeamShared& shared) {
   const int MR = uk.mr, NR = uk.nr;
   const int bSize = panelElementSize(uk.bFormat);
   const int64_t rowsPer = roundUp(ceilDiv(p.m, team), MR);
@@ -211,7 +262,7 @@ void gemmTeamMember(const Problem& p, const CpuConfig& cfg, const MicroKernel& u
       char* Bp = shared.panels[step % 2];
       if (s1 > s0) {
         const int64_t cols = std::min(nb, s1 * NR) - s0 * NR;
-        packB(p, b, pc, kb, kPad, jc + s0 * NR, cols, NR, uk.bFormat, Bp + s0 * kPad * NR * bSize, kPad * NR);
+        packBBlock(p, uk, b, foreign, pc, kb, kPad, jc + s0 * NR, cols, Bp + s0 * kPad * NR * bSize, kPad * NR);
       }
       shared.barrier->wait(team);
       if (m1 > m0) multiplyRows(p, uk, a, m0, m1, mc, pc, kb, Bp, nullptr, jc, nb, Ap, acc, ldacc, c, bias);
@@ -242,7 +293,11 @@ TaskGrid chooseTaskGrid(int64_t m, int64_t n, int mr, int nr, int threads) {
 
 Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk, const Buffers& buf) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
-  const PackedWeight* pw = p.packedB.empty() ? nullptr : static_cast<const PackedWeight*>(buf.b);
+  const PackedWeight* packed = p.packedB.empty() ? nullptr : static_cast<const PackedWeight*>(buf.b);
+  // A weight packed for this kernel and kc is read in place; one packed for another kernel (a bf16 panel
+  // multiplied with f32 inputs) is packed block by block like a stored B.
+  const PackedWeight* pw = packed && packed->kernel == &uk && packed->kc == cfg.kc ? packed : nullptr;
+  const PackedWeight* foreign = packed && !pw ? packed : nullptr;
   const std::vector<float> bias = biasAsF32(p, buf.bias);
   // Several batch items per thread make a finer split of each item unnecessary.
   int perItemThreads = int(ceilDiv(cfg.threads, p.batch));
@@ -258,7 +313,7 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
     std::atomic<bool> failed{false};
     const TeamShared shared{{panels, panels + (panelBytes + 63) / 64 * 64}, &barrier, &failed};
     ThreadPool::instance().runTeam(cfg.threads, [&](int member, int team) {
-      gemmTeamMember(p, cfg, uk, buf.a, buf.b, buf.c, biasF32, member, team, shared);
+      gemmTeamMember(p, cfg, uk, buf.a, foreign ? nullptr : buf.b, foreign, buf.c, biasF32, member, team, shared);
     });
     if (failed.load()) throw std::bad_alloc();
     return Status::ok();
@@ -276,9 +331,9 @@ Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& uk,
     const int64_t m1 = m0 + tileM < p.m ? m0 + tileM : p.m;
     const int64_t n1 = n0 + tileN < p.n ? n0 + tileN : p.n;
     const char* a = static_cast<const char*>(buf.a) + item * p.strideA * sizeA;
-    const char* b = pw ? nullptr : static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
+    const char* b = packed ? nullptr : static_cast<const char*>(buf.b) + item * p.strideB * sizeB;
     char* c = static_cast<char*>(buf.c) + item * p.strideC * sizeC;
-    gemmRectangle(p, cfg, uk, a, b, pw, c, biasF32, m0, m1, n0, n1);
+    gemmRectangle(p, cfg, uk, a, b, pw, foreign, c, biasF32, m0, m1, n0, n1);
   });
   return Status::ok();
 }

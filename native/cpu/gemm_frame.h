@@ -11,7 +11,9 @@
 namespace gemmkit {
 
 // Runs p with the given config. The config must be valid and its kernel available (the caller checks).
-// When p.packedB is set, buf.b is a PackedWeight packed for this kernel and cfg.kc (the caller checks).
+// When p.packedB is set, buf.b is a PackedWeight packed for this kernel and cfg.kc; or, for inputs its own
+// kernel cannot multiply (a bf16 panel, f32/f16 inputs), for another kernel while this one reads F32 slivers,
+// and then its blocks are widened as they are packed (the caller checks).
 Status runCpuGemm(const Problem& p, const CpuConfig& cfg, const MicroKernel& kernel, const Buffers& buf);
 
 // How C is split over tasks: tm x tn rectangles per batch item. Exposed for tests and the heuristic.

@@ -30,20 +30,25 @@ F symbol(void* handle, const char* name) {
   return reinterpret_cast<F>(dlsym(handle, name));
 }
 
-// Names the library and asks it for its version; sets its thread count to the pool's size.
+// The libraries' thread-count setters, behind one signature.
+void setIntThreads(void* f, int threads) { reinterpret_cast<void (*)(int)>(f)(threads); }
+void setLongThreads(void* f, int threads) { reinterpret_cast<void (*)(long)>(f)(long(threads)); }
+
+// Names the library, asks it for its version and finds its thread-count setter.
 void identify(void* handle, SystemBlas* out) {
-  const int threads = ThreadPool::instance().size();
   if (auto config = symbol<const char* (*)()>(handle, "openblas_get_config")) {
     out->library = "openblas";
     std::string s = config();  // "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64"
     size_t a = s.find(' ');
     size_t b = a == std::string::npos ? a : s.find(' ', a + 1);
     if (a != std::string::npos) out->version = s.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
-    if (auto set = symbol<void (*)(int)>(handle, "openblas_set_num_threads")) set(threads);
+    out->setThreadsFunction = dlsym(handle, "openblas_set_num_threads");
+    out->setThreads = setIntThreads;
   } else if (auto version = symbol<const char* (*)()>(handle, "bli_info_get_version_str")) {
     out->library = "blis";
     out->version = version();
-    if (auto set = symbol<void (*)(long)>(handle, "bli_thread_set_num_threads")) set(threads);
+    out->setThreadsFunction = dlsym(handle, "bli_thread_set_num_threads");
+    out->setThreads = setLongThreads;
   } else if (auto mklVersion = symbol<void (*)(char*, int)>(handle, "MKL_Get_Version_String")) {
     out->library = "mkl";
     char buf[256] = {0};
@@ -51,10 +56,12 @@ void identify(void* handle, SystemBlas* out) {
     std::string s = buf;  // "Intel(R) oneAPI Math Kernel Library Version 2024.0.0 Product Build ..."
     size_t v = s.find("Version ");
     if (v != std::string::npos) out->version = s.substr(v + 8, s.find(' ', v + 8) - v - 8);
-    if (auto set = symbol<void (*)(int)>(handle, "MKL_Set_Num_Threads")) set(threads);
+    out->setThreadsFunction = dlsym(handle, "MKL_Set_Num_Threads");
+    out->setThreads = setIntThreads;
   } else {
     out->library = "blas";
   }
+  if (!out->setThreadsFunction) out->setThreads = nullptr;
   if (out->version.empty()) out->version = "unknown";
   // Keep config names to the characters every other config name uses.
   for (char& ch : out->version) {
@@ -141,10 +148,18 @@ Status findSystemBlas(const Problem& p, const std::string& config, const SystemB
   return Status::ok();
 }
 
-Status runSystemBlas(const Problem& p, const SystemBlas& blas, const Buffers& buf) {
+Status runSystemBlas(const Problem& p, const SystemBlas& blas, const Buffers& buf, int threads) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
   auto sgemm = reinterpret_cast<CblasSgemm>(blas.sgemm);
   const std::vector<float> bias = biasAsF32(p, buf.bias);
+  // The library's threads count against the pool's core budget like the engine's: its turn first (so a
+  // waiting call holds no tokens), then a lease, and the library runs on as many threads as it holds.
+  std::unique_lock<std::mutex> turn(blas.turn->mutex);
+  CoreLease lease(threads);
+  if (blas.setThreads && blas.turn->threads != lease.tokens()) {
+    blas.setThreads(blas.setThreadsFunction, lease.tokens());
+    blas.turn->threads = lease.tokens();
+  }
   for (int64_t item = 0; item < p.batch; item++) {
     const float* a = static_cast<const float*>(buf.a) + item * p.strideA;  // A: rowsA x lda
     const float* b = static_cast<const float*>(buf.b) + item * p.strideB;  // B: rowsB x ldb
@@ -158,6 +173,10 @@ Status runSystemBlas(const Problem& p, const SystemBlas& blas, const Buffers& bu
       sgemm(kCblasRowMajor, p.transA ? kCblasTrans : kCblasNoTrans, p.transB ? kCblasTrans : kCblasNoTrans, int(p.m),
             int(p.n), int(p.k), p.alpha, a, int(p.lda), b, int(p.ldb), p.beta, c, int(p.ldc));
     }
+  }
+  turn.unlock();
+  for (int64_t item = 0; item < p.batch; item++) {
+    float* c = static_cast<float*>(buf.c) + item * p.strideC;  // C: m x ldc
     if (p.hasBias || p.activation != Activation::None) {
       for (int64_t i = 0; i < p.m; i++) {
         float* row = c + i * p.ldc;

@@ -100,6 +100,21 @@ void ThreadPool::runJob(Job& job, int wantThreads, int tasksPerToken) {
   if (job.error) std::rethrow_exception(job.error);
 }
 
+int ThreadPool::acquire(int wantThreads) {
+  if (wantThreads < 1) wantThreads = 1;
+  std::unique_lock<std::mutex> lock(mutex_);
+  stateChanged_.wait(lock, [this] { return freeTokens_ > 0; });
+  const int tokens = wantThreads < freeTokens_ ? wantThreads : freeTokens_;
+  freeTokens_ -= tokens;
+  return tokens;
+}
+
+void ThreadPool::release(int tokens) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  freeTokens_ += tokens;
+  stateChanged_.notify_all();
+}
+
 void ThreadPool::parallelFor(int tasks, int wantThreads, const std::function<void(int)>& fn) {
   if (tasks <= 0) return;
   if (wantThreads > tasks) wantThreads = tasks;

@@ -1,7 +1,8 @@
 // One process-wide pool of compute threads, sized to the usable cores (GEMMKIT_NUM_THREADS overrides).
 // Every GEMM borrows "core tokens" from it: a call takes as many as it wants that are free (at least
-// one, waiting for it), and its calling thread counts as one of them. So however many matmuls run at
-// once (async workers, several JS threads), no more than size() threads compute at any moment.
+// one, waiting for it), and its calling thread counts as one of them. A system BLAS call takes a lease of
+// the same tokens for the library's own threads. So however many matmuls run at once (async workers,
+// several JS threads), whatever runs them, no more than size() threads compute at any moment.
 #pragma once
 
 #include <atomic>
@@ -25,6 +26,11 @@ class ThreadPool {
   // member 0, where team (1..wantThreads) is what the core tokens granted. All members run concurrently,
   // so they may wait for each other (TeamBarrier); fn must not throw once a member may be waiting for it.
   void runTeam(int wantThreads, const std::function<void(int member, int team)>& fn);
+  // Takes up to wantThreads core tokens (at least one, waiting for it) for work that runs on threads the
+  // pool does not own (a system BLAS's), the calling thread counting as one; release() gives them back.
+  // See CoreLease.
+  int acquire(int wantThreads);
+  void release(int tokens);
 
  private:
   struct Job;
@@ -41,6 +47,20 @@ class ThreadPool {
   std::deque<Job*> queue_;                 // jobs that still want helpers
   int freeTokens_;
   std::vector<std::thread> workers_;
+};
+
+// A share of the pool's core budget held for the lifetime of the object: code that computes on threads of
+// its own (a system BLAS) takes one before it starts them, and starts at most tokens() of them.
+class CoreLease {
+ public:
+  explicit CoreLease(int wantThreads) : tokens_(ThreadPool::instance().acquire(wantThreads)) {}
+  ~CoreLease() { ThreadPool::instance().release(tokens_); }
+  CoreLease(const CoreLease&) = delete;
+  CoreLease& operator=(const CoreLease&) = delete;
+  int tokens() const { return tokens_; }
+
+ private:
+  int tokens_;
 };
 
 // The thread count the pool was sized with and where it came from, for info().

@@ -1,5 +1,6 @@
-// Models: loadModel(path), forward(model, input), generate(model, ids, opts), and modelGemmShapes(path,
-// batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model` tunes).
+// Models: loadModel(path), forward(model, input), createKVCache(model, slots, capacity), and
+// modelGemmShapes(path, batchSizes), the exact weight GEMMs forward runs (what `npm run tune -- --model`
+// tunes). Generation on top of forward is src/generate.ts.
 //
 // A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
 // Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
@@ -8,29 +9,33 @@ import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../matmul.js';
-import { Checkpoint, type SafetensorsOpenOptions, readJsonFile } from '../safetensors.js';
+import { Checkpoint, type SafetensorsOpenOptions, preview, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { type GenerateOptions, KVCache, type LlamaConfig, type LlamaModel, checkLlamaTensors, llamaForward, llamaGenerate, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
-import { MLP_METADATA_KEY, type MlpModel, type MlpSpec, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
+import { KVCache, type LlamaConfig, LlamaModel, cacheSlots, checkLlamaTensors, llamaForward, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
+import { MLP_METADATA_KEY, MlpModel, type MlpSpec, checkMlpTensors, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
 import { linearInputDtype } from './layers.js';
 
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
-export { KVCache, type GenerateOptions, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec, MLP_METADATA_KEY };
+export { KVCache, type LlamaConfig, LlamaModel, MlpModel, type MlpSpec, MLP_METADATA_KEY };
 export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight, layerNorm, rmsNorm, softmaxRows, embed, addInPlace, relu, gelu, silu } from './layers.js';
-export { parseLlamaConfig, llamaTensorShapes } from './llama.js';
+export { parseLlamaConfig, llamaTensorShapes, LLAMA_MAX_POSITIONS } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
 
 type Described =
-  | { kind: 'mlp'; ck: Checkpoint; spec: MlpSpec }
+  | { kind: 'mlp'; ck: Checkpoint; spec: MlpSpec; plan: ReturnType<typeof checkMlpTensors> }
   | { kind: 'llama'; ck: Checkpoint; config: LlamaConfig };
 
-// Opens the checkpoint (headers only) and decides which kind of model it holds.
+// Opens the checkpoint (headers only), decides which kind of model it holds and checks every tensor the
+// model will read against the spec or config.json: nothing is read or allocated before that passed.
 function describe(path: string, opts: SafetensorsOpenOptions): Described {
   const ck = Checkpoint.open(path, opts);
   try {
     const specText = ck.metadata[MLP_METADATA_KEY];
-    if (specText !== undefined) return { kind: 'mlp', ck, spec: parseMlpSpec(path, specText) };
+    if (specText !== undefined) {
+      const spec = parseMlpSpec(path, specText);
+      return { kind: 'mlp', ck, spec, plan: checkMlpTensors(ck, spec) };
+    }
     let rawConfig = ck.config;
     let configPath = join(path, 'config.json');
     if (!rawConfig && !statSync(path).isDirectory()) {
@@ -38,7 +43,7 @@ function describe(path: string, opts: SafetensorsOpenOptions): Described {
       rawConfig = readJsonFile(configPath, false);
     }
     if (!rawConfig) {
-      throw new Error(`loadModel: ${path} is neither a gemmkit MLP (no __metadata__["${MLP_METADATA_KEY}"]) nor a checkpoint with a config.json`);
+      throw new TypeError(`loadModel: ${path} is neither a gemmkit MLP (no __metadata__["${MLP_METADATA_KEY}"]) nor a checkpoint with a config.json`);
     }
     const config = parseLlamaConfig(configPath, rawConfig);
     checkLlamaTensors(ck, config);
@@ -54,17 +59,50 @@ export async function loadModel(path: string, opts: SafetensorsOpenOptions = {})
   if (typeof path !== 'string') throw new TypeError('loadModel: path must be a string');
   const d = describe(path, opts);
   try {
-    return d.kind === 'mlp' ? loadMlp(d.ck, d.spec) : loadLlama(d.ck, d.config);
+    return d.kind === 'mlp' ? loadMlp(d.ck, d.spec, d.plan) : loadLlama(d.ck, d.config);
   } finally {
     d.ck.close();
   }
 }
 
 export interface ForwardOptions {
-  /** Llama: continue from this cache (positions cache.length, ...) and append the new keys and values. */
+  /**
+   * Llama: continue from this cache and append the new keys and values: sequence b runs on cache slot
+   * slots[b] at that slot's positions (cache.lengths[slot], ...). One call at a time per cache: a call
+   * while another on the same cache is running is an Error.
+   */
   cache?: KVCache;
+  /**
+   * Llama, with a cache: the cache slot of each sequence (distinct, one per row); default 0..batch-1. Slots
+   * may hold different lengths: one forward then advances sequences that started at different times.
+   */
+  slots?: number[] | Int32Array;
   /** Llama: logits of every token (default) or only of each sequence's last token. */
   logits?: 'all' | 'last';
+}
+
+const FORWARD_KEYS = new Set(['cache', 'slots', 'logits']);
+
+function checkForwardOptions(opts: unknown): ForwardOptions {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new TypeError(`forward: options must be an object ({ cache, logits }), got ${opts === null ? 'null' : Array.isArray(opts) ? 'an array' : typeof opts}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!FORWARD_KEYS.has(key)) throw new TypeError(`forward: unknown option '${key}' (known: ${[...FORWARD_KEYS].join(', ')})`);
+  }
+  const o = opts as ForwardOptions;
+  if (o.logits !== undefined && o.logits !== 'all' && o.logits !== 'last') {
+    throw new TypeError(`forward: logits must be 'all' or 'last', got ${preview(o.logits)}`);
+  }
+  if (o.cache !== undefined && !(o.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache (from createKVCache)');
+  if (o.slots !== undefined && o.cache === undefined) throw new TypeError('forward: slots needs a cache (createKVCache) to pick slots from');
+  return o;
+}
+
+function checkModel(where: string, model: unknown): Model {
+  if (!(model instanceof MlpModel) && !(model instanceof LlamaModel)) throw new TypeError(`${where}: model must come from loadModel()`);
+  return model;
 }
 
 /**
@@ -72,39 +110,50 @@ export interface ForwardOptions {
  * Llama: token ids number[] (one sequence) or number[][] (a batch of equal lengths) -> logits f32
  * [tokens, vocab] or [batch, tokens, vocab]; with logits: 'last', [vocab] or [batch, vocab].
  */
-export async function forward(model: Model, input: Tensor | TokenIds, opts: ForwardOptions = {}): Promise<Tensor> {
-  if (model === null || typeof model !== 'object' || (model.kind !== 'mlp' && model.kind !== 'llama')) {
-    throw new TypeError('forward: model must come from loadModel()');
+export async function forward(model: Model, input: Tensor | TokenIds, opts?: ForwardOptions): Promise<Tensor> {
+  const m = checkModel('forward', model);
+  const o = checkForwardOptions(opts);
+  m.lifetime.enter('forward');
+  try {
+    if (m.kind === 'mlp') {
+      if (o.cache !== undefined || o.slots !== undefined || o.logits !== undefined) throw new TypeError('forward: cache and logits are options of Llama models, not of an MLP (slots too)');
+      return await mlpForward(m, input as Tensor);
+    }
+    const { ids, batch, tokens, nested } = tokenBatch('forward', m, input);
+    if (o.cache !== undefined && o.cache.owner !== m.lifetime) {
+      throw new TypeError('forward: the cache was made for another model (a KV cache holds one model\'s keys and values; make one with createKVCache(model, ...))');
+    }
+    const cache = o.cache ?? new KVCache(m, batch, tokens, 'forward');
+    const slots = cacheSlots('forward', cache, batch, o.slots);
+    const last = o.logits === 'last';
+    cache.acquire('forward');
+    let logits: Tensor;
+    try {
+      logits = await llamaForward(m, ids, batch, tokens, cache, slots, last);
+    } finally {
+      cache.release();
+    }
+    const vocab = m.config.vocabSize;
+    if (last) return logits.reshape(nested ? [batch, vocab] : [vocab]);
+    return logits.reshape(nested ? [batch, tokens, vocab] : [tokens, vocab]);
+  } finally {
+    m.lifetime.exit();
   }
-  if (model.kind === 'mlp') return mlpForward(model, input as Tensor);
-  const { ids, batch, tokens, nested } = tokenBatch('forward', model, input);
-  if (opts.logits !== undefined && opts.logits !== 'all' && opts.logits !== 'last') {
-    throw new TypeError(`forward: logits must be 'all' or 'last', got ${JSON.stringify(opts.logits)}`);
-  }
-  if (opts.cache !== undefined && !(opts.cache instanceof KVCache)) throw new TypeError('forward: cache must be a KVCache');
-  const cache = opts.cache ?? new KVCache(model, batch, tokens);
-  const last = opts.logits === 'last';
-  const logits = await llamaForward(model, ids, batch, tokens, cache, last);
-  const vocab = model.config.vocabSize;
-  if (last) return logits.reshape(nested ? [batch, vocab] : [vocab]);
-  return logits.reshape(nested ? [batch, tokens, vocab] : [tokens, vocab]);
 }
 
-/** Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. */
-export function generate(model: Model, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
-export function generate(model: Model, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
-export async function generate(model: Model, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
-  return llamaGenerate(llamaOnly('generate', model), ids, opts);
-}
-
-/** A KV cache for `batch` sequences of up to `capacity` positions, for forward(model, ids, { cache }). */
+/**
+ * A KV cache of `batch` slots, one sequence each, of up to `capacity` positions, for forward(model, ids,
+ * { cache, slots }).
+ * capacity is at most the model's max_position_embeddings (LLAMA_MAX_POSITIONS without one), and the
+ * cache must fit in the memory available now; either is a RangeError saying how much it needs.
+ */
 export function createKVCache(model: Model, batch: number, capacity: number): KVCache {
-  return new KVCache(llamaOnly('createKVCache', model), batch, capacity);
+  return new KVCache(llamaOnly('createKVCache', model), batch, capacity, 'createKVCache');
 }
 
-function llamaOnly(where: string, model: Model): LlamaModel {
-  if (model === null || typeof model !== 'object' || model.kind !== 'llama') {
-    throw new TypeError(`${where}: model must be a Llama model from loadModel(), got ${model && typeof model === 'object' ? `a ${String(model.kind)} model` : String(model)}`);
+export function llamaOnly(where: string, model: Model): LlamaModel {
+  if (!(model instanceof LlamaModel)) {
+    throw new TypeError(`${where}: model must be a Llama model from loadModel(), got ${model && typeof model === 'object' ? `a ${String((model as { kind?: unknown }).kind)} model` : String(model)}`);
   }
   return model;
 }

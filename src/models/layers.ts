@@ -130,6 +130,13 @@ export class Linear {
   forward(x: Tensor, residual?: Tensor): Promise<Tensor> {
     return linearForward(x, this.weight, this.bias, this.activation, residual);
   }
+
+  /** Frees the packed weight now (calls already running finish first) and the tensors' device memory, if any. */
+  dispose(): void {
+    this.weight.packed.dispose();
+    this.weight.weight.dispose();
+    this.bias?.dispose();
+  }
 }
 
 // --- elementwise activations (the same formulas as the GEMM epilogue) --------------------------------

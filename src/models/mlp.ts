@@ -8,12 +8,13 @@
 //       { "op": "relu" | "gelu" | "silu" | "softmax" } ] }
 //
 // A Linear's activation runs fused in its GEMM; standalone activations, norms and softmax run in place.
-import type { Checkpoint } from '../safetensors.js';
+import { type Checkpoint, preview } from '../safetensors.js';
 import { formatShape } from '../errors.js';
 import type { Activation } from '../matmul.js';
 import { ACTIVATIONS } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { Linear, applyActivation, f32, layerNorm, rmsNorm, softmaxRows } from './layers.js';
+import { ModelLifetime, checkMemory, yieldIfBusy } from './resources.js';
 
 export const MLP_METADATA_KEY = 'gemmkit.model';
 
@@ -34,14 +35,46 @@ type MlpLayer =
   | { op: 'rmsnorm'; weight: Float32Array; eps: number }
   | { op: 'relu' | 'gelu' | 'silu' | 'softmax' };
 
-export interface MlpModel {
-  readonly kind: 'mlp';
+/** A loaded MLP (from loadModel). dispose() frees its weights now instead of at collection. */
+export class MlpModel {
+  readonly kind = 'mlp' as const;
   readonly spec: MlpSpec;
   readonly inputFeatures: number;
   readonly outputFeatures: number;
-  readonly layers: readonly MlpLayer[];
-}
+  /** The widest activation between layers (for the memory a forward needs). */
+  readonly maxWidth: number;
+  /** @internal */
+  readonly lifetime = new ModelLifetime();
+  #layers: MlpLayer[] | undefined;
 
+  /** @internal Use loadModel(). */
+  constructor(spec: MlpSpec, layers: MlpLayer[], inputFeatures: number, outputFeatures: number, maxWidth: number) {
+    this.spec = spec;
+    this.#layers = layers;
+    this.inputFeatures = inputFeatures;
+    this.outputFeatures = outputFeatures;
+    this.maxWidth = maxWidth;
+  }
+
+  get layers(): readonly MlpLayer[] {
+    if (!this.#layers) throw new TypeError('MlpModel: the model was disposed');
+    return this.#layers;
+  }
+
+  /** True once dispose() was called. */
+  get disposed(): boolean {
+    return this.lifetime.disposed;
+  }
+
+  /** Frees the prepacked weights and lets go of every tensor now (calls in flight finish first); later forward calls are TypeErrors. Idempotent. */
+  dispose(): void {
+    this.lifetime.dispose(() => {
+      const layers = this.#layers ?? [];
+      this.#layers = undefined;
+      for (const l of layers) if (l.op === 'linear') l.linear.dispose();
+    });
+  }
+}
 
 /** Parses and checks the spec (not the tensors); errors name the file and the layer. */
 export function parseMlpSpec(where: string, text: string): MlpSpec {
@@ -49,77 +82,116 @@ export function parseMlpSpec(where: string, text: string): MlpSpec {
   try {
     spec = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${where}: __metadata__["${MLP_METADATA_KEY}"] is not valid JSON (${(e as Error).message})`);
+    throw new TypeError(`${where}: __metadata__["${MLP_METADATA_KEY}"] is not valid JSON (${(e as Error).message.slice(0, 120)})`);
   }
   const s = spec as MlpSpec;
   if (s === null || typeof s !== 'object' || s.type !== 'mlp' || !Array.isArray(s.layers) || s.layers.length === 0) {
-    throw new Error(`${where}: the model spec must be {"type": "mlp", "layers": [...]} with at least one layer`);
+    throw new TypeError(`${where}: the model spec must be {"type": "mlp", "layers": [...]} with at least one layer`);
   }
   s.layers.forEach((l, i) => {
     const at = `${where}: layer ${i}`;
-    if (l === null || typeof l !== 'object') throw new Error(`${at} is not an object`);
+    if (l === null || typeof l !== 'object') throw new TypeError(`${at} is not an object`);
     switch (l.op) {
       case 'linear':
-        if (typeof l.weight !== 'string') throw new Error(`${at} (linear) needs "weight", a tensor name`);
-        if (l.bias !== undefined && typeof l.bias !== 'string') throw new Error(`${at} (linear): "bias" must be a tensor name`);
+        if (typeof l.weight !== 'string') throw new TypeError(`${at} (linear) needs "weight", a tensor name`);
+        if (l.bias !== undefined && typeof l.bias !== 'string') throw new TypeError(`${at} (linear): "bias" must be a tensor name`);
         if (l.activation !== undefined && !(ACTIVATIONS as readonly string[]).includes(l.activation)) {
-          throw new Error(`${at} (linear): activation must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(l.activation)}`);
+          throw new RangeError(`${at} (linear): activation must be one of ${ACTIVATIONS.join(', ')}, got ${preview(l.activation)}`);
         }
         break;
       case 'layernorm':
       case 'rmsnorm':
-        if (typeof l.weight !== 'string') throw new Error(`${at} (${l.op}) needs "weight", a tensor name`);
-        if (l.op === 'layernorm' && l.bias !== undefined && typeof l.bias !== 'string') throw new Error(`${at} (layernorm): "bias" must be a tensor name`);
-        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0)) throw new Error(`${at} (${l.op}): eps must be a positive number`);
+        if (typeof l.weight !== 'string') throw new TypeError(`${at} (${l.op}) needs "weight", a tensor name`);
+        if (l.op === 'layernorm' && l.bias !== undefined && typeof l.bias !== 'string') throw new TypeError(`${at} (layernorm): "bias" must be a tensor name`);
+        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0 && Number.isFinite(l.eps))) throw new RangeError(`${at} (${l.op}): eps must be a positive number`);
         break;
       case 'relu': case 'gelu': case 'silu': case 'softmax':
         break;
       default:
-        throw new Error(`${at}: unknown op ${JSON.stringify((l as { op: unknown }).op)} (known: linear, layernorm, rmsnorm, relu, gelu, silu, softmax)`);
+        throw new RangeError(`${at}: unknown op ${preview((l as { op: unknown }).op)} (known: linear, layernorm, rmsnorm, relu, gelu, silu, softmax)`);
     }
   });
   return s;
 }
 
-function vector(ck: Checkpoint, name: string, n: number, what: string): Float32Array {
-  const t = ck.tensor(name);
-  if (t.shape.length !== 1 || t.shape[0] !== n) throw new RangeError(`${ck.path}: ${what} '${name}' is ${formatShape(t.shape)}, expected [${n}]`);
-  return t.toFloat32();
+interface MlpPlan {
+  inputFeatures: number;
+  outputFeatures: number;
+  maxWidth: number;
 }
 
-export function loadMlp(ck: Checkpoint, spec: MlpSpec): MlpModel {
-  const layers: MlpLayer[] = [];
-  let width: number | undefined; // features flowing between layers; fixed by the first Linear
+/**
+ * Checks the spec against the file's headers before anything is read or allocated: every tensor exists
+ * in a dtype gemmkit loads, Linear weights are [out, in] with in = the features flowing in, biases and
+ * norm weights are [width], and every dimension is at least 1 (an empty weight is no model, and its other
+ * dimension could be anything up to MAX_TENSOR_DIM).
+ */
+export function checkMlpTensors(ck: Checkpoint, spec: MlpSpec): MlpPlan {
+  let width: number | undefined; // features flowing between layers; fixed by the first layer with weights
   let inputFeatures: number | undefined;
+  let maxWidth = 0;
+  const shapeOf = (at: string, name: string) => {
+    const shape = ck.info(name).shape; // a SafetensorsError naming the tensor when it is not there
+    ck.loadedDtype(name);
+    if (shape.some((d) => d === 0)) throw new RangeError(`${at}: '${name}' is ${formatShape(shape)}; a model's weights need every dimension >= 1`);
+    return shape;
+  };
+  const vector = (at: string, name: string, n: number, what: string) => {
+    const shape = shapeOf(at, name);
+    if (shape.length !== 1 || shape[0] !== n) throw new RangeError(`${ck.path}: ${what} '${name}' is ${formatShape(shape)}, expected [${n}]`);
+  };
   spec.layers.forEach((l, i) => {
     const at = `${ck.path}: layer ${i} (${l.op})`;
     if (l.op === 'linear') {
-      const linear = new Linear(`${at}: '${l.weight}'`, ck.tensor(l.weight), l.bias !== undefined ? ck.tensor(l.bias) : undefined, l.activation ?? 'none');
-      if (width !== undefined && linear.weight.inFeatures !== width) {
-        throw new RangeError(`${at}: '${l.weight}' is ${formatShape(linear.weight.weight.shape)} but its input has ${width} features`);
+      const shape = shapeOf(at, l.weight);
+      if (shape.length !== 2) throw new RangeError(`${at}: '${l.weight}': a Linear weight must be [out, in], got ${formatShape(shape)}`);
+      const [out, inFeatures] = shape;
+      if (width !== undefined && inFeatures !== width) {
+        throw new RangeError(`${at}: '${l.weight}' is ${formatShape(shape)} but its input has ${width} features`);
       }
-      inputFeatures ??= linear.weight.inFeatures;
-      width = linear.weight.outFeatures;
-      layers.push({ op: 'linear', linear, name: l.weight });
+      if (l.bias !== undefined) {
+        const b = shapeOf(at, l.bias);
+        if (b.length !== 1 || b[0] !== out) throw new RangeError(`${at}: '${l.weight}': bias is ${formatShape(b)} but the weight is ${formatShape(shape)} (expected [${out}])`);
+      }
+      inputFeatures ??= inFeatures;
+      width = out;
     } else if (l.op === 'layernorm' || l.op === 'rmsnorm') {
       if (width === undefined) {
-        const w = ck.tensor(l.weight);
-        width = w.shape[0];
+        width = shapeOf(at, l.weight)[0] ?? 1;
         inputFeatures ??= width;
       }
-      const weight = vector(ck, l.weight, width, 'weight');
-      const eps = l.eps ?? 1e-5;
-      if (l.op === 'layernorm') {
-        layers.push({ op: 'layernorm', weight, bias: l.bias !== undefined ? vector(ck, l.bias, width, 'bias') : undefined, eps });
-      } else {
-        layers.push({ op: 'rmsnorm', weight, eps });
-      }
-    } else {
-      layers.push({ op: l.op });
+      vector(at, l.weight, width, 'weight');
+      if (l.op === 'layernorm' && l.bias !== undefined) vector(at, l.bias, width, 'bias');
     }
+    maxWidth = Math.max(maxWidth, width ?? 0);
   });
-  if (inputFeatures === undefined || width === undefined) throw new Error(`${ck.path}: the model spec has no layer with weights`);
-  return { kind: 'mlp', spec, inputFeatures, outputFeatures: width, layers };
+  if (inputFeatures === undefined || width === undefined) throw new RangeError(`${ck.path}: the model spec has no layer with weights`);
+  return { inputFeatures, outputFeatures: width, maxWidth: Math.max(maxWidth, inputFeatures) };
+}
+
+/** The model from a checkpoint whose spec checkMlpTensors has passed (loadModel's describe() checks it). */
+export function loadMlp(ck: Checkpoint, spec: MlpSpec, plan: MlpPlan): MlpModel {
+  const layers: MlpLayer[] = [];
+  const vector = (name: string) => ck.tensor(name).toFloat32();
+  try {
+    spec.layers.forEach((l, i) => {
+      if (l.op === 'linear') {
+        const at = `${ck.path}: layer ${i} (${l.op})`;
+        const linear = new Linear(`${at}: '${l.weight}'`, ck.tensor(l.weight), l.bias !== undefined ? ck.tensor(l.bias) : undefined, l.activation ?? 'none');
+        layers.push({ op: 'linear', linear, name: l.weight });
+      } else if (l.op === 'layernorm') {
+        layers.push({ op: 'layernorm', weight: vector(l.weight), bias: l.bias !== undefined ? vector(l.bias) : undefined, eps: l.eps ?? 1e-5 });
+      } else if (l.op === 'rmsnorm') {
+        layers.push({ op: 'rmsnorm', weight: vector(l.weight), eps: l.eps ?? 1e-5 });
+      } else {
+        layers.push({ op: l.op });
+      }
+    });
+  } catch (e) {
+    for (const l of layers) if (l.op === 'linear') l.linear.dispose();
+    throw e;
+  }
+  return new MlpModel(spec, layers, plan.inputFeatures, plan.outputFeatures, plan.maxWidth);
 }
 
 /** [batch, in] (any dtype) -> [batch, out] f32. */
@@ -128,8 +200,12 @@ export async function mlpForward(model: MlpModel, input: Tensor): Promise<Tensor
   if (input.shape.length !== 2 || input.shape[1] !== model.inputFeatures) {
     throw new RangeError(`forward: input is ${formatShape(input.shape)} but the model takes [batch, ${model.inputFeatures}]`);
   }
+  const batch = input.shape[0];
+  // Two activations of the widest layer live at once (a Linear's input and output).
+  checkMemory('forward', `a batch of ${batch}`, 2 * 4 * batch * model.maxWidth, batch * model.maxWidth);
   let x = input;
   for (const layer of model.layers) {
+    if (x !== input) await yieldIfBusy();
     if (layer.op === 'linear') {
       x = await layer.linear.forward(x);
       continue;

@@ -3,17 +3,21 @@
 // then the padded-M bucket (the smallest tuned M >= its M, at most BUCKET_MAX_FACTOR times larger, with
 // everything else equal), then falls back to the backend's heuristic. With GEMMKIT_RECORD_UNTUNED set,
 // every key without an exact row is recorded for tuning.
-import type { PackedWeight } from '../prepack.js';
-import type { Tensor } from '../tensor.js';
-import { type MatmulOptions, prepareMatmul, resolveBackend } from '../matmul.js';
+//
+// A tuned file never stops a service: every row is checked when the file is loaded (the backend's
+// supports() on the row's own problem), and a row that cannot run here is reported and skipped; a row
+// that fails to run anyway is dropped at its first failure and the heuristic runs its key from then on.
+import { resolveBackend } from '../backend.js';
 import type { DType } from '../dtype.js';
-import type { NativeSurface, ProblemDesc } from '../native.js';
-import { type GemmSpec, describeSpec, keyString, keyWithoutM, weightKey } from './key.js';
+import { type NativeSurface, type ProblemDesc, cpuNative } from '../native.js';
+import { type GemmSpec, describeSpec, keyString, keyWithoutM, specDesc, weightKey } from './key.js';
 import { recordUntuned } from './record.js';
 import { type TunedRow, TunedFileError, betterRow, currentValidators, readTunedFile, validatorMismatch } from './tuned_file.js';
 
 /** An untuned M uses the row of the next larger tuned M only up to this factor (M=20 may use M=32). */
 export const BUCKET_MAX_FACTOR = 2;
+/** Rows of one file that cannot run here are warned about one by one up to this many, then counted. */
+const ROW_WARNINGS_PER_FILE = 10;
 
 class TunedTable {
   private readonly exact = new Map<string, TunedRow>();
@@ -31,6 +35,18 @@ class TunedTable {
       ms.sort((x, y) => x - y);
       this.tunedMs.set(k, ms);
     }
+  }
+
+  /** Removes `row` when it is still its key's row; whether it was. */
+  remove(row: TunedRow): boolean {
+    const key = keyString(row);
+    if (this.exact.get(key) !== row) return false;
+    this.exact.delete(key);
+    const k = keyWithoutM(row);
+    const ms = this.tunedMs.get(k)!.filter((m) => m !== row.m);
+    if (ms.length === 0) this.tunedMs.delete(k);
+    else this.tunedMs.set(k, ms);
+    return true;
   }
 
   get size(): number {
@@ -61,7 +77,10 @@ class TunedTable {
 export interface TunedFileStatus {
   path: string;
   backend?: string;
+  /** Rows in the file. */
   rows: number;
+  /** Rows whose config cannot run here (each reported as a warning naming its line, and not used); absent when none. */
+  skipped?: number;
   used: boolean;
   /** Why the file is not used (validator mismatch, backend not loaded). */
   reason?: string;
@@ -80,6 +99,18 @@ function warnOnce(message: string): void {
   process.emitWarning(message, 'GemmkitWarning');
 }
 
+/** Why `row`'s config cannot run the row's own problem on `native`, or null when it can. */
+function rowCannotRun(native: NativeSurface, backend: string, row: TunedRow): string | null {
+  try {
+    const desc = specDesc(backend, row);
+    // A prepacked row's blocked config runs on a weight packed in its own layout (as prepack() makes it).
+    const layout = row.prepacked ? native.packedLayout?.(backend, row.config) ?? null : null;
+    return native.supports(layout === null ? desc : { ...desc, packedLayout: layout }, row.config);
+  } catch (e) {
+    return (e as Error).message; // a problem the backend refuses outright (dimensions too large to index)
+  }
+}
+
 function loadFiles(paths: string[], strict: boolean): void {
   const next = new Map<string, TunedTable>();
   const status: TunedFileStatus[] = [];
@@ -94,21 +125,36 @@ function loadFiles(paths: string[], strict: boolean): void {
       continue;
     }
     const backend = file.validators.backend;
+    let native: NativeSurface | undefined;
     let reason: string | undefined;
     try {
-      reason = validatorMismatch(path, file.validators, currentValidators(resolveBackend('setTunedFile', backend), backend));
+      native = resolveBackend('setTunedFile', backend);
+      reason = validatorMismatch(path, file.validators, currentValidators(native, backend));
     } catch (e) {
       reason = `tuned file ${path} is for backend '${backend}', which is not available here (${(e as Error).message}); it is not used`;
     }
-    if (reason) {
-      warnOnce(reason);
+    if (reason || !native) {
+      warnOnce(reason!);
       status.push({ path, backend, rows: file.rows.length, used: false, reason });
       continue;
     }
     const table = next.get(backend) ?? new TunedTable();
-    for (const row of file.rows) table.add(row);
+    let skipped = 0;
+    for (const row of file.rows) {
+      const why = rowCannotRun(native, backend, row);
+      if (why === null) {
+        table.add(row);
+        continue;
+      }
+      if (++skipped <= ROW_WARNINGS_PER_FILE) {
+        warnOnce(`tuned file ${path}:${row.line}: config ${row.config} cannot run ${describeSpec(row)} here (${why}); the row is skipped`);
+      }
+    }
+    if (skipped > ROW_WARNINGS_PER_FILE) {
+      warnOnce(`tuned file ${path}: ${skipped} rows in all name configs that cannot run here and are skipped (the first ${ROW_WARNINGS_PER_FILE} were reported)`);
+    }
     next.set(backend, table);
-    status.push({ path, backend, rows: file.rows.length, used: true });
+    status.push({ path, backend, rows: file.rows.length, used: true, ...(skipped > 0 ? { skipped } : {}) });
   }
   tables = next;
   fileStatus = status;
@@ -125,17 +171,30 @@ function ensureLoaded(): Map<string, TunedTable> {
 }
 
 /**
- * Loads tuned files for matmul's dispatch, replacing GEMMKIT_TUNED_FILE and any earlier call; null or []
- * clears the table. Throws TunedFileError (naming file and line) when a file is missing or malformed; a
- * file made for another machine (validators differ) is reported once as a warning and not used.
+ * Loads tuned files for matmul's dispatch, replacing GEMMKIT_TUNED_FILE and any earlier call: one path,
+ * several joined by ':', or an array of paths. null or undefined clears the table (no tuned file); an
+ * empty path is a TypeError, so a variable that happens to be '' never clears it by accident. Throws
+ * TunedFileError (naming file and line) when a file is missing, too large or malformed; a file made for
+ * another machine (validators differ) is reported once as a warning and not used, and a row whose config
+ * cannot run here is reported as a warning and skipped.
  */
-export function setTunedFile(paths: string | readonly string[] | null): TunedFileStatus[] {
-  if (paths !== null && typeof paths !== 'string' && !Array.isArray(paths)) {
-    throw new TypeError(`setTunedFile: paths must be a file path, an array of paths or null, got ${typeof paths}`);
-  }
-  const list = paths === null ? [] : typeof paths === 'string' ? paths.split(':').filter((p) => p !== '') : [...paths];
-  for (const p of list) {
-    if (typeof p !== 'string' || p === '') throw new TypeError('setTunedFile: every path must be a non-empty string');
+export function setTunedFile(paths?: string | readonly string[] | null): TunedFileStatus[] {
+  const where = 'setTunedFile';
+  let list: string[];
+  if (paths === null || paths === undefined) {
+    list = [];
+  } else if (typeof paths === 'string') {
+    list = paths.split(':').filter((p) => p !== '');
+    if (list.length === 0) {
+      throw new TypeError(`${where}: paths ${JSON.stringify(paths)} names no file; pass null (or nothing) to clear the tuned table`);
+    }
+  } else if (Array.isArray(paths)) {
+    list = [...paths];
+    list.forEach((p, i) => {
+      if (typeof p !== 'string' || p === '') throw new TypeError(`${where}: paths[${i}] must be a non-empty string (a file path), got ${JSON.stringify(p)}`);
+    });
+  } else {
+    throw new TypeError(`${where}: paths must be a file path, an array of paths, or null to clear, got ${typeof paths}`);
   }
   ensureLoaded();
   loadFiles(list, true);
@@ -163,6 +222,34 @@ export interface PreparedWeightRef {
   hasSource: boolean;
   /** The packed panel holds more bytes than the source (bf16 weights packed for f32 activations: 2x). */
   panelLarger: boolean;
+  /**
+   * The inputs the panel's kernel multiplies: 'any' dtype (f32 panels), or 'bf16' only (bf16 panels of
+   * the AMX and AVX512-BF16 kernels, which would have to round f32/f16 inputs to bf16).
+   */
+  inputs: 'any' | 'bf16';
+}
+
+const panelInputsCache = new Map<string, 'any' | 'bf16'>();
+
+// What inputs the kernel of a packed layout takes (info().kernels; prepacked weights are CPU-only).
+function panelInputs(layout: string): 'any' | 'bf16' {
+  let inputs = panelInputsCache.get(layout);
+  if (inputs === undefined) {
+    const kernel = layout.slice(0, layout.lastIndexOf('.kc'));
+    inputs = cpuNative().info().kernels.find((k) => k.id === kernel)?.inputs ?? 'any';
+    panelInputsCache.set(layout, inputs);
+  }
+  return inputs;
+}
+
+/** What dispatch needs of a weight prepacked in `layout` from a weight of `dtypeB`. */
+export function preparedWeightRef(layout: string, dtypeB: DType, hasSource: boolean): PreparedWeightRef {
+  return Object.freeze({ layout, hasSource, panelLarger: panelLargerThanSource(layout, dtypeB), inputs: panelInputs(layout) });
+}
+
+/** Whether the weight's packed panel can be multiplied with inputs of `dtypeA` by its own kernel. */
+function panelServes(weight: PreparedWeightRef, dtypeA: DType): boolean {
+  return weight.inputs === 'any' || dtypeA === 'bf16';
 }
 
 // Without a tuned row, a prepacked weight runs on its packed panel rather than on its kept source (with
@@ -189,13 +276,16 @@ export function panelLargerThanSource(layout: string, dtypeB: DType): boolean {
 }
 
 /**
- * How a prepared weight without a tuned row runs `config`, the plain problem's heuristic pick: on its
- * packed panel or its kept source; or not: 'mismatch' when config reads another packed layout (or reads
- * B as stored and the source was not kept), 'panel' when at this M the packed panel beats reading the
- * source. In those two cases the heuristic for the weight's packed layout runs instead.
+ * How a prepared weight without a tuned row runs `config`, the plain problem's heuristic pick for inputs
+ * of `dtypeA`: on its packed panel or its kept source; or not: 'mismatch' when config reads another
+ * packed layout (or reads B as stored and the source was not kept), 'panel' when at this M the packed
+ * panel beats reading the source. In those two cases the heuristic for the weight's packed panel runs
+ * instead. A panel its kernel cannot multiply with these inputs (a bf16 panel, f32 inputs) is not used
+ * while the source is kept: the call runs as the unpacked call would.
  */
-export function untunedWeightRun(native: NativeSurface, backend: string, m: number, config: string, weight: PreparedWeightRef):
-  'packed' | 'source' | 'mismatch' | 'panel' {
+export function untunedWeightRun(native: NativeSurface, backend: string, m: number, dtypeA: DType, config: string,
+  weight: PreparedWeightRef): 'packed' | 'source' | 'mismatch' | 'panel' {
+  if (!panelServes(weight, dtypeA)) return weight.hasSource ? 'source' : 'mismatch';
   const layout = packedLayoutOf(native, backend, config);
   if (layout !== null) return layout === weight.layout ? 'packed' : 'mismatch';
   if (!weight.hasSource) return 'mismatch';
@@ -225,6 +315,7 @@ export function packedLayoutOf(native: NativeSurface, backend: string, config: s
   let layout = layoutCache.get(key);
   if (layout === undefined) {
     layout = native.packedLayout?.(backend, config) ?? null;
+    if (layoutCache.size >= 4096) layoutCache.clear(); // opts.config may name anything: stay bounded
     layoutCache.set(key, layout);
   }
   return layout;
@@ -241,27 +332,52 @@ function withoutHandle(desc: ProblemDesc): ProblemDesc {
 // matmul's dispatch builds no message strings.
 type Decision = Omit<Explanation, 'key' | 'reason'> & { why: () => string };
 
+interface DecideOptions {
+  /** opts.config */
+  forced?: string;
+  /** b is a prepack()ed weight */
+  weight?: PreparedWeightRef;
+  /** explain() asks: name the heuristic's config on plain calls, and record nothing */
+  explaining: boolean;
+  /** false: decide as if no tuned row matched (the fallback after a tuned row failed) */
+  useTable?: boolean;
+}
+
 /**
  * The one decision behind matmul and explain: which config runs, why, and for a prepack()ed b which form
  * of the weight it reads. A prepared weight follows the tuned row (or the heuristic) when that config can
  * run on what the weight holds: its packed layout, or the kept source for configs that read B as stored;
- * otherwise the heuristic for its packed layout runs, and the reason says why. For explain (`explaining`)
- * it fills in the heuristic's config name on plain calls (matmul leaves that to the native side); for
- * matmul it records untuned keys when asked.
+ * otherwise what weightFallback() says runs, and the reason says why. For explain (`explaining`) it fills
+ * in the heuristic's config name on plain calls (matmul leaves that to the native side); for matmul it
+ * records untuned keys when asked.
  */
-function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced: string | undefined,
-  weight: PreparedWeightRef | undefined, explaining: boolean): Decision {
+function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, o: DecideOptions): Decision {
   const backend = desc.backend;
+  const { weight, forced, explaining } = o;
+  const serves = weight === undefined || panelServes(weight, desc.dtypeA);
   const formFor = (config: string): 'packed' | 'source' | undefined => {
     if (!weight) return undefined;
     const layout = packedLayoutOf(native, backend, config);
     if (layout === null) return weight.hasSource ? 'source' : undefined;
-    return layout === weight.layout ? 'packed' : undefined;
+    return layout === weight.layout && serves ? 'packed' : undefined;
   };
-  const packedDefault = (why: () => string): Decision => ({
-    backend, config: native.heuristic(desc), source: 'default', weight: 'packed',
-    why: () => `${why()}; the heuristic for the weight's packed layout ${weight!.layout} runs`,
-  });
+  // What runs when the weight cannot serve the chosen config: the heuristic for its packed panel; or,
+  // where the panel's kernel cannot take these inputs (a bf16 panel, f32 or f16 a), the unpacked call's
+  // heuristic on the kept source, else (keepSource: false) the backend's heuristic for the panel, which
+  // runs an f32 kernel that widens the panel's bf16 blocks as it packs them.
+  const weightFallback = (why: () => string): Decision => {
+    if (serves) {
+      return { backend, config: native.heuristic(desc), source: 'default', weight: 'packed',
+        why: () => `${why()}; the heuristic for the weight's packed layout ${weight!.layout} runs` };
+    }
+    const panel = () => `the weight is packed as ${weight!.layout}, whose kernel multiplies bf16 inputs only, and a is ${desc.dtypeA}`;
+    if (weight!.hasSource) {
+      return { backend, config: native.heuristic(withoutHandle(desc)), source: 'default', weight: 'source',
+        why: () => `${why()}; ${panel()}, so the unpacked call's heuristic runs on the kept source` };
+    }
+    return { backend, config: native.heuristic(desc), source: 'default', weight: 'packed',
+      why: () => `${why()}; ${panel()} and the source was not kept (keepSource: false), so an f32 kernel reads the panel, widening each block to f32 as it packs it` };
+  };
   if (forced) {
     // A forced config the weight cannot serve runs on the packed panel, where the backend says why not.
     const form = weight ? formFor(forced) ?? 'packed' : undefined;
@@ -272,9 +388,9 @@ function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced
     return { backend, config, source: 'default', why: () => 'batched GEMMs are not tuned; the heuristic picks',
       ...(weight ? { weight: 'packed' as const } : {}) };
   }
-  const table = ensureLoaded().get(backend);
+  const table = o.useTable === false ? undefined : ensureLoaded().get(backend);
   const hit = table?.lookup(spec);
-  if (!explaining && recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
+  if (!explaining && o.useTable !== false && recordPath !== undefined && (!hit || hit.bucket) && desc.m > 0 && desc.n > 0 && desc.k > 0) {
     recordUntuned(recordPath, backend, spec);
   }
   if (hit) {
@@ -283,7 +399,7 @@ function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced
     const form = formFor(row.config);
     if (weight && form === undefined) {
       const wants = packedLayoutOf(native, backend, row.config);
-      return packedDefault(() => (wants === null
+      return weightFallback(() => (wants === null
         ? `tuned row ${where()} (${row.config}) reads the weight as stored, but this PackedWeight keeps only its packed form (keepSource: false)`
         : `tuned row ${where()} (${row.config}) reads a weight packed as ${wants}, but this one is packed as ${weight.layout}`));
     }
@@ -293,21 +409,23 @@ function decide(native: NativeSurface, desc: ProblemDesc, spec: GemmSpec, forced
           why: () => `M=${spec.m} is not tuned; using the row for M=${row.m} (${where()}), the nearest tuned M within ${BUCKET_MAX_FACTOR}x` }
       : { ...common, source: 'tuned', why: () => `tuned row ${where()}` };
   }
-  const why = () => (fileStatus.some((f) => f.used)
-    ? `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`
-    : 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks');
+  const why = () => (o.useTable === false
+    ? `the tuned row for ${describeSpec(spec)} failed to run here and was dropped; the heuristic picks`
+    : fileStatus.some((f) => f.used)
+      ? `${describeSpec(spec)} is not in the tuned table and no tuned M within ${BUCKET_MAX_FACTOR}x above M=${spec.m}; the heuristic picks`
+      : 'no tuned file is loaded (GEMMKIT_TUNED_FILE or setTunedFile); the heuristic picks');
   if (weight) {
     const config = native.heuristic(withoutHandle(desc));
-    const run = untunedWeightRun(native, backend, desc.m, config, weight);
-    if (run === 'mismatch') return packedDefault(why);
-    if (run === 'panel') return packedDefault(() => `${why()}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
+    const run = untunedWeightRun(native, backend, desc.m, desc.dtypeA, config, weight);
+    if (run === 'mismatch' || !serves) return weightFallback(why);
+    if (run === 'panel') return weightFallback(() => `${why()}; at M=${desc.m} the packed panel beats reading the source with ${config}`);
     return { backend, config, source: 'default', why, weight: run };
   }
   return { backend, config: explaining ? native.heuristic(desc) : '', source: 'default', why };
 }
 
 function choiceOf(d: Decision): Choice {
-  return { config: d.config, weight: d.weight };
+  return { config: d.config, ...(d.weight ? { weight: d.weight } : {}) };
 }
 
 /**
@@ -320,7 +438,7 @@ export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: Prep
   const loaded = ensureLoaded();
   if (!weight) {
     if (!loaded.get(desc.backend) && recordPath === undefined) return { config: '' };
-    return choiceOf(decide(native, desc, specOf(desc, false), undefined, undefined, false));
+    return choiceOf(decide(native, desc, specOf(desc, false), { explaining: false }));
   }
   // A prepacked weight meets the same few problems again and again (every decode step makes the same
   // calls), and deciding costs two native heuristic calls (about 5 us, half of a small GEMM's call), so
@@ -333,7 +451,7 @@ export function dispatch(native: NativeSurface, desc: ProblemDesc, weight?: Prep
   const key = `${desc.backend}|${desc.m}|${desc.batch}|${desc.dtypeA}|${desc.dtypeC}|${desc.transA}|${desc.bias !== undefined}|${desc.activation}`;
   let choice = choices.get(key);
   if (!choice) {
-    choice = choiceOf(decide(native, desc, specOf(desc, true), undefined, weight, false));
+    choice = choiceOf(decide(native, desc, specOf(desc, true), { weight, explaining: false }));
     choices.set(key, choice);
   }
   return choice;
@@ -346,12 +464,41 @@ export interface Choice {
 }
 
 /**
+ * After `choice`'s config failed to run `ran` (the call as passed to the backend, from `desc`): when the
+ * config is a tuned row's and the failure is the config's (the backend no longer supports it for this
+ * problem, or says so in the error), the row is dropped from the table with one warning and what the
+ * heuristic runs instead is returned; otherwise undefined (the error is the caller's).
+ */
+export function tunedRowFailed(native: NativeSurface, desc: ProblemDesc, ran: ProblemDesc, weight: PreparedWeightRef | undefined,
+  choice: Choice, error: unknown): Choice | undefined {
+  // The row the choice came from: the call's lookup (a choice kept for a weight was made from the table
+  // as it is now: changing the table forgets the kept choices).
+  const spec = specOf(desc, weight !== undefined);
+  const table = desc.batch === 1 ? ensureLoaded().get(desc.backend) : undefined;
+  const row = table?.lookup(spec)?.row;
+  if (!row || row.config !== choice.config) return undefined;
+  let why: string | null = (error as { code?: string } | undefined)?.code === 'GEMMKIT_UNSUPPORTED' ? (error as Error).message : null;
+  if (why === null) {
+    try {
+      why = native.supports(ran, row.config);
+    } catch (e) {
+      why = (e as Error).message;
+    }
+  }
+  if (why === null) return undefined;
+  table!.remove(row);
+  weightChoices = new WeakMap(); // decided with the row
+  warnOnce(`tuned file ${row.file}:${row.line}: config ${row.config} failed to run ${describeSpec(row)} (${why}); the row is dropped and the heuristic runs its calls`);
+  return choiceOf(decide(native, desc, spec, { weight, explaining: false, useTable: false }));
+}
+
+/**
  * The config a weight for `desc` is prepacked for when a tuned table is loaded: the winner of the tuned
  * row with the largest M among the prepacked rows for this weight (same dtypes, transposes, N and K) whose
  * config reads a packed layout. Large M is where packing pays; smaller Ms follow that layout or read the
  * kept source. undefined when no such row exists.
  */
-export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): string | undefined {
+export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): TunedRow | undefined {
   const table = ensureLoaded().get(desc.backend);
   if (!table) return undefined;
   const weight = weightKey(desc);
@@ -361,17 +508,27 @@ export function tunedPackedConfig(native: NativeSurface, desc: ProblemDesc): str
     if (packedLayoutOf(native, desc.backend, r.config) === null) continue;
     if (!best || r.m > best.m) best = r;
   }
-  return best?.config;
+  return best;
 }
 
 /**
- * Which config matmul(a, b, opts) would run, and why (tuned, bucket, default or forced); for a
- * prepack()ed b also which form of the weight it reads.
+ * A tuned row's config could not pack a weight (prepack): the row is dropped with one warning, like a row
+ * that fails to run a call.
  */
-export function explain(a: Tensor, b: Tensor | PackedWeight, opts?: MatmulOptions): Explanation {
-  const { native, desc, packed } = prepareMatmul('explain', a, b, opts, false);
-  const spec = specOf(desc, packed !== undefined);
-  const { why, ...d } = decide(native, desc, spec, opts?.config, packed?.dispatchRef(), true);
+export function tunedPackFailed(backend: string, row: TunedRow, error: Error): void {
+  if (ensureLoaded().get(backend)?.remove(row)) {
+    weightChoices = new WeakMap();
+    warnOnce(`tuned file ${row.file}:${row.line}: config ${row.config} cannot pack this weight (${error.message}); the row is dropped and the weight is packed for the heuristic`);
+  }
+}
+
+/**
+ * Which config a validated matmul call would run, and why (tuned, bucket, default or forced); for a
+ * prepack()ed b also which form of the weight it reads. `forced` is opts.config.
+ */
+export function explainCall(native: NativeSurface, desc: ProblemDesc, weight: PreparedWeightRef | undefined, forced: string | undefined): Explanation {
+  const spec = specOf(desc, weight !== undefined);
+  const { why, ...d } = decide(native, desc, spec, { forced, weight, explaining: true });
   return { ...d, reason: why(), key: `${desc.backend}|${keyString(spec)}` };
 }
 

@@ -1,8 +1,14 @@
 // A lock file beside a file that several processes update (the tuned file, the record-untuned file):
-// `<path>.lock`, created with O_EXCL and holding the owner's pid. A lock whose owner is dead is broken.
-// Written here rather than taken from npm because the record path runs inside matmulSync and must wait
-// synchronously, which the maintained lock packages do not offer.
+// `<path>.lock`, created with O_EXCL and holding the owner's pid. A lock is stale, and broken, when its
+// owner is dead or when it is older than STALE_LOCK_MS: every holder keeps it for one read and one write of
+// a file of at most a few MiB, and a pid alone can mislead (reused by an unrelated process, or the lock
+// comes from another container or host sharing the directory). Written here rather than taken from npm
+// because updates of the tuned file by a process that is exiting must lock synchronously, which the
+// maintained lock packages do not offer.
 import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+
+/** A lock file older than this is stale whoever holds it. */
+export const STALE_LOCK_MS = 30_000;
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
@@ -12,11 +18,9 @@ function sleepSync(ms: number): void {
 
 function ownerIsGone(lockPath: string): boolean {
   try {
+    if (Date.now() - statSync(lockPath).mtimeMs > STALE_LOCK_MS) return true;
     const pid = Number(readFileSync(lockPath, 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0) {
-      // Being written right now, or garbage: stale only once it is old.
-      return Date.now() - statSync(lockPath).mtimeMs > 10_000;
-    }
+    if (!Number.isInteger(pid) || pid <= 0) return false; // being written right now, or garbage: stale once old
     process.kill(pid, 0);
     return false;
   } catch (e) {
@@ -54,6 +58,18 @@ function release(lockPath: string): void {
 
 function timeoutError(path: string, timeoutMs: number): Error {
   return new Error(`could not lock ${path} within ${timeoutMs} ms: ${path}.lock is held by another process (delete it if no gemmkit process is running)`);
+}
+
+/** Runs fn while holding `<path>.lock` if it can be taken at once (breaking a stale one); else does nothing and returns false. */
+export function tryWithFileLockSync(path: string, fn: () => void): boolean {
+  const lockPath = `${path}.lock`;
+  if (!tryLock(lockPath) && !tryLock(lockPath)) return false; // a second try once a stale lock was broken
+  try {
+    fn();
+  } finally {
+    release(lockPath);
+  }
+  return true;
 }
 
 /** Runs fn while holding `<path>.lock`, waiting (blocking) up to timeoutMs for it. */

@@ -2,7 +2,7 @@
 // Backend and device architecture are checked once per file by its validator lines; the rest is the
 // per-row key, written as a short string so the lookup on every matmul call is one Map access.
 import { type DType, isDType } from '../dtype.js';
-import { ACTIVATIONS, type Activation } from '../native.js';
+import { ACTIVATIONS, type Activation, type ProblemDesc } from '../native.js';
 
 /** One GEMM shape to tune or look up: C[M, N] = act(op(A) op(B) + bias), A/B of dtypeA/dtypeB. */
 export interface GemmSpec {
@@ -100,4 +100,19 @@ export function kernelOfConfig(config: string): string {
   let end = parts.length;
   while (end > 2 && /^[a-z]+\d+$/.test(parts[end - 1])) end--;
   return parts.slice(1, end).join('.');
+}
+
+/**
+ * The problem of a spec, without buffers: what heuristic, candidates, supports and timeConfig take (the
+ * backend allocates its own inputs to time). A bias is flagged by an empty array.
+ */
+export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDesc {
+  const { m, n, k } = spec;
+  return {
+    backend, device, config: '', m, n, k, batch: 1, transA: spec.transA, transB: spec.transB,
+    lda: Math.max(1, spec.transA ? m : k), ldb: Math.max(1, spec.transB ? k : n), ldc: Math.max(1, n),
+    strideA: 0, strideB: 0, strideC: m * n, dtypeA: spec.dtypeA, dtypeB: spec.dtypeB, dtypeC: spec.outDtype,
+    alpha: 1, beta: 0, activation: spec.activation,
+    ...(spec.bias ? { bias: new Float32Array(0), biasDtype: 'f32' as const } : {}),
+  };
 }

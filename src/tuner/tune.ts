@@ -15,10 +15,12 @@
 // A backend is any native surface (src/native.ts) plus its name: cpu here, cuda/hip from their addons.
 import type { NativeAddon, NativeSurface, ProblemDesc } from '../native.js';
 import { type CheckData, checkConfig, defaultTolerance, prepareCheck } from './check.js';
-import { packedLayoutOf, panelLargerThanSource, untunedWeightRun } from './dispatch.js';
-import { type GemmSpec, kernelOfConfig, keyString, weightKey } from './key.js';
+import { packedLayoutOf, preparedWeightRef, untunedWeightRun } from './dispatch.js';
+import { type GemmSpec, kernelOfConfig, keyString, specDesc, weightKey } from './key.js';
 import { type TunedRow, type Validators, currentValidators, readTunedFile, updateTunedFile, validatorMismatch } from './tuned_file.js';
 import { existsSync } from 'node:fs';
+
+export { specDesc };
 
 export interface TunerBackend {
   name: string;
@@ -99,17 +101,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
-/** The flat problem of a spec, without buffers: dense row-major operands, batch 1. */
-export function specDesc(backend: string, spec: GemmSpec, device = 0): ProblemDesc {
-  const { m, n, k } = spec;
-  return {
-    backend, device, config: '', m, n, k, batch: 1, transA: spec.transA, transB: spec.transB,
-    lda: Math.max(1, spec.transA ? m : k), ldb: Math.max(1, spec.transB ? k : n), ldc: Math.max(1, n),
-    strideA: 0, strideB: 0, strideC: m * n, dtypeA: spec.dtypeA, dtypeB: spec.dtypeB, dtypeC: spec.outDtype,
-    alpha: 1, beta: 0, activation: spec.activation,
-    ...(spec.bias ? { bias: new Float32Array(n), biasDtype: 'f32' as const } : {}),
-  };
-}
 
 /**
  * Tunes one shape on one device. `cpu` is the CPU addon (it computes the float64 reference for every
@@ -139,8 +130,8 @@ export async function tuneShape(
   let defaultConfig = native.heuristic(desc);
   const weightLayout = spec.prepacked ? packedLayout ?? layoutOf(cpu.defaultPackedConfig(desc)) : null;
   if (weightLayout !== null) {
-    const weight = { layout: weightLayout, hasSource: true, panelLarger: panelLargerThanSource(weightLayout, spec.dtypeB) };
-    const run = untunedWeightRun(native, backend.name, spec.m, defaultConfig, weight);
+    const weight = preparedWeightRef(weightLayout, spec.dtypeB, true);
+    const run = untunedWeightRun(native, backend.name, spec.m, spec.dtypeA, defaultConfig, weight);
     if (run === 'mismatch' || run === 'panel') defaultConfig = native.heuristic({ ...desc, packedLayout: weightLayout });
   }
   const names = [defaultConfig, ...native.candidates(desc).filter((c) => c !== defaultConfig && fits(c))];

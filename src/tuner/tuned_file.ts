@@ -12,7 +12,7 @@
 // A file is only used where every validator matches the running machine. Updates hold a lock file,
 // merge with the rows already there (the faster row wins per key) and replace the file by rename, so a
 // crash mid-write leaves the old file and two tuners writing one file lose no rows.
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { type DType, isDType } from '../dtype.js';
@@ -159,54 +159,143 @@ function parseRow(path: string, line: number, f: string[], validators: Validator
   };
 }
 
-/** Parses a tuned file's text; throws TunedFileError naming the file and line for anything malformed. */
-export function parseTunedFile(path: string, text: string): TunedFile {
-  const lines = text.split('\n');
-  if (lines[0].replace(/\r$/, '') !== MAGIC_LINE) {
-    throw new TunedFileError(path, 1, text.length === 0 ? 'the file is empty' : `not a gemmkit tuned file (the first line must be "${MAGIC_LINE}")`);
+/**
+ * The largest tuned file gemmkit reads (16 MiB, about 90,000 rows; a model's GEMMs at every batch size
+ * need a few hundred). A larger one is refused with a TunedFileError before anything is read, so a stray
+ * file cannot stall the first matmul or take the process's memory.
+ */
+export const MAX_TUNED_FILE_BYTES = 16 * 1024 * 1024;
+/** The longest line of a tuned file (a row is under 400 characters). */
+export const MAX_TUNED_LINE_CHARS = 4096;
+
+// Reads a tuned file line by line (a row never spans lines), so memory holds one chunk and the rows,
+// never the whole text twice.
+class TunedFileParser {
+  private lineNo = 0;
+  private validators: Partial<Validators> = {};
+  private header = false;
+  readonly rows: TunedRow[] = [];
+
+  constructor(private readonly path: string) {}
+
+  private error(what: string, line = this.lineNo): TunedFileError {
+    return new TunedFileError(this.path, line, what);
   }
-  const validators: Partial<Validators> = {};
-  let line = 1;
-  for (; line < lines.length && lines[line].startsWith('#'); line++) {
-    const m = /^# ([a-z_]+): (.*)$/.exec(lines[line].replace(/\r$/, ''));
-    if (!m) throw new TunedFileError(path, line + 1, `a validator line must read "# <name>: <value>"`);
-    if ((VALIDATOR_KEYS as readonly string[]).includes(m[1])) validators[m[1] as keyof Validators] = m[2];
-  }
-  for (const key of VALIDATOR_KEYS) {
-    if (validators[key] === undefined) throw new TunedFileError(path, line + 1, `validator line "# ${key}: ..." is missing before the header`);
-  }
-  const v = validators as Validators;
-  let records: { record: string[]; info: { lines: number } }[];
-  try {
-    records = parse(lines.slice(line).join('\n'), { info: true, relax_column_count: true, skip_empty_lines: true }) as unknown as typeof records;
-  } catch (e) {
-    const lines = (e as { lines?: number }).lines;
-    throw new TunedFileError(path, lines === undefined ? undefined : lines + line, `not valid CSV: ${(e as Error).message}`);
-  }
-  if (records.length === 0) throw new TunedFileError(path, line + 1, 'the header row is missing (the file is truncated)');
-  const header = records[0].record;
-  if (header.join(',') !== TUNED_COLUMNS.join(',')) {
-    throw new TunedFileError(path, records[0].info.lines + line, `the header must be ${TUNED_COLUMNS.join(',')}`);
-  }
-  const rows: TunedRow[] = [];
-  for (const { record, info } of records.slice(1)) {
-    const at = info.lines + line;
-    if (record.length !== TUNED_COLUMNS.length) {
-      throw new TunedFileError(path, at, `has ${record.length} fields, expected ${TUNED_COLUMNS.length} (the file is truncated or hand-edited)`);
+
+  line(raw: string): void {
+    this.lineNo++;
+    if (raw.length > MAX_TUNED_LINE_CHARS) throw this.error(`the line is longer than ${MAX_TUNED_LINE_CHARS} characters; not a tuned file row`);
+    const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (this.lineNo === 1) {
+      if (text !== MAGIC_LINE) throw this.error(`not a gemmkit tuned file (the first line must be "${MAGIC_LINE}")`);
+      return;
     }
-    rows.push(parseRow(path, at, record, v));
+    if (text === '') return;
+    if (!this.header && text.startsWith('#')) {
+      const m = /^# ([a-z_]+): (.*)$/.exec(text);
+      if (!m) throw this.error('a validator line must read "# <name>: <value>"');
+      const key = m[1] as keyof Validators;
+      if (!(VALIDATOR_KEYS as readonly string[]).includes(key)) return; // a later format's validator: ignored
+      if (this.validators[key] !== undefined && this.validators[key] !== m[2]) {
+        throw this.error(`validator "${key}" is given twice, as "${this.validators[key]}" and "${m[2]}"`);
+      }
+      this.validators[key] = m[2];
+      return;
+    }
+    const fields = splitCsvLine(text, (why) => this.error(`not valid CSV: ${why}`));
+    if (!this.header) {
+      for (const key of VALIDATOR_KEYS) {
+        if (this.validators[key] === undefined) throw this.error(`validator line "# ${key}: ..." is missing before the header`);
+      }
+      if (fields.join(',') !== TUNED_COLUMNS.join(',')) throw this.error(`the header must be ${TUNED_COLUMNS.join(',')}`);
+      this.header = true;
+      return;
+    }
+    if (fields.length !== TUNED_COLUMNS.length) {
+      throw this.error(`has ${fields.length} fields, expected ${TUNED_COLUMNS.length} (the file is truncated or hand-edited)`);
+    }
+    this.rows.push(parseRow(this.path, this.lineNo, fields, this.validators as Validators));
   }
-  return { path, validators: v, rows };
+
+  finish(): TunedFile {
+    if (this.lineNo === 0) throw this.error('the file is empty', 1);
+    if (!this.header) {
+      const missing = VALIDATOR_KEYS.find((key) => this.validators[key] === undefined);
+      if (missing) throw this.error(`validator line "# ${missing}: ..." is missing before the header`, this.lineNo + 1);
+      throw this.error('the header row is missing (the file is truncated)', this.lineNo + 1);
+    }
+    return { path: this.path, validators: this.validators as Validators, rows: this.rows };
+  }
 }
 
-export function readTunedFile(path: string): TunedFile {
-  let text: string;
+// The fields of one CSV line. gemmkit writes rows without quotes (no field holds a comma or a quote);
+// a hand-edited line with quotes goes through csv-parse.
+function splitCsvLine(text: string, bad: (why: string) => Error): string[] {
+  if (!text.includes('"')) return text.split(',');
   try {
-    text = readFileSync(path, 'utf8');
+    const records = parse(text, { relax_column_count: true }) as string[][];
+    if (records.length !== 1) throw new Error(`${records.length} records on one line`);
+    return records[0];
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+}
+
+/** Parses a tuned file's text; throws TunedFileError naming the file and line for anything malformed. */
+export function parseTunedFile(path: string, text: string): TunedFile {
+  const parser = new TunedFileParser(path);
+  for (let start = 0; start < text.length;) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    parser.line(text.slice(start, end));
+    start = end + 1;
+  }
+  return parser.finish();
+}
+
+/**
+ * Reads and parses a tuned file in chunks; a TunedFileError naming the file (and the line, for a malformed
+ * one) when it cannot be read, is over MAX_TUNED_FILE_BYTES or is malformed.
+ */
+export function readTunedFile(path: string): TunedFile {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
   } catch (e) {
     throw new TunedFileError(path, undefined, `cannot read the tuned file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return parseTunedFile(path, text);
+  try {
+    const size = fstatSync(fd).size;
+    if (size > MAX_TUNED_FILE_BYTES) {
+      throw new TunedFileError(path, undefined, `the tuned file is ${size} bytes, more than the ${MAX_TUNED_FILE_BYTES} bytes (16 MiB) gemmkit reads; it is not a tuned file, or it holds far more shapes than a workload uses (tune only the shapes you record)`);
+    }
+    const parser = new TunedFileParser(path);
+    const decoder = new TextDecoder('utf-8');
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let pending = '';
+    for (;;) {
+      let bytes: number;
+      try {
+        bytes = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        throw new TunedFileError(path, undefined, `cannot read the tuned file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+      // Bytes that are not UTF-8 become U+FFFD; no field may hold one, so such a row is an error naming its line.
+      const text = pending + decoder.decode(chunk.subarray(0, bytes), { stream: bytes > 0 });
+      let start = 0;
+      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+        parser.line(text.slice(start, end));
+        start = end + 1;
+      }
+      pending = text.slice(start);
+      if (pending.length > MAX_TUNED_LINE_CHARS) parser.line(pending); // throws: a line too long
+      if (bytes === 0) break;
+    }
+    if (pending !== '') parser.line(pending);
+    return parser.finish();
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Is `a` a better row for its key than `b`? Faster wins; a checked row beats an unchecked one. */

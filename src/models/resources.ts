@@ -1,0 +1,122 @@
+// What a model may use, checked before it is used: its weights' lifetime (dispose), memory, and time on
+// the event loop.
+import { freemem, totalmem } from 'node:os';
+
+/**
+ * Whether a model's weights are still there. The model and its KV caches share this object (a cache holds
+ * it, not the model, so an unused cache does not keep weights alive). dispose() frees the weights at once,
+ * or, when calls are in flight, as soon as the last one ends; no new call may start after it.
+ */
+export class ModelLifetime {
+  #disposed = false;
+  #active = 0;
+  #release: (() => void) | undefined;
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** A TypeError naming `where` when the model was disposed. */
+  check(where: string): void {
+    if (this.#disposed) throw new TypeError(`${where}: the model was disposed (dispose() freed its weights; load it again to use it)`);
+  }
+
+  /** A call that uses the weights begins (check, then count it); pair with exit(). */
+  enter(where: string): void {
+    this.check(where);
+    this.#active++;
+  }
+
+  exit(): void {
+    this.#active--;
+    if (this.#active === 0) this.#releaseNow();
+  }
+
+  /** Marks the model disposed; `release` frees its weights now, or when the last call in flight ends. */
+  dispose(release: () => void): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#release = release;
+    if (this.#active === 0) this.#releaseNow();
+  }
+
+  #releaseNow(): void {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+}
+
+// --- memory ----------------------------------------------------------------------------------------------
+
+/** Most elements of one typed array in Node (one KV-cache layer, one activation, the logits). */
+export const MAX_ARRAY_ELEMENTS = 2 ** 32;
+
+/** Where the memory figure comes from; tests replace `availableBytes` to check the refusals. */
+export const memoryPolicy = {
+  /**
+   * Bytes this process may still allocate: the memory the system has available now (MemAvailable on
+   * Linux), and no more than a cgroup limit leaves beside what the process already holds.
+   */
+  availableBytes(): number {
+    let free = freemem();
+    const limit = process.constrainedMemory?.();
+    if (limit !== undefined && limit > 0 && limit < totalmem()) free = Math.min(free, limit - process.memoryUsage.rss());
+    return Math.max(0, free);
+  },
+};
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 2 ** 20) return `${bytes} bytes`;
+  if (bytes < 2 ** 30) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  if (bytes < 2 ** 40) return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  return `${(bytes / 2 ** 40).toFixed(1)} TiB`;
+}
+
+/**
+ * A RangeError before allocating `bytes` for `what` when that is more than the memory available, or when
+ * one of its arrays (`largestArray` elements) is more than a typed array holds.
+ */
+export function checkMemory(where: string, what: string, bytes: number, largestArray: number): void {
+  if (!(largestArray <= MAX_ARRAY_ELEMENTS)) {
+    throw new RangeError(`${where}: ${what} needs an array of ${largestArray} elements, more than the ${MAX_ARRAY_ELEMENTS} one typed array holds`);
+  }
+  const available = memoryPolicy.availableBytes();
+  if (!(bytes <= available)) {
+    throw new RangeError(`${where}: ${what} needs ${formatBytes(bytes)}, more than the ${formatBytes(available)} of memory available`);
+  }
+}
+
+// --- the event loop --------------------------------------------------------------------------------------
+
+/**
+ * How long model code may run without giving the event loop a turn. Decode steps run their small GEMMs
+ * synchronously (see gemmPolicy in layers.ts), so without these turns a whole generate() would hold the
+ * loop; with them, timers and I/O run between blocks and between tokens.
+ */
+export const schedulingPolicy = { sliceMs: 4 };
+
+// The last time the event loop had a turn, as seen by a setImmediate callback that is kept pending while
+// model code runs: when the model's own GEMMs went async the loop turned and the callback says so.
+let lastTurn = performance.now();
+let armed = false;
+
+function arm(): void {
+  if (armed) return;
+  armed = true;
+  setImmediate(() => {
+    armed = false;
+    lastTurn = performance.now();
+  });
+}
+
+/**
+ * Called by model code between steps (Llama blocks, decode steps, MLP layers): resolves at once, or after
+ * a turn of the event loop when the loop has not had one for schedulingPolicy.sliceMs.
+ */
+export async function yieldIfBusy(): Promise<void> {
+  arm();
+  if (performance.now() - lastTurn < schedulingPolicy.sliceMs) return;
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  lastTurn = performance.now();
+}
