@@ -1,9 +1,16 @@
-// npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries, in one run
-// and one table (issue 3's targets), then GFLOP/s on square and inference shapes for 1 thread and the
-// whole pool (issue 2's rows). Every figure is the median of timed calls that rotate through enough input
-// copies to keep operands out of the last-level cache (as many bytes as the peers rotate through, 4x the
-// LLC and at least 128 MiB, within 64 copies; 1 GiB of weights for the decode bandwidth row). Ceilings and
-// peers come from bench/peers (set them up once with `npm run bench:peers`); without them those columns
+// npm run bench: gemmkit's CPU kernels against the hardware's ceilings and the peer libraries.
+//  1. The target shapes (targetShapes: f32 and bf16 square 1024 and 2048, x @ W^T at M = 1..512, gemmkit
+//     unpacked and prepacked) in two regimes, every library timed the same way in each:
+//       rotated  calls cycle through enough operand copies that none finds its operands in cache (as many
+//                bytes as the peers rotate through: 4x the last-level cache, at least 128 MiB, within 64
+//                copies), as in serving, where every layer has its own weights;
+//       hot      one operand set called again and again: whatever of it the caches hold stays there.
+//     gemmkit and the peers alternate shape by shape. Each row: gemmkit's GFLOP/s as a share of the f32 FMA
+//     peak (f32) or the AVX512-BF16 and AMX-BF16 peaks (bf16) that bench/ceilings measures (the better of a
+//     measurement before and one after), the peers' GFLOP/s (best variant of each library) and the ratios.
+//  2. Decode bandwidth (M = 1 over 1 GiB of weights against the read bandwidth) and prepacked vs unpacked.
+//  3. GFLOP/s of the default config on 1 thread and on the whole pool.
+// Peers come from bench/peers (set them up once with `bench/peers/setup.sh`); without them those columns
 // say so. Hold the machine's exclusive lock while it runs (see README).
 //   --quick          small shapes and short timing (CI smoke run)
 //   --time-ms MS     timing budget per measurement (default 400; quick 20)
@@ -12,8 +19,8 @@ import { parseArgs } from 'node:util';
 import { type DType, PackedWeight, Tensor, info, matmulSync, prepack } from '../src/index.js';
 import { prepareMatmul } from '../src/matmul.js';
 import { randomTensor } from './inputs.js';
-import { type Ceilings, type PeerResult, type PeerShape, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetShapes, targetSizes } from './peers/index.js';
-import { printTable, rotationCopies, timeSync } from './timing.js';
+import { type Ceilings, type PeerResult, type PeerShape, bestCeilings, measureCeilings, peerStatus, rotationFootprintBytes, runPeers, shapeToken, targetSizes } from './peers/index.js';
+import { machineLoad, printTable, rotationCopies, timeSync } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,18 +63,14 @@ function operandSets(m: number, n: number, k: number, transB: boolean, dtype: DT
   });
 }
 
-// ---- the table --------------------------------------------------------------------------------------
-const rows: string[][] = [['target', 'shape', 'dtype', 'gemmkit kernel', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
+// ---- the tables ---------------------------------------------------------------------------------------
 const fx = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
-function row(target: string, shape: string, dtype: string, ours: string, ms: number, value: string, vs: string, theirs: string, ratio: number, goal: number | undefined) {
-  const met = goal === undefined || !Number.isFinite(ratio) ? '' : ratio >= goal ? 'yes' : 'NO';
-  rows.push([target, shape, dtype, ours, fx(ms, 3), value, vs, theirs, Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a', goal === undefined ? '' : `>= ${goal}`, met]);
-  console.log(rows.at(-1)!.join(' | '));
-}
+const pct = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? `${(100 * v).toFixed(0)}%` : 'n/a');
 // The kernel and thread count of a config name (the cache blocks are the heuristic's; see README).
 const shortConfig = (c: string) => c.replace(/^cpu\./, '').replace(/\.(mc\d+\.kc\d+\.nc\d+|kc\d+\.ks\d+)\.t(\d+)$/, ' t$2');
 
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${pool} threads, ${inf.compiler}`);
+console.log(`at the start: ${machineLoad(pool).note}`);
 const peers = !args['no-peers'];
 let ceilings: Ceilings | undefined;
 if (peers) {
@@ -79,54 +82,114 @@ if (peers) {
   console.log('ceilings and peers: not measured (--no-peers)');
 }
 
-// Shapes of issue 3's targets (weights W [N, K]).
-const { squares, weights, ms: decodeMs } = targetSizes({ quick });
-const peerResults = peers ? await runPeers(targetShapes({ quick }), { threads: pool, timeMs: quick ? 20 : 300 }) : [];
-function bestPeer(s: PeerShape, only?: string): PeerResult | undefined {
-  const rs = peerResults.filter((r) => shapeToken(r.shape) === shapeToken(s) && Number.isFinite(r.medianMs) && (!only || r.peer === only));
-  return rs.sort((x, y) => x.medianMs - y.medianMs)[0];
-}
 // As much as the peers rotate through (4x the last-level cache, at least 128 MiB), so the ratios are fair.
 const rotate = quick ? 16 * MiB : rotationFootprintBytes();
+const regimes = [{ name: 'rotated', footprint: rotate }, { name: 'hot', footprint: 0 }] as const;
+type Regime = (typeof regimes)[number]['name'];
+const { squares, weights, ms: targetMs } = targetSizes({ quick });
+const peerTimeMs = quick ? 20 : 300;
+// A library's column is its fastest variant (openblas: as detected or forced to SkylakeX; blis: skx or detected).
+const LIBRARIES: [string, string[]][] = [['openblas', ['openblas', 'openblas-skylakex']], ['blis', ['blis', 'blis-detected']], ['onednn', ['onednn']]];
+const fastest = (results: readonly PeerResult[], variants?: string[]) =>
+  results.filter((r) => Number.isFinite(r.medianMs) && (!variants || variants.includes(r.peer))).sort((x, y) => x.medianMs - y.medianMs)[0];
 
-// f32 and bf16 square: fastest f32 peer (and the FMA peak); oneDNN for bf16.
+/** gemmkit's median for one shape, weight form and regime, and the peers' results for that shape and regime. */
+interface TargetResult { regime: Regime; shape: PeerShape; weight: string; config: string; ms: number; peers: readonly PeerResult[] }
+const targetResults: TargetResult[] = [];
+function record(r: TargetResult): void {
+  targetResults.push(r);
+  const best = fastest(r.peers);
+  console.log(`${r.regime} ${shapeToken(r.shape)} ${r.weight} ${shortConfig(r.config)}: ${fx(r.ms, 3)} ms, ${fx((2 * r.shape.m * r.shape.n * r.shape.k) / r.ms / 1e6)} GF/s` +
+    (best ? `; fastest peer ${best.peer} ${fx(best.gflops)} GF/s` : ''));
+}
+/** The peers on one shape in one regime (each its own process), timed right after gemmkit on it. */
+const peersOn = async (shape: PeerShape, footprintBytes: number) =>
+  peers ? runPeers([shape], { threads: pool, timeMs: peerTimeMs, footprintBytes }) : [];
+
+// The engines alternate shape by shape (gemmkit, the peers, gemmkit prepacked, ...), so a change in the
+// machine's load over the minutes a run takes moves all of them alike.
+// Squares: A [S, S] @ B [S, S].
 for (const dtype of ['f32', 'bf16'] as DType[]) {
   for (const s of squares) {
     const sets = operandSets(s, s, s, false, dtype, rotate, false);
     const config = heuristicConfig(sets[0], false);
-    const ms = timeOurs(sets, false, dtype, config);
-    const gf = (2 * s ** 3) / ms / 1e6;
     const shape: PeerShape = { m: s, n: s, k: s, transB: false, dtype: dtype as 'f32' | 'bf16' };
-    const p = bestPeer(shape, dtype === 'bf16' ? 'onednn' : undefined);
-    const goal = dtype === 'f32' ? 1.0 : 1.5;
-    row(`${dtype} square vs ${dtype === 'f32' ? 'best peer' : 'oneDNN'}`, `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`,
-      p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, goal);
-    if (dtype === 'f32' && ceilings) {
-      row('f32 square vs FMA peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'FMA peak', `${fx(ceilings.fmaF32Gflops)} GF/s`, gf / ceilings.fmaF32Gflops, 0.8);
-    }
-    if (dtype === 'bf16' && ceilings?.avx512Bf16Gflops) {
-      row('bf16 square vs BF16 peak', `square ${s}`, dtype, shortConfig(config), ms, `${fx(gf)} GF/s`, 'BF16 peak', `${fx(ceilings.avx512Bf16Gflops)} GF/s`, gf / ceilings.avx512Bf16Gflops, undefined);
+    for (const r of regimes) {
+      const ms = timeOurs(r.name === 'hot' ? sets.slice(0, 1) : sets, false, dtype, config);
+      record({ regime: r.name, shape, weight: '-', config, ms, peers: await peersOn(shape, r.footprint) });
     }
   }
 }
 
-// Inference x @ W^T: f32 vs the fastest peer, bf16 vs oneDNN (reordered weights), ours unpacked and prepacked.
+// Inference x @ W^T with W [N, K], ours unpacked and prepacked (each copy's packed panel beside its source).
 for (const dtype of ['f32', 'bf16'] as DType[]) {
   for (const [n, k] of weights) {
-    for (const packed of [false, true]) {
-      const sets = operandSets(decodeMs.at(-1)!, n, k, true, dtype, rotate, packed);
-      for (const m of decodeMs) {
-        const ms_ = sets.map((o) => ({ a: randomTensor([m, k], dtype, 7), b: o.b }));
-        const config = heuristicConfig(ms_[0], true);
-        const ms = timeOurs(ms_, true, dtype, config);
-        const gf = (2 * m * n * k) / ms / 1e6;
-        const p = bestPeer({ m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' }, dtype === 'bf16' ? 'onednn' : undefined);
-        row(`${dtype} x@W^T ${packed ? 'prepacked' : 'unpacked'} vs ${dtype === 'f32' ? 'best peer' : 'oneDNN'}`, `M=${m} W ${n}x${k}`, dtype,
-          shortConfig(config), ms, `${fx(gf)} GF/s`, p ? p.peer : 'no peer', p ? `${fx(p.gflops)} GF/s` : '-', p ? p.medianMs / ms : NaN, 1.2);
+    const plain = operandSets(targetMs.at(-1)!, n, k, true, dtype, rotate, false);
+    const packed = plain.map((o) => prepack(o.b as Tensor, { transB: true }));
+    for (const m of targetMs) {
+      const shape: PeerShape = { m, n, k, transB: true, dtype: dtype as 'f32' | 'bf16' };
+      const inputs = plain.map((_, i) => randomTensor([m, k], dtype, 7 + i));
+      for (const r of regimes) {
+        const copies = r.name === 'hot' ? 1 : plain.length;
+        const unpackedSets = plain.slice(0, copies).map((o, i) => ({ a: inputs[i], b: o.b }));
+        const packedSets = packed.slice(0, copies).map((b, i) => ({ a: inputs[i], b }));
+        const cu = heuristicConfig(unpackedSets[0], true), cp = heuristicConfig(packedSets[0], true);
+        const mu = timeOurs(unpackedSets, true, dtype, cu);
+        const peerResults = await peersOn(shape, r.footprint);
+        const mp = timeOurs(packedSets, true, dtype, cp);
+        record({ regime: r.name, shape, weight: 'unpacked', config: cu, ms: mu, peers: peerResults });
+        record({ regime: r.name, shape, weight: 'prepacked', config: cp, ms: mp, peers: peerResults });
       }
-      sets.length = 0;
     }
+    plain.length = 0;
+    packed.length = 0;
   }
+}
+
+// The ceilings again after the long part of the run: each peak is the best of both measurements.
+if (ceilings) {
+  const after = await measureCeilings(pool, quick ? { readMiB: 256 } : {});
+  console.log(`ceilings again (${pool} threads): f32 FMA ${fx(after.fmaF32Gflops)} GFLOP/s, AVX512-BF16 ${fx(after.avx512Bf16Gflops ?? NaN)}, ` +
+    `AMX-BF16 ${fx(after.amxBf16Gflops ?? NaN)}, read ${fx(after.readGBps)} GB/s; the table uses the better of each`);
+  ceilings = bestCeilings(ceilings, after);
+}
+
+const targetRows: string[][] = [[
+  'regime', 'shape', 'dtype', 'W', 'gemmkit kernel', 'ms', 'GF/s', 'W GB/s', '% FMA', '% BF16', '% AMX',
+  ...LIBRARIES.map(([lib]) => `${lib} GF/s`), 'best peer', 'vs best', 'vs oneDNN', 'goal', 'met',
+]];
+for (const { regime, shape: s, weight, config, ms, peers: results } of targetResults) {
+  const gf = (2 * s.m * s.n * s.k) / ms / 1e6;
+  const wGBps = s.transB ? (s.n * s.k * (s.dtype === 'f32' ? 4 : 2)) / ms / 1e6 : NaN;
+  const best = fastest(results);
+  const onednn = fastest(results, ['onednn']);
+  // Compute-bound shapes (squares, and M >= 128 against a weight) carry the goal: at least oneDNN's speed.
+  const computeBound = !s.transB || s.m >= 128;
+  const vsOnednn = onednn ? onednn.medianMs / ms : NaN;
+  const f32 = s.dtype === 'f32';
+  targetRows.push([
+    regime, s.transB ? `M=${s.m} W ${s.n}x${s.k}` : `square ${s.m}`, s.dtype, weight, shortConfig(config), fx(ms, 3), fx(gf), s.transB ? fx(wGBps) : '-',
+    f32 ? pct(ceilings ? gf / ceilings.fmaF32Gflops : undefined) : '-',
+    f32 ? '-' : pct(ceilings?.avx512Bf16Gflops ? gf / ceilings.avx512Bf16Gflops : undefined),
+    f32 ? '-' : pct(ceilings?.amxBf16Gflops ? gf / ceilings.amxBf16Gflops : undefined),
+    ...LIBRARIES.map(([, variants]) => {
+      const r = fastest(results, variants);
+      if (r) return fx(r.gflops);
+      return results.some((x) => variants.includes(x.peer)) ? 'n/a' : '-';
+    }),
+    best?.peer ?? '-', best ? fx(best.medianMs / ms, 2) : 'n/a', fx(vsOnednn, 2),
+    computeBound ? '>= 1.0x oneDNN' : '', computeBound && Number.isFinite(vsOnednn) ? (vsOnednn >= 1 ? 'yes' : 'NO') : '',
+  ]);
+}
+console.log();
+printTable(targetRows, (col) => (col >= 5 && col <= 13) || col === 15 || col === 16);
+console.log("  '-': not applicable (openblas and BLIS have no bf16 GEMM); n/a: not measured (peer not set up, or failed: see bench:peers)");
+
+const rows: string[][] = [['figure', 'shape', 'dtype', 'gemmkit kernel', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
+function row(target: string, shape: string, dtype: string, ours: string, ms: number, value: string, vs: string, theirs: string, ratio: number, goal: number | undefined) {
+  const met = goal === undefined || !Number.isFinite(ratio) ? '' : ratio >= goal ? 'yes' : 'NO';
+  rows.push([target, shape, dtype, ours, fx(ms, 3), value, vs, theirs, Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a', goal === undefined ? '' : `>= ${goal}`, met]);
+  console.log(rows.at(-1)!.join(' | '));
 }
 
 // Decode bandwidth: M = 1 with bf16 weights cycling through at least 1 GiB, vs the measured read bandwidth.
@@ -162,13 +225,16 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
 console.log();
 printTable(rows);
 
-// Issue 2's rows: the default config on 1 thread and on the pool.
+// The default config on 1 thread and on the pool.
 console.log();
 const plainRows: string[][] = [['shape', 'dtype', 'threads', 'median ms', 'GFLOP/s', 'config']];
 for (const dtype of ['f32', 'bf16'] as DType[]) {
   const cases: { label: string; m: number; n: number; k: number; transB: boolean }[] = [];
   for (const s of quick ? [256] : [256, 512, 1024, 2048]) cases.push({ label: `square ${s}`, m: s, n: s, k: s, transB: false });
-  for (const m of quick ? [1, 8] : [1, 8, 32, 128]) cases.push({ label: `M=${m} x W 4096x4096^T`, m, n: quick ? 1024 : 4096, k: quick ? 1024 : 4096, transB: true });
+  for (const m of quick ? [1, 8] : [1, 8, 32, 128]) {
+    const w = quick ? 1024 : 4096;
+    cases.push({ label: `M=${m} x W ${w}x${w}^T`, m, n: w, k: w, transB: true });
+  }
   for (const c of cases) {
     const sets = operandSets(c.m, c.n, c.k, c.transB, dtype, rotate, false);
     for (const threads of [...new Set([1, pool])]) {
@@ -179,3 +245,4 @@ for (const dtype of ['f32', 'bf16'] as DType[]) {
   }
 }
 printTable(plainRows);
+console.log(`\nat the end: ${machineLoad(pool).note}`);

@@ -1,43 +1,67 @@
-// npm run bench:models: the figures of issue 6, measured in one run.
+// npm run bench:models: the figures of the model benchmarks, measured in one run.
 //  1. the machine's ceilings (bench/ceilings): streaming read bandwidth, the bound for decoding, which
-//     reads every weight once per token; the peak of the unit the weight GEMMs run on (AVX512-BF16 or AMX
+//     reads every weight once per token; the peak of the unit the weight GEMMs run on (AMX or AVX512-BF16
 //     for bf16 x bf16 where the CPU has it, else f32 FMA), the bound for prefill;
 //  2. digits: accuracy on the held-out 30%, single-image latency p50/p99, predictions/s at batch 256;
-//  3. a Llama-style model with random bf16 weights (hidden 1024, 8 layers, intermediate 2816, 16 heads,
-//     4 KV heads, vocab 32000; written to a temp dir and loaded with loadModel): prefill tokens/s for a
-//     128-token prompt and decode tokens/s at batch 1, next to the bound bandwidth sets (weight bytes read
-//     per token / measured bandwidth);
+//  3. a Llama-style model with random weights (hidden 1024, 8 layers, intermediate 2816, 16 heads, 4 KV
+//     heads, vocab 32000), in bf16 and in f32: written to a temp dir, loaded with loadModel, and also
+//     converted to GGUF (bench/peers/gguf.ts) for llama.cpp through node-llama-cpp (bench/peers/llama_cpp.ts),
+//     the two engines checked to give the same next-token logits on the same ids, then timed alternately
+//     (gemmkit, llama.cpp, gemmkit, ...; medians) with the same thread count: prefill tokens/s for 128- and
+//     512-token prompts, decode tokens/s at batch 1, each against its bound (weight bytes read per token /
+//     read bandwidth; weight-GEMM FLOPs per token / peak; the ceilings measured again after the rounds, the
+//     better of the two measurements used) and gemmkit against llama.cpp;
 //  4. the choices inside: attention as GEMMs vs plain loops; small GEMMs sync vs on the thread pool.
 // Medians; run it alone on the machine (`flock -x /tmp/gemmkit-cpu.lock npm run bench:models`).
-// --quick: a small model and short runs, as a smoke test.
+//   --quick       a small model, short prompts and few rounds, as a smoke test (CI); llama.cpp runs only if
+//                 already set up (bench/peers/setup-llama-cpp.sh), else shows n/a
+//   --rounds N    alternate rounds per figure (default 5; quick 2)
+//   --no-peers    gemmkit alone (no llama.cpp)
+// Without --quick and --no-peers, a llama.cpp peer that is not set up is set up first (npm registry).
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
+import { type DType, type KVCache, type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { attention } from '../src/models/llama.js';
 import { gemmPolicy, linearInputDtype, softmaxRows } from '../src/models/layers.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
-import { measureCeilings } from './peers/index.js';
-import { median, timeAsync } from './timing.js';
+import { llamaCheckpointToGguf } from './peers/gguf.js';
+import { type Ceilings, bestCeilings, measureCeilings } from './peers/index.js';
+import { LLAMA_CPP_SETUP_SCRIPT, type LlamaCppModel, LlamaCppPeer, compareLogits, llamaCppStatus } from './peers/llama_cpp.js';
+import { machineLoad, median, printTable, timeAsync } from './timing.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    'no-peers': { type: 'boolean', default: false },
+  },
+});
 const quick = args.quick;
+const rounds = Number(args.rounds ?? (quick ? 2 : 5));
+if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got ${args.rounds}`);
 
 /** Median ms of `runs` awaited calls of fn after `warmup` untimed ones. */
 const timeMs = (fn: () => unknown, runs: number, warmup = 1) => timeAsync(fn, { warmup, minRuns: runs });
+const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
+const startLoad = machineLoad(inf.threads);
+console.log(`at the start: ${startLoad.note}`);
+if (startLoad.busy && inf.threads > 1) {
+  console.log('  (with other work on the cores, compare the engines on one thread each: GEMMKIT_NUM_THREADS=1 npm run bench:models)');
+}
 const tmp = mkdtempSync(join(tmpdir(), 'gemmkit-bench-models-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true })); // also when a step throws
 
 // --- 1. the machine's ceilings (bench/ceilings via bench/peers: best of several runs) ------------------------
 const ceilings = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
 if (ceilings.note) console.log(`ceilings: ${ceilings.note}`);
-const bandwidth = ceilings.readGBps;
-console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${bandwidth.toFixed(1)} GB/s (median ${ceilings.readMedianGBps?.toFixed(1) ?? '?'}), f32 FMA ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s, AVX512-BF16 ${ceilings.avx512Bf16Gflops?.toFixed(0) ?? 'n/a'}, AMX-BF16 ${ceilings.amxBf16Gflops?.toFixed(0) ?? 'n/a'}`);
+console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${ceilings.readGBps.toFixed(1)} GB/s (median ${ceilings.readMedianGBps?.toFixed(1) ?? '?'}), f32 FMA ${ceilings.fmaF32Gflops.toFixed(0)} GFLOP/s, AVX512-BF16 ${ceilings.avx512Bf16Gflops?.toFixed(0) ?? 'n/a'}, AMX-BF16 ${ceilings.amxBf16Gflops?.toFixed(0) ?? 'n/a'}`);
 
 // --- 2. digits -------------------------------------------------------------------------------------------
 {
@@ -49,55 +73,209 @@ console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${bandwidth
   console.log(`throughput at batch 256: ${Math.round(s.predictionsPerSecond).toLocaleString('en-US')} predictions/s`);
 }
 
-// --- 3. Llama-style decoder ----------------------------------------------------------------------------------
+// --- 3. Llama-style decoder: gemmkit and llama.cpp on the same weights ------------------------------------
 const hf = quick
   ? { hidden_size: 256, intermediate_size: 704, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, vocab_size: 4096 }
   : { hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 4, num_hidden_layers: 8, vocab_size: 32000 };
-const config = { ...hf, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, model_type: 'llama' };
-const dir = join(tmp, 'llama');
-let t0 = process.hrtime.bigint();
-writeRandomLlamaCheckpoint(dir, config, { dtype: 'bf16', seed: 1 });
-const writeS = Number(process.hrtime.bigint() - t0) / 1e9;
-t0 = process.hrtime.bigint();
-const model = (await loadModel(dir)) as LlamaModel;
-const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
-const c = model.config;
-// The weight GEMMs forward runs: every one reads its whole weight once per decode step.
-const gemms = await modelGemmShapes(dir, [1]);
-const gemmWeights = gemms.reduce((sum, g) => sum + g.count * g.n * g.k, 0);
-const bytesPerToken = gemms.reduce((sum, g) => sum + g.count * g.n * g.k * dtypeSize(g.dtype), 0);
-console.log(`\n== Llama-style decoder: hidden ${c.hiddenSize}, ${c.numHiddenLayers} layers, intermediate ${c.intermediateSize}, ${c.numAttentionHeads} heads / ${c.numKeyValueHeads} KV heads, vocab ${c.vocabSize}, bf16 random weights`);
-console.log(`weights in GEMMs: ${(gemmWeights / 1e6).toFixed(1)} M (${(bytesPerToken / 1e6).toFixed(0)} MB per token); written in ${writeS.toFixed(1)} s, loaded in ${loadS.toFixed(2)} s`);
-
-const promptLen = quick ? 32 : 128;
-const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919) % c.vocabSize);
-const prefillMs = await timeMs(() => forward(model, prompt, { cache: createKVCache(model, 1, promptLen), logits: 'last' }), quick ? 2 : 5);
-const prefillFlops = 2 * promptLen * (gemmWeights - c.vocabSize * c.hiddenSize) + 2 * c.vocabSize * c.hiddenSize; // LM head on the last token only
-// The weight GEMMs run in the dtype the model feeds them (bf16 x bf16 where the CPU has bf16 kernels): the
-// bound is that unit's peak.
-const gemmInput = linearInputDtype('bf16');
-const [peakName, peak] = gemmInput === 'bf16'
-  ? ceilings.amxBf16Gflops ? ['AMX-BF16', ceilings.amxBf16Gflops] : ['AVX512-BF16', ceilings.avx512Bf16Gflops ?? NaN]
-  : ['f32 FMA', ceilings.fmaF32Gflops];
-const prefillBound = (peak * 1e9 * promptLen) / prefillFlops;
-console.log(`prefill ${promptLen} tokens: ${prefillMs.toFixed(1)} ms = ${(promptLen / (prefillMs / 1000)).toFixed(0)} tokens/s (${(prefillFlops / prefillMs / 1e6).toFixed(1)} GFLOP/s in weight GEMMs)`);
-console.log(`compute bound: ${(prefillFlops / promptLen / 1e9).toFixed(3)} GFLOP per token at ${peak.toFixed(0)} GFLOP/s (${peakName}: the weight GEMMs read ${gemmInput} inputs) = ${prefillBound.toFixed(0)} tokens/s; prefill reaches ${((100 * promptLen) / (prefillMs / 1000) / prefillBound).toFixed(0)}% of it`);
-
+const hfConfig = { ...hf, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, model_type: 'llama' };
+const promptLens = quick ? [32, 64] : [128, 512];
 const decodeSteps = quick ? 8 : 32;
-const cache = createKVCache(model, 1, promptLen + decodeSteps + 1);
-await forward(model, prompt, { cache, logits: 'last' });
-const stepTimes: number[] = [];
-let next = 1;
-for (let s = 0; s < decodeSteps; s++) {
-  const t = process.hrtime.bigint();
-  const logits = (await forward(model, [next], { cache, logits: 'last' })).data as Float32Array;
-  stepTimes.push(Number(process.hrtime.bigint() - t) / 1e6);
-  next = logits.indexOf(Math.max(...logits));
+const threads = inf.threads; // both engines: gemmkit's pool, sized to the CPUs the process may use
+// Next-token logits of the two engines must agree to this (max |diff| / max |logit|): f32 weights differ
+// only in summation order and llama.cpp's f16 KV cache; bf16 runs also round activations to bf16 inside
+// each engine's GEMMs, at different points.
+const logitsTolerance: Record<'f32' | 'bf16', number> = { f32: 1e-2, bf16: 5e-2 };
+
+let llamaCpp: LlamaCppPeer | undefined;
+let llamaCppNote = '';
+if (args['no-peers']) {
+  llamaCppNote = 'n/a (--no-peers)';
+} else {
+  if (!llamaCppStatus().available && !quick) {
+    console.log('\nsetting up the llama.cpp peer (bench/peers/setup-llama-cpp.sh)');
+    spawnSync('bash', [LLAMA_CPP_SETUP_SCRIPT], { stdio: 'inherit' });
+  }
+  const opened = await LlamaCppPeer.open({ threads });
+  if (opened instanceof LlamaCppPeer) llamaCpp = opened;
+  else llamaCppNote = `n/a (${opened.error})`;
 }
-const decodeMs = median(stepTimes);
-const boundTokS = (bandwidth * 1e9) / bytesPerToken;
-console.log(`decode at batch 1 (positions ${promptLen}..${promptLen + decodeSteps - 1}): ${decodeMs.toFixed(2)} ms/token = ${(1000 / decodeMs).toFixed(1)} tokens/s`);
-console.log(`bandwidth bound: ${(bytesPerToken / 1e6).toFixed(0)} MB / ${bandwidth.toFixed(1)} GB/s = ${boundTokS.toFixed(1)} tokens/s; decode reaches ${((100 * (1000 / decodeMs)) / boundTokS).toFixed(0)}% of it (${((bytesPerToken / (decodeMs / 1000)) / 1e9).toFixed(1)} GB/s of weights)`);
+const cores = availableParallelism();
+console.log(`\n== Llama-style decoder: gemmkit and llama.cpp on the same weights, ${threads} threads each${threads !== cores ? ` (this process may use ${cores} CPUs)` : ''}`);
+console.log(`llama.cpp peer: ${llamaCpp ? llamaCpp.detail : llamaCppNote}`);
+
+/** The ids of a prompt of `n` tokens (the same for both engines). */
+const promptIds = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 3) % vocab);
+const argmaxOf = (a: Float32Array) => {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+};
+
+interface EngineSteps {
+  /** Starts a new, empty sequence (not timed: a KV cache allocated or cleared). */
+  newSequence(): Promise<void>;
+  /** Prefill of `ids` into the sequence; the next token. */
+  prefill(ids: number[]): Promise<number>;
+  /** One decode step after the last prefill or decode; the next token. */
+  decode(id: number): Promise<number>;
+}
+
+function gemmkitEngine(model: LlamaModel, capacity: number): EngineSteps {
+  let cache: KVCache | undefined;
+  return {
+    async newSequence() {
+      cache = createKVCache(model, 1, capacity);
+    },
+    async prefill(ids) {
+      return argmaxOf((await forward(model, ids, { cache, logits: 'last' })).data as Float32Array);
+    },
+    async decode(id) {
+      return argmaxOf((await forward(model, [id], { cache, logits: 'last' })).data as Float32Array);
+    },
+  };
+}
+
+function llamaCppEngine(m: LlamaCppModel): EngineSteps {
+  return { newSequence: () => m.newSequence(), prefill: (ids) => m.prefill(ids), decode: (id) => m.decode(id) };
+}
+
+interface Timings {
+  /** ms per prefill, by prompt length (each one sample per round). */
+  prefill: Map<number, number[]>;
+  /** ms per decode step (decodeSteps samples per round). */
+  decode: number[];
+}
+
+async function timeRound(e: EngineSteps, promptLen: number, vocab: number, t: Timings, withDecode: boolean): Promise<void> {
+  const ids = promptIds(promptLen, vocab);
+  await e.newSequence();
+  let t0 = performance.now();
+  let next = await e.prefill(ids);
+  const ms = performance.now() - t0;
+  t.prefill.set(promptLen, [...(t.prefill.get(promptLen) ?? []), ms]);
+  if (!withDecode) return;
+  for (let s = 0; s < decodeSteps; s++) {
+    t0 = performance.now();
+    next = await e.decode(next);
+    t.decode.push(performance.now() - t0);
+  }
+}
+
+// The weight GEMMs run in the dtype the model feeds them: the compute bound is that unit's peak.
+function computePeak(c: Ceilings, dtype: DType): [string, number] {
+  if (linearInputDtype(dtype) !== 'bf16') return ['f32 FMA', c.fmaF32Gflops];
+  return c.amxBf16Gflops ? ['AMX-BF16', c.amxBf16Gflops] : ['AVX512-BF16', c.avx512Bf16Gflops ?? NaN];
+}
+
+/** One figure of the table before its bound is known: tokens/s of each engine (NaN without the peer). */
+interface Figure {
+  figure: string;
+  dtype: 'bf16' | 'f32';
+  ours: number;
+  theirs: number;
+  /** decode: weight bytes read per token; prefill: weight-GEMM FLOPs per token. */
+  bound: { kind: 'memory'; bytesPerToken: number } | { kind: 'compute'; flopsPerToken: number };
+}
+const figures: Figure[] = [];
+let mismatch = false;
+let model!: LlamaModel; // the bf16 model, kept for section 4
+for (const dtype of ['bf16', 'f32'] as const) {
+  const dir = join(tmp, `llama-${dtype}`);
+  const gguf = join(tmp, `llama-${dtype}.gguf`);
+  let t0 = process.hrtime.bigint();
+  writeRandomLlamaCheckpoint(dir, hfConfig, { dtype, seed: 1 });
+  const writeS = seconds(t0);
+  t0 = process.hrtime.bigint();
+  const ours = (await loadModel(dir)) as LlamaModel;
+  const loadS = seconds(t0);
+  const c = ours.config;
+  const gemms = await modelGemmShapes(dir, [1]);
+  const gemmWeights = gemms.reduce((sum, g) => sum + g.count * g.n * g.k, 0);
+  const bytesPerToken = gemms.reduce((sum, g) => sum + g.count * g.n * g.k * dtypeSize(g.dtype), 0);
+  console.log(`\n-- ${dtype} weights: hidden ${c.hiddenSize}, ${c.numHiddenLayers} layers, intermediate ${c.intermediateSize}, ${c.numAttentionHeads} heads / ${c.numKeyValueHeads} KV heads, vocab ${c.vocabSize}; ` +
+    `${(gemmWeights / 1e6).toFixed(1)} M weights in GEMMs (${(bytesPerToken / 1e6).toFixed(0)} MB read per token); checkpoint written in ${writeS.toFixed(1)} s, loaded by gemmkit in ${loadS.toFixed(2)} s`);
+
+  const capacity = Math.max(...promptLens) + decodeSteps + 1;
+  const engines: [string, EngineSteps][] = [['gemmkit', gemmkitEngine(ours, capacity)]];
+  let theirs: LlamaCppModel | undefined;
+  if (llamaCpp) {
+    t0 = process.hrtime.bigint();
+    llamaCheckpointToGguf(dir, gguf, { contextLength: capacity });
+    const convertS = seconds(t0);
+    t0 = process.hrtime.bigint();
+    theirs = await llamaCpp.load(gguf, { contextSize: capacity, batchSize: Math.max(...promptLens) });
+    console.log(`GGUF written in ${convertS.toFixed(1)} s, loaded by llama.cpp in ${seconds(t0).toFixed(2)} s (${theirs.settings})`);
+    // The same next-token distribution on the same ids, before anything is timed.
+    const ids = promptIds(promptLens[0], c.vocabSize);
+    const a = (await forward(ours, ids, { cache: createKVCache(ours, 1, ids.length), logits: 'last' })).data as Float32Array;
+    const b = await theirs.logits(ids, c.vocabSize);
+    const cmp = compareLogits(a, b);
+    const ok = cmp.topOurs === cmp.topTheirs && cmp.relativeMaxDiff < logitsTolerance[dtype];
+    if (!ok) mismatch = true;
+    console.log(`next-token logits after ${ids.length} ids: max |gemmkit - llama.cpp| / max |logit| = ${cmp.relativeMaxDiff.toExponential(2)} (limit ${logitsTolerance[dtype]}), ` +
+      `top-1 ${cmp.topOurs} / ${cmp.topTheirs}${cmp.topOurs !== cmp.topTheirs ? ` (gemmkit's logit gap ${cmp.topGap.toExponential(2)})` : ''}: ${ok ? 'same' : 'MISMATCH: the timings below compare different models'}`);
+    engines.push(['llama.cpp', llamaCppEngine(theirs)]);
+  }
+
+  // Warm-up (first calls pack, allocate and page in), then rounds that alternate the engines per figure.
+  const timings = new Map(engines.map(([name]) => [name, { prefill: new Map(), decode: [] } as Timings]));
+  const scratch: Timings = { prefill: new Map(), decode: [] };
+  for (const [, e] of engines) for (const len of promptLens) await timeRound(e, len, c.vocabSize, scratch, len === promptLens[0]);
+  for (let r = 0; r < rounds; r++) {
+    for (const len of promptLens) {
+      for (const [name, e] of engines) await timeRound(e, len, c.vocabSize, timings.get(name)!, len === promptLens[0]);
+    }
+  }
+
+  const tokS = (name: string, ms: (t: Timings) => number[], tokens: number) => {
+    const t = timings.get(name);
+    return t ? tokens / (median(ms(t)) / 1000) : NaN;
+  };
+  figures.push({ figure: `decode, batch 1, after ${promptLens[0]}`, dtype, ours: tokS('gemmkit', (t) => t.decode, 1), theirs: tokS('llama.cpp', (t) => t.decode, 1), bound: { kind: 'memory', bytesPerToken } });
+  for (const len of promptLens) {
+    // Weight-GEMM FLOPs of a prefill (the LM head runs on the last token only); attention's are left out.
+    const flops = 2 * len * (gemmWeights - c.vocabSize * c.hiddenSize) + 2 * c.vocabSize * c.hiddenSize;
+    figures.push({ figure: `prefill ${len} tokens`, dtype, ours: tokS('gemmkit', (t) => t.prefill.get(len)!, len), theirs: tokS('llama.cpp', (t) => t.prefill.get(len)!, len), bound: { kind: 'compute', flopsPerToken: flops / len } });
+  }
+  await theirs?.dispose();
+  rmSync(gguf, { force: true });
+  rmSync(dir, { recursive: true, force: true });
+  if (dtype === 'bf16') model = ours;
+}
+await llamaCpp?.dispose();
+
+// The ceilings again after the timing rounds: each bound uses the better of both measurements.
+const after = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
+const best = bestCeilings(ceilings, after);
+console.log(`\nceilings again: streaming read ${after.readGBps.toFixed(1)} GB/s, f32 FMA ${after.fmaF32Gflops.toFixed(0)} GFLOP/s, AMX-BF16 ${after.amxBf16Gflops?.toFixed(0) ?? 'n/a'}; the bounds use the better of each`);
+const table: string[][] = [['figure', 'weights', 'gemmkit tok/s', 'llama.cpp tok/s', 'gemmkit / llama.cpp', 'bound tok/s', 'bound', 'gemmkit % of bound', 'llama.cpp % of bound', 'goal', 'met']];
+const fx = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
+const pct = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(0)}%` : 'n/a');
+for (const f of figures) {
+  let bound: number, boundText: string, goal: string, met: boolean | undefined;
+  if (f.bound.kind === 'memory') {
+    bound = (best.readGBps * 1e9) / f.bound.bytesPerToken;
+    boundText = `memory: ${(f.bound.bytesPerToken / 1e6).toFixed(0)} MB at ${best.readGBps.toFixed(1)} GB/s`;
+    goal = '>= 80% of bound';
+    met = Number.isFinite(bound) ? f.ours / bound >= 0.8 : undefined;
+  } else {
+    const [peakName, peak] = computePeak(best, f.dtype);
+    bound = (peak * 1e9) / f.bound.flopsPerToken;
+    boundText = `compute: ${(f.bound.flopsPerToken / 1e9).toFixed(3)} GFLOP/token at ${peak.toFixed(0)} GFLOP/s ${peakName}`;
+    goal = '>= 1.3x llama.cpp';
+    met = Number.isFinite(f.theirs) ? f.ours / f.theirs >= 1.3 : undefined;
+  }
+  // Without the peer its columns say n/a (the reason is printed with the table).
+  table.push([f.figure, f.dtype, fx(f.ours), fx(f.theirs), fx(f.ours / f.theirs, 2), fx(bound), boundText, pct(f.ours / bound), pct(f.theirs / bound), goal, met === undefined ? '' : met ? 'yes' : 'NO']);
+}
+console.log(`\n${threads} threads for each engine; medians of ${rounds} alternate rounds (decode: ${decodeSteps} steps per round)${llamaCpp ? '' : `; llama.cpp ${llamaCppNote}`}`);
+printTable(table, (col) => col >= 2 && col <= 8);
+console.log(machineLoad(threads).note);
+if (mismatch) {
+  console.log('the engines disagree on the next-token logits (see above): the comparison is not valid');
+  process.exitCode = 1;
+}
+const c = model.config;
 
 // --- 4. choices ---------------------------------------------------------------------------------------------
 console.log('\n== attention products: GEMMs (what forward runs) vs plain loops, one layer, batch 1');

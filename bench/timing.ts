@@ -1,6 +1,7 @@
 // What every bench in bench/ measures with: the median, the timed-call loops, how many operand copies a
-// loop rotates through, and the plain-text table the results print as. Times are milliseconds from
+// loop rotates through, the plain-text table the results print as, and the machine's load around a run. Times are milliseconds from
 // performance.now().
+import { availableParallelism, loadavg } from 'node:os';
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;
@@ -66,4 +67,16 @@ export function printTable(rows: readonly (readonly string[])[], rightAligned: (
   for (const r of rows) {
     console.log(r.map((x, i) => (rightAligned(i) ? (x ?? '').padStart(widths[i]) : (x ?? '').padEnd(widths[i]))).join('  ').trimEnd());
   }
+}
+
+/**
+ * The machine's 1-minute load average, flagged busy when it is above `threads` (other work then competes
+ * for the cores and figures move a lot; engines whose threads spin at barriers suffer most). Printed at the
+ * start and end of a bench so a reader can tell a quiet run from a busy one.
+ */
+export function machineLoad(threads: number): { load: number; busy: boolean; note: string } {
+  const load = loadavg()[0];
+  const busy = load > threads + 0.5;
+  const note = `load average ${load.toFixed(2)} (1 min) on ${availableParallelism()} CPUs${busy ? `: BUSY, other work competes with the ${threads} bench threads, figures are unreliable` : ''}`;
+  return { load, busy, note };
 }

@@ -3,6 +3,7 @@
 // nothing needs bench/peers/setup.sh (CI runs npm test before any peer is set up).
 import { describe, expect, it } from 'vitest';
 import {
+  bestCeilings,
   collectResults,
   gflopsOf,
   PEER_NAMES,
@@ -118,6 +119,17 @@ describe('peer runner protocol', () => {
     expect(c.amxBf16Gflops).toBeUndefined();
   });
 
+  it('bestCeilings keeps the higher of each figure, and a measured figure over a failed one', () => {
+    const a = parseCeilings('{"threads":2,"fmaF32Gflops":200,"avx512Bf16Gflops":100,"amxBf16Gflops":null,"readGBps":30}', 2);
+    const b = parseCeilings('{"threads":2,"fmaF32Gflops":250,"avx512Bf16Gflops":90,"amxBf16Gflops":null,"readGBps":20,"readMedianGBps":15}', 2);
+    expect(bestCeilings(a, b)).toMatchObject({ fmaF32Gflops: 250, avx512Bf16Gflops: 100, readGBps: 30, readMedianGBps: 15 });
+    expect(bestCeilings(a, b).amxBf16Gflops).toBeUndefined();
+    const failed = { threads: 2, fmaF32Gflops: NaN, readGBps: NaN, note: 'building the ceilings program failed' };
+    expect(bestCeilings(failed, a)).toMatchObject({ fmaF32Gflops: 200, readGBps: 30 });
+    expect(bestCeilings(failed, a).note).toBeUndefined();
+    expect(bestCeilings(a, failed)).toMatchObject({ fmaF32Gflops: 200, readGBps: 30 });
+  });
+
   it('gives every threading runtime the thread count and drops inherited ISA forcing', () => {
     const env = peerEnv(2, { PATH: '/bin', OPENBLAS_CORETYPE: 'Prescott', BLIS_ARCH_TYPE: '3', OMP_NUM_THREADS: '8' });
     expect(env).toMatchObject({ PATH: '/bin', OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2', BLIS_NUM_THREADS: '2' });
@@ -125,12 +137,12 @@ describe('peer runner protocol', () => {
     expect(env.BLIS_ARCH_TYPE).toBeUndefined();
   });
 
-  it('the target shapes hold the issue 3 shapes: squares and x @ W^T for M = 1..128', () => {
+  it('the target shapes: squares 1024 and 2048 and x @ W^T for M = 1..512, f32 and bf16', () => {
     const tokens = targetShapes().map(shapeToken);
-    for (const t of ['1024x1024x1024:n:f32', '2048x2048x2048:n:bf16', '1x14336x4096:t:f32', '128x4096x14336:t:bf16']) {
+    for (const t of ['1024x1024x1024:n:f32', '2048x2048x2048:n:bf16', '1x14336x4096:t:f32', '128x4096x14336:t:bf16', '512x4096x4096:t:f32']) {
       expect(tokens).toContain(t);
     }
-    expect(tokens).toHaveLength(28);
+    expect(tokens).toHaveLength(2 * (2 + 3 * 5));
   });
 });
 

@@ -378,14 +378,37 @@ export async function measureCeilings(threads: number, opts: CeilingsOptions = {
   }
 }
 
-/** The sizes of issue 3's targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M. */
+/**
+ * The best of two measurements of the ceilings (each figure the higher; interference only ever slows a
+ * run down), e.g. one taken before a long bench and one after it. A failed measurement (NaN) gives way to
+ * the other.
+ */
+export function bestCeilings(a: Ceilings, b: Ceilings): Ceilings {
+  const best = (x: number | undefined, y: number | undefined) =>
+    x === undefined || Number.isNaN(x) ? y : y === undefined || Number.isNaN(y) ? x : Math.max(x, y);
+  const out: Ceilings = { ...a, fmaF32Gflops: best(a.fmaF32Gflops, b.fmaF32Gflops) ?? NaN, readGBps: best(a.readGBps, b.readGBps) ?? NaN };
+  for (const key of ['avx512FmaF32Gflops', 'avx2FmaF32Gflops', 'avx512Bf16Gflops', 'amxBf16Gflops', 'readMedianGBps'] as const) {
+    const v = best(a[key], b[key]);
+    if (v !== undefined) out[key] = v;
+  }
+  if (a.note && !b.note) {
+    delete out.note;
+    for (const key of ['cpu', 'features', 'amxNote'] as const) if (b[key] !== undefined) out[key] = b[key];
+  }
+  return out;
+}
+
+/**
+ * The sizes of the GEMM targets: square GEMMs of these sizes, and x @ W^T with W [N, K] at these M (decode
+ * at M = 1 to prefill-sized M = 512).
+ */
 export function targetSizes(opts: { quick?: boolean } = {}): { squares: number[]; weights: [number, number][]; ms: number[] } {
   return opts.quick
     ? { squares: [256], weights: [[1024, 1024]], ms: [1, 8] }
-    : { squares: [1024, 2048], weights: [[4096, 4096], [14336, 4096], [4096, 14336]], ms: [1, 8, 32, 128] };
+    : { squares: [1024, 2048], weights: [[4096, 4096], [14336, 4096], [4096, 14336]], ms: [1, 8, 32, 128, 512] };
 }
 
-/** The shapes issue 3 sets targets on: square f32/bf16 1024 and 2048, and x @ W^T at M = 1..128. */
+/** The target shapes: square f32/bf16 1024 and 2048, and x @ W^T at M = 1..512. */
 export function targetShapes(opts: { quick?: boolean } = {}): PeerShape[] {
   const { squares, weights, ms } = targetSizes(opts);
   const out: PeerShape[] = [];

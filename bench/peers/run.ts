@@ -1,5 +1,5 @@
-// npm run bench:peers: the hardware ceilings (1 and N threads) and every peer library on the shapes
-// issue 3 sets targets on, in one table. GFLOP/s from the median call; for x @ W^T also the weight
+// npm run bench:peers: the hardware ceilings (1 and N threads) and every peer library on the GEMM target
+// shapes (targetShapes), in one table. GFLOP/s from the median call; for x @ W^T also the weight
 // bytes per second of the fastest peer (the decode-speed figure to hold against the read bandwidth).
 //   --threads N    peer threads (default: all CPUs)      --time-ms MS  budget per shape and peer (300)
 //   --quick        small shapes, short timing (CI smoke)  --peers a,b   only these peers
