@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The gemmkit command: `gemmkit tune ...` (also `npm run tune -- ...`) and `gemmkit info`.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Device } from './device.js';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
 import { type BackendName, resolveBackend } from './backend.js';
@@ -74,7 +75,9 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
   const shapes: GemmSpec[] = [];
   for (const s of o.shape) shapes.push(parseShapeArg(s, defaults));
   for (const f of o.shapes) shapes.push(...readShapesFile(f, defaults));
-  if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults)));
+  // --model lists what forward runs on the device it is tuned for (prepacked on the CPU, plain on a GPU).
+  const modelDevice: Device = o.backend === 'cuda' || o.backend === 'hip' ? `${o.backend}:${o.device ?? o.devices?.[0] ?? 0}` : 'cpu';
+  if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults, modelDevice)));
   const backend = { name: o.backend === 'auto' ? 'cpu' : o.backend, native: resolveBackend('gemmkit tune', o.backend) };
   if (o.device !== undefined) {
     // One device named: it must exist (--devices spreads shapes over what there is, see tune()).
@@ -111,7 +114,7 @@ program
   .description('time every candidate kernel config for each shape, check it against a reference, and merge the winners into a tuned file')
   .option('--shapes <file>', 'CSV of shapes (GEMMKIT_RECORD_UNTUNED output, vLLM/Gradlib M,N,K,bias,dtype, or a tuned file); repeatable', collect, [])
   .option('--shape <MxNxK>', 'one shape, e.g. 128x4096x4096; repeatable', collect, [])
-  .option('--model <file>', 'a .safetensors model: one shape per Linear weight [out, in] and --batch size (x @ W^T)')
+  .option('--model <file>', 'a model (gemmkit MLP .safetensors or Llama checkpoint): the GEMMs forward runs on --backend\'s device, at each --batch size')
   .option('--batch <list>', 'batch sizes (M) for --model, e.g. 1,8,32,128', intList)
   .addOption(new Option('--backend <name>', 'backend to tune').choices(['cpu', 'cuda', 'hip']).default('cpu'))
   .option('--device <n>', 'device index', integer(0))
