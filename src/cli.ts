@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The gemmkit command: `gemmkit tune ...` (also `npm run tune -- ...`) and `gemmkit info`.
+// The gemmkit command: `gemmkit tune ...` (also `npm run tune -- ...`), `gemmkit info`, and text generation:
+// `gemmkit run <checkpoint> --prompt ...` and `gemmkit serve <checkpoint>`.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { Device } from './device.js';
+import { type Device, parseDevice } from './device.js';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
 import { type BackendName, resolveBackend } from './backend.js';
@@ -147,6 +148,125 @@ program
   .description('print what gemmkit found on this machine (backends, CPU features, kernels, libraries, tuned files)')
   .action(() => {
     process.stdout.write(`${JSON.stringify({ ...info(), tunedFiles: tunedFiles() }, null, 2)}\n`);
+  });
+
+// --- text generation: run and serve ---------------------------------------------------------------------
+
+function probability(v: string): number {
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || x > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
+  return x;
+}
+
+function anyInteger(v: string): number {
+  if (!/^-?[0-9]+$/.test(v.trim()) || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError('expected an integer');
+  return Number(v);
+}
+
+// Models run on the CPU in this version; other devices are refused rather than silently ignored.
+function checkDevice(cmd: Command, device: string): void {
+  try {
+    parseDevice('--device', device);
+  } catch (e) {
+    cmd.error(`error: ${(e as Error).message}`);
+  }
+  if (device !== 'cpu') cmd.error(`error: --device ${device}: models run on the CPU in this version of gemmkit (--device cpu)`);
+}
+
+interface RunCliOptions {
+  prompt: string;
+  chat: boolean;
+  system?: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  seed?: number;
+  stop: string[];
+  device: string;
+}
+
+program
+  .command('run')
+  .description('generate text from a checkpoint directory (config.json, safetensors weights, tokenizer.json) and stream it to stdout')
+  .argument('<checkpoint>', 'checkpoint directory')
+  .requiredOption('--prompt <text>', 'the prompt')
+  .option('--chat', 'send the prompt as a user message through the chat template', false)
+  .option('--system <text>', 'with --chat: a system message first')
+  .option('--max-tokens <n>', 'tokens to generate at most', integer(1), 128)
+  .option('--temperature <t>', 'sampling temperature; 0: greedy', positiveNumber, 0)
+  .option('--top-k <k>', 'sample among the k most likely tokens (0: all)', integer(0), 0)
+  .option('--top-p <p>', 'nucleus sampling: the most likely tokens adding up to p', probability, 1)
+  .option('--min-p <p>', 'drop tokens less likely than p times the most likely', probability, 0)
+  .option('--repetition-penalty <x>', 'penalty for tokens already seen (1: off)', positiveNumber, 1)
+  .option('--seed <n>', 'seed of the sampler (same seed, same text)', anyInteger)
+  .option('--stop <text>', 'stop when the text contains this; repeatable', collect, [])
+  .option('--device <device>', 'where the model runs', 'cpu')
+  .action(async (checkpoint: string, o: RunCliOptions, cmd: Command) => {
+    checkDevice(cmd, o.device);
+    if (o.system !== undefined && !o.chat) cmd.error('error: --system needs --chat');
+    const [{ stream }, { loadModel }, { loadTokenizer }] = await Promise.all([import('./generate.js'), import('./models/index.js'), import('./text/tokenizer.js')]);
+    const tokenizer = loadTokenizer(checkpoint);
+    const model = await loadModel(checkpoint);
+    const prompt = o.chat ? [...(o.system === undefined ? [] : [{ role: 'system', content: o.system }]), { role: 'user', content: o.prompt }] : o.prompt;
+    const abort = new AbortController();
+    process.once('SIGINT', () => abort.abort());
+    try {
+      for await (const piece of stream(model, prompt, {
+        tokenizer, maxNewTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,
+        repetitionPenalty: o.repetitionPenalty, seed: o.seed, stop: o.stop, signal: abort.signal,
+      })) process.stdout.write(piece);
+    } catch (e) {
+      if (!abort.signal.aborted) throw e;
+    }
+    process.stdout.write('\n');
+  });
+
+interface ServeCliOptions {
+  host: string;
+  port: number;
+  maxBatch: number;
+  maxQueue: number;
+  contextLength?: number;
+  modelName?: string;
+  shutdownTimeout: number;
+  device: string;
+  log: boolean;
+}
+
+program
+  .command('serve')
+  .description('serve a checkpoint over HTTP: OpenAI-compatible /v1/completions and /v1/chat/completions, /health, /metrics')
+  .argument('<checkpoint>', 'checkpoint directory (config.json, safetensors weights, tokenizer.json, tokenizer_config.json)')
+  .option('--host <address>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port (0: any free one)', integer(0), 8000)
+  .option('--max-batch <n>', 'requests decoded together (KV cache slots)', integer(1), 8)
+  .option('--max-queue <n>', 'requests waiting for a slot before more get HTTP 429', integer(0), 64)
+  .option('--context-length <n>', 'positions per request, prompt and output (default: max_position_embeddings, at most 2048)', integer(1))
+  .option('--model-name <name>', 'the model name clients send (default: the directory name)')
+  .option('--shutdown-timeout <ms>', 'on SIGTERM or SIGINT, how long in-flight requests may finish before they are cancelled', integer(0), 10_000)
+  .option('--device <device>', 'where the model runs', 'cpu')
+  .option('--log', 'log every request (JSON lines on stdout)', false)
+  .action(async (checkpoint: string, o: ServeCliOptions, cmd: Command) => {
+    checkDevice(cmd, o.device);
+    const { serveCheckpoint } = await import('./serve/index.js');
+    const server = await serveCheckpoint(checkpoint, {
+      host: o.host, port: o.port, maxBatch: o.maxBatch, maxQueue: o.maxQueue, contextLength: o.contextLength,
+      modelName: o.modelName, shutdownTimeoutMs: o.shutdownTimeout, logger: o.log,
+    });
+    const { maxBatch, maxQueue, contextLength } = server.options;
+    process.stderr.write(`gemmkit serve: '${server.modelName}' on ${server.url} (max batch ${maxBatch}, queue ${maxQueue}, context ${contextLength} tokens)\n`);
+    const stop = (signal: string) => {
+      process.stderr.write(`gemmkit serve: ${signal}: finishing in-flight requests (up to ${o.shutdownTimeout} ms), then closing\n`);
+      server.shutdown().then(() => process.stderr.write('gemmkit serve: closed\n'), (e: Error) => {
+        process.stderr.write(`gemmkit serve: ${e.message}\n`);
+        process.exitCode = 1;
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -15,8 +15,12 @@ export {
   type SafetensorsHeader, type SafetensorsTensorInfo, type CheckpointTensorInfo, type RawTensor, type SafetensorsOpenOptions,
 } from './safetensors.js';
 export {
-  loadModel, forward, generate, createKVCache, modelGemmShapes, KVCache, LLAMA_MAX_POSITIONS,
-  type Model, type TokenIds, type ForwardOptions, type GenerateOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
+  loadModel, forward, createKVCache, modelGemmShapes, KVCache, LLAMA_MAX_POSITIONS,
+  type Model, type TokenIds, type ForwardOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
   MLP_METADATA_KEY, Linear, prepareWeight, linearForward, linearInputDtype, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
 } from './models/index.js';
+export {
+  generate, stream, sampleToken, resolveSampling, type GenerateOptions, type SamplingOptions, type Sampling, type FinishReason, type Prompt,
+} from './generate.js';
+export { loadTokenizer, TextTokenizer, type ChatMessage, type EncodeOptions, type DecodeOptions } from './text/tokenizer.js';
 export { setTunedFile, tunedFiles, type Explanation, type TunedFileStatus, TunedFileError } from './tuner/dispatch.js';

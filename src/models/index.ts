@@ -1,6 +1,7 @@
-// Models: loadModel(path, { device }), forward(model, input), generate(model, ids, opts),
-// createKVCache(model, slots, capacity), and modelGemmShapes(path, batchSizes, { device }), the exact
-// weight GEMMs forward runs on that device (what `npm run tune -- --model` tunes).
+// Models: loadModel(path, { device }), forward(model, input), createKVCache(model, slots, capacity),
+// nextTokenIds (greedy steps that bring back only the chosen ids), and modelGemmShapes(path, batchSizes,
+// { device }), the exact weight GEMMs forward runs on that device (what `npm run tune -- --model` tunes).
+// Generation on top of forward and nextTokenIds is src/generate.ts.
 //
 // A path is either a .safetensors file whose __metadata__ holds a gemmkit MLP spec (see mlp.ts), or a
 // Hugging Face Llama checkpoint: a directory with config.json and model.safetensors or a sharded
@@ -13,14 +14,14 @@ import type { Activation } from '../matmul.js';
 import { Checkpoint, type SafetensorsOpenOptions, preview, readJsonFile } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { KVCache, type LlamaConfig, LlamaModel, cacheSlots, checkLlamaTensors, fusedDtype, loadLlama, parseLlamaConfig, tokenBatch } from './llama.js';
-import { type GenerateOptions, llamaForward, llamaGenerate } from './llama_forward.js';
+import { llamaForward, llamaNextIds } from './llama_forward.js';
 import { MLP_METADATA_KEY, MlpModel, type MlpSpec, checkMlpTensors, loadMlp, mlpForward, parseMlpSpec } from './mlp.js';
 import { linearInputDtype } from './layers.js';
 import { isOutOfMemory, outOfMemory, resolveDevice } from './resources.js';
 
 export type Model = MlpModel | LlamaModel;
 export type TokenIds = number[] | number[][] | Int32Array;
-export { KVCache, type GenerateOptions, type LlamaConfig, LlamaModel, MlpModel, type MlpSpec, MLP_METADATA_KEY };
+export { KVCache, type LlamaConfig, LlamaModel, MlpModel, type MlpSpec, MLP_METADATA_KEY };
 export { Linear, prepareWeight, linearForward, linearInputDtype, observeLinear, type LinearCall, type PreparedWeight } from './layers.js';
 export { parseLlamaConfig, llamaTensorShapes, LLAMA_MAX_POSITIONS } from './llama.js';
 export { writeRandomLlamaCheckpoint, type RandomLlamaOptions } from './random.js';
@@ -149,24 +150,8 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts?: For
       return await mlpForward(m, input as Tensor);
     }
     const { ids, batch, tokens, nested } = tokenBatch('forward', m, input);
-    if (o.cache !== undefined && o.cache.owner !== m.lifetime) {
-      throw new TypeError('forward: the cache was made for another model (a KV cache holds one model\'s keys and values; make one with createKVCache(model, ...))');
-    }
-    if (o.cache !== undefined && o.cache.disposed) throw new TypeError('forward: the KV cache was disposed');
-    const cache = o.cache ?? new KVCache(m, batch, tokens, 'forward');
     const last = o.logits === 'last';
-    let logits: Tensor;
-    try {
-      const slots = cacheSlots('forward', cache, batch, o.slots);
-      cache.acquire('forward');
-      try {
-        logits = await llamaForward(m, ids, batch, tokens, cache, slots, last);
-      } finally {
-        cache.release();
-      }
-    } finally {
-      if (o.cache === undefined) cache.dispose();
-    }
+    const logits = await onCache('forward', m, o.cache, o.slots, batch, tokens, (cache, slots) => llamaForward(m, ids, batch, tokens, cache, slots, last));
     const vocab = m.config.vocabSize;
     if (last) return logits.reshape(nested ? [batch, vocab] : [vocab]);
     return logits.reshape(nested ? [batch, tokens, vocab] : [tokens, vocab]);
@@ -175,17 +160,40 @@ export async function forward(model: Model, input: Tensor | TokenIds, opts?: For
   }
 }
 
-/**
- * Greedy decoding with a KV cache (Llama models): token ids in, the prompt plus the new ids out. The event
- * loop gets a turn between steps; see llamaGenerate.
- */
-export function generate(model: Model, ids: number[] | Int32Array, opts: GenerateOptions): Promise<number[]>;
-export function generate(model: Model, ids: number[][], opts: GenerateOptions): Promise<number[][]>;
-export async function generate(model: Model, ids: TokenIds, opts: GenerateOptions): Promise<number[] | number[][]> {
-  const m = llamaOnly('generate', model);
-  m.lifetime.enter('generate');
+// Runs `run` holding the cache (the one given, checked to be the model's, or a temporary one freed after)
+// on the checked slots.
+async function onCache<T>(where: string, m: LlamaModel, given: KVCache | undefined, slotsIn: unknown, batch: number, tokens: number,
+  run: (cache: KVCache, slots: Int32Array) => Promise<T>): Promise<T> {
+  if (given !== undefined && given.owner !== m.lifetime) {
+    throw new TypeError(`${where}: the cache was made for another model (a KV cache holds one model's keys and values; make one with createKVCache(model, ...))`);
+  }
+  if (given !== undefined && given.disposed) throw new TypeError(`${where}: the KV cache was disposed`);
+  const cache = given ?? new KVCache(m, batch, tokens, where);
   try {
-    return await llamaGenerate(m, ids, opts);
+    const slots = cacheSlots(where, cache, batch, slotsIn);
+    cache.acquire(where);
+    try {
+      return await run(cache, slots);
+    } finally {
+      cache.release();
+    }
+  } finally {
+    if (given === undefined) cache.dispose();
+  }
+}
+
+/**
+ * One greedy step on a Llama model: token ids (as forward takes them) run on `opts.cache` (slots as in
+ * forward), and each sequence's next id, the argmax of its last token's logits, computed where the model
+ * is. Only those ids come back to the host: generate()'s greedy steps on a GPU move nothing else.
+ */
+export async function nextTokenIds(model: Model, input: TokenIds, opts: { cache: KVCache; slots?: number[] | Int32Array }): Promise<Int32Array> {
+  const m = llamaOnly('nextTokenIds', model);
+  if (opts === null || typeof opts !== 'object' || !(opts.cache instanceof KVCache)) throw new TypeError('nextTokenIds: options { cache } (a KVCache) are required');
+  m.lifetime.enter('nextTokenIds');
+  try {
+    const { ids, batch, tokens } = tokenBatch('nextTokenIds', m, input);
+    return await onCache('nextTokenIds', m, opts.cache, opts.slots, batch, tokens, (cache, slots) => llamaNextIds(m, ids, batch, tokens, cache, slots));
   } finally {
     m.lifetime.exit();
   }

@@ -565,7 +565,7 @@ export function cacheSlots(where: string, cache: KVCache, batch: number, slots: 
   for (let b = 0; b < batch; b++) {
     const s = slots[b];
     if (typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s >= cache.slots) {
-      throw new RangeError(`${where}: slots[${b}] is ${JSON.stringify(s)}; slots are integers in [0, ${cache.slots})`);
+      throw new RangeError(`${where}: slots[${b}] is ${preview(s)}; slots are integers in [0, ${cache.slots})`);
     }
     if (seen.has(s)) throw new RangeError(`${where}: slot ${s} appears twice in slots (each sequence needs its own slot)`);
     seen.add(s);

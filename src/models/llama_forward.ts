@@ -1,5 +1,5 @@
-// Running a Llama model (llama.ts) where it lives: forward over a KV cache, and greedy generation whose
-// whole loop stays on the device. Both are orchestration only: the fused weight GEMMs (BoundGemm, through
+// Running a Llama model (llama.ts) where it lives: forward over a KV cache, and the greedy step of
+// generation, which brings back only the chosen ids. Both are orchestration only: the fused weight GEMMs (BoundGemm, through
 // tuned dispatch) and the native ops (src/ops.ts: embedding, RMSNorm, rotary embedding, KV store,
 // attention, SwiGLU, argmax) on buffers of the model's device. One step of a block:
 //
@@ -21,10 +21,9 @@
 // stream and the step waits once, off the event loop, for its last call (the LM head, or argmax).
 import { type DType, dtypeSize } from '../dtype.js';
 import { type MatrixView, PreparedOp } from '../ops.js';
-import { preview } from '../safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { BoundGemm, runsSync } from './layers.js';
-import { type CacheScratch, KVCache, type LlamaModel, type RopeTables, allocateOn, ensureRope, tokenBatch } from './llama.js';
+import { type CacheScratch, type KVCache, type LlamaModel, type RopeTables, allocateOn, ensureRope } from './llama.js';
 import { checkMemory, formatBytes, isOutOfMemory, outOfMemory, yieldIfBusy } from './resources.js';
 
 // A tensor as the [rows, cols] matrix it holds, or a column block of it.
@@ -56,7 +55,7 @@ interface StepShape {
   tokens: number;
   /** Only each sequence's last token goes through the final norm and the LM head. */
   lastOnly: boolean;
-  /** generate: the logits stay in the scratch and argmax gives the next ids. */
+  /** nextTokenIds: the logits stay in the scratch and argmax gives the next ids. */
   generating: boolean;
 }
 
@@ -324,37 +323,13 @@ export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: nu
   }
 }
 
-export interface GenerateOptions {
-  /** How many tokens to append (greedy: the most likely token each step). */
-  maxNewTokens: number;
-  /** Stop a sequence once it produces this id (it is kept in the output). */
-  eosTokenId?: number;
-}
-
-const GENERATE_KEYS = new Set(['maxNewTokens', 'eosTokenId']);
-
-function checkGenerateOptions(model: LlamaModel, opts: unknown): GenerateOptions {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError('generate: options { maxNewTokens } are required');
-  for (const key of Object.keys(opts)) {
-    if (!GENERATE_KEYS.has(key)) throw new TypeError(`generate: unknown option '${key}' (known: ${[...GENERATE_KEYS].join(', ')})`);
-  }
-  const { maxNewTokens, eosTokenId } = opts as Record<string, unknown>;
-  if (typeof maxNewTokens !== 'number') throw new TypeError(`generate: maxNewTokens must be a non-negative integer, got ${preview(maxNewTokens)}`);
-  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
-  const vocab = model.config.vocabSize;
-  if (eosTokenId !== undefined) {
-    if (typeof eosTokenId !== 'number') throw new TypeError(`generate: eosTokenId must be a token id (an integer in [0, ${vocab})), got ${preview(eosTokenId)}`);
-    if (!Number.isInteger(eosTokenId) || eosTokenId < 0 || eosTokenId >= vocab) {
-      throw new RangeError(`generate: eosTokenId must be an integer in [0, ${vocab}), got ${eosTokenId}`);
-    }
-  }
-  return { maxNewTokens, eosTokenId };
-}
-
-// One step of generate: ids [batch * tokens] through the model, each sequence's next id by argmax. Only
-// those ids come back to the host.
-async function nextTokens(model: LlamaModel, cache: KVCache, ids: Int32Array, batch: number, tokens: number, slots: Int32Array): Promise<Int32Array> {
-  const where = 'generate';
+/**
+ * Runs ids like llamaForward and returns each sequence's next id: the argmax of its last token's logits,
+ * computed on the model's device, so only the ids come back to the host. The caller holds the cache.
+ */
+export async function llamaNextIds(model: LlamaModel, ids: Int32Array, batch: number, tokens: number, cache: KVCache, slots: Int32Array): Promise<Int32Array> {
+  const where = 'nextTokenIds';
+  if (slots.length !== batch) throw new RangeError(`${where}: ${slots.length} cache slots for ${batch} sequences`);
   const past = pastOf(where, cache, slots, tokens);
   const s = scratchFor(where, model, cache, { batch, tokens, lastOnly: true, generating: true }, 0);
   try {
@@ -372,44 +347,4 @@ async function nextTokens(model: LlamaModel, cache: KVCache, ids: Int32Array, ba
   } finally {
     cache.keepScratch(s);
   }
-}
-
-/**
- * Greedy decoding with a KV cache on the model's device: the prompt(s) followed by the generated ids. The
- * cache for prompt + maxNewTokens positions is made first (a RangeError when that is more than the model's
- * positions or the memory there) and freed at the end. Per step only the chosen ids cross to the host.
- * Between steps the event loop gets a turn (yieldIfBusy); a model disposed meanwhile ends the call with a
- * TypeError.
- */
-export async function llamaGenerate(model: LlamaModel, input: unknown, options: GenerateOptions): Promise<number[] | number[][]> {
-  const { maxNewTokens, eosTokenId } = checkGenerateOptions(model, options);
-  const { ids, batch, tokens, nested } = tokenBatch('generate', model, input);
-  const seqs: number[][] = [];
-  for (let b = 0; b < batch; b++) seqs.push(Array.from(ids.subarray(b * tokens, (b + 1) * tokens)));
-  if (maxNewTokens > 0) {
-    const max = model.config.maxPositionEmbeddings;
-    if (tokens + maxNewTokens > max) {
-      throw new RangeError(`generate: ${tokens} prompt tokens + maxNewTokens ${maxNewTokens} are more than the model's ${max} positions (max_position_embeddings)`);
-    }
-    const cache = new KVCache(model, batch, tokens + maxNewTokens, `generate: maxNewTokens ${maxNewTokens}`);
-    try {
-      const slots = Int32Array.from({ length: batch }, (_, b) => b);
-      const done = new Array<boolean>(batch).fill(false);
-      let next = await nextTokens(model, cache, ids, batch, tokens, slots);
-      for (let step = 0; step < maxNewTokens; step++) {
-        for (let b = 0; b < batch; b++) {
-          if (done[b]) continue;
-          seqs[b].push(next[b]);
-          if (next[b] === eosTokenId) done[b] = true;
-        }
-        if (done.every(Boolean) || step === maxNewTokens - 1) break;
-        await yieldIfBusy();
-        if (model.disposed) throw new TypeError(`generate: the model was disposed after ${step + 1} of ${maxNewTokens} new tokens`);
-        next = await nextTokens(model, cache, next, batch, 1, slots);
-      }
-    } finally {
-      cache.dispose();
-    }
-  }
-  return nested ? seqs : seqs[0];
 }

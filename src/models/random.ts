@@ -22,17 +22,21 @@ function hashName(name: string, seed: number): number {
   return h;
 }
 
-function uniform(n: number, seed: number, center: number, halfWidth: number): Float32Array {
-  const v = new Float32Array(n);
+/** mulberry32: a small, fast 32-bit PRNG; uniform numbers in [0, 1), the same sequence for the same seed. */
+export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    // mulberry32
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let t = Math.imul(s ^ (s >>> 15), s | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    v[i] = center + halfWidth * (2 * u - 1);
-  }
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function uniform(n: number, seed: number, center: number, halfWidth: number): Float32Array {
+  const v = new Float32Array(n);
+  const random = mulberry32(seed);
+  for (let i = 0; i < n; i++) v[i] = center + halfWidth * (2 * random() - 1);
   return v;
 }
 
