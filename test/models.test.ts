@@ -124,6 +124,7 @@ describe('MLP from a safetensors file with its spec in __metadata__', () => {
     await expect(bad([{ op: 'linear', weight: 'fc1.weight' }, { op: 'linear', weight: 'fc1.weight' }])).rejects.toThrow(/layer 1 \(linear\): 'fc1.weight' is \[4, 3\] but its input has 4 features/);
     await expect(bad([{ op: 'linear', weight: 'fc1.weight' }, { op: 'layernorm', weight: 'fc1.weight' }])).rejects.toThrow(/weight 'fc1.weight' is \[4, 3\], expected \[4\]/);
     await expect(bad([{ op: 'rmsnorm', weight: 'fc1.weight', eps: -1 }])).rejects.toThrow(/eps must be a positive number/);
+    await expect(bad([{ op: 'rmsnorm', weight: 'fc1.weight', eps: 1e39 }])).rejects.toThrow(/eps must be a positive number within f32's range/); // the op computes in f32
     const noSpec = join(dir, 'nospec.safetensors');
     saveSafetensors(noSpec, { x: randTensor([2], 'f32', 1) });
     await expect(loadModel(noSpec)).rejects.toThrow(/neither a gemmkit MLP .* nor a checkpoint with a config.json/);
@@ -279,6 +280,7 @@ describe('Llama errors', () => {
     await expect(variant('c5', { ...HF, intermediate_size: 128 })).rejects.toThrow(/tensor 'model.layers.0.mlp.gate_proj.weight' is \[160, 64\] but config.json makes it \[128, 64\]/);
     await expect(variant('c6', { ...HF, num_hidden_layers: 3 })).rejects.toThrow(/no tensor 'model.layers.2.input_layernorm.weight'/);
     await expect(variant('c7', { ...HF, hidden_act: 'gelu' })).rejects.toThrow(/hidden_act is "gelu"/);
+    await expect(variant('c7b', { ...HF, rms_norm_eps: 3.5e38 })).rejects.toThrow(/rms_norm_eps must be a positive number within f32's range/);
     await expect(variant('c8', { ...HF }, (d) => writeFileSync(join(d, 'config.json'), '{'))).rejects.toThrow(/config.json: not valid JSON/);
     await expect(loadModel(join(dir, 'c8', 'model.safetensors'))).rejects.toThrow(/c8\/config.json: not valid JSON/);
     const noHead = join(dir, 'nohead');

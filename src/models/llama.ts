@@ -159,11 +159,12 @@ function positiveInt(where: string, raw: Record<string, unknown>, key: string, m
   return v;
 }
 
-function positiveNumber(where: string, raw: Record<string, unknown>, key: string, fallback: number): number {
+// A positive config.json number; `f32`: one an f32 holds (the ops compute in f32), at most 3.4e38.
+function positiveNumber(where: string, raw: Record<string, unknown>, key: string, fallback: number, f32 = false): number {
   const v = raw[key] ?? fallback;
   if (typeof v !== 'number') throw new TypeError(`${where}: config.json field ${key} must be a positive number, got ${preview(raw[key])}`);
-  if (!Number.isFinite(v) || v <= 0) {
-    throw new RangeError(`${where}: config.json field ${key} must be a positive number, got ${preview(raw[key])}`);
+  if (!Number.isFinite(v) || v <= 0 || (f32 && !Number.isFinite(Math.fround(v)))) {
+    throw new RangeError(`${where}: config.json field ${key} must be a positive number${f32 ? ' within f32\'s range (the norms compute in f32)' : ''}, got ${preview(raw[key])}`);
   }
   return v;
 }
@@ -205,7 +206,7 @@ export function parseLlamaConfig(where: string, raw: Record<string, unknown>): L
     // Bounded by the layers the checkpoint holds (checkLlamaTensors stops at the first missing one).
     numHiddenLayers: positiveInt(where, raw, 'num_hidden_layers', Number.MAX_SAFE_INTEGER),
     headDim,
-    rmsNormEps: positiveNumber(where, raw, 'rms_norm_eps', 1e-6),
+    rmsNormEps: positiveNumber(where, raw, 'rms_norm_eps', 1e-6, true),
     ropeTheta: positiveNumber(where, raw, 'rope_theta', 10000),
     vocabSize: positiveInt(where, raw, 'vocab_size', MAX_TENSOR_DIM),
     tieWordEmbeddings: tie,

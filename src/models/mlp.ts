@@ -124,7 +124,8 @@ export function parseMlpSpec(where: string, text: string): MlpSpec {
       case 'rmsnorm':
         if (typeof l.weight !== 'string') throw new TypeError(`${at} (${l.op}) needs "weight", a tensor name`);
         if (l.op === 'layernorm' && l.bias !== undefined && typeof l.bias !== 'string') throw new TypeError(`${at} (layernorm): "bias" must be a tensor name`);
-        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0 && Number.isFinite(l.eps))) throw new RangeError(`${at} (${l.op}): eps must be a positive number`);
+        // The norm ops compute in f32: eps must be one (at most 3.4e38).
+        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0 && Number.isFinite(Math.fround(l.eps)))) throw new RangeError(`${at} (${l.op}): eps must be a positive number within f32's range`);
         break;
       case 'relu': case 'gelu': case 'silu': case 'softmax':
         break;
