@@ -163,14 +163,15 @@ function anyInteger(v: string): number {
   return Number(v);
 }
 
-// Models run on the CPU in this version; other devices are refused rather than silently ignored.
-function checkDevice(cmd: Command, device: string): void {
+// Where the model runs: 'cpu', 'cuda:<n>', 'hip:<n>' or 'auto' (loadModel checks that it is there).
+function checkDevice(cmd: Command, device: string): Device | 'auto' {
+  if (device === 'auto') return device;
   try {
     parseDevice('--device', device);
   } catch (e) {
     cmd.error(`error: ${(e as Error).message}`);
   }
-  if (device !== 'cpu') cmd.error(`error: --device ${device}: models run on the CPU in this version of gemmkit (--device cpu)`);
+  return device as Device;
 }
 
 interface RunCliOptions {
@@ -203,13 +204,13 @@ program
   .option('--repetition-penalty <x>', 'penalty for tokens already seen (1: off)', positiveNumber, 1)
   .option('--seed <n>', 'seed of the sampler (same seed, same text)', anyInteger)
   .option('--stop <text>', 'stop when the text contains this; repeatable', collect, [])
-  .option('--device <device>', 'where the model runs', 'cpu')
+  .option('--device <device>', "where the model runs: cpu, cuda:<n>, hip:<n> or auto (the first GPU, else the CPU)", 'cpu')
   .action(async (checkpoint: string, o: RunCliOptions, cmd: Command) => {
-    checkDevice(cmd, o.device);
+    const device = checkDevice(cmd, o.device);
     if (o.system !== undefined && !o.chat) cmd.error('error: --system needs --chat');
     const [{ stream }, { loadModel }, { loadTokenizer }] = await Promise.all([import('./generate.js'), import('./models/index.js'), import('./text/tokenizer.js')]);
     const tokenizer = loadTokenizer(checkpoint);
-    const model = await loadModel(checkpoint);
+    const model = await loadModel(checkpoint, { device });
     const prompt = o.chat ? [...(o.system === undefined ? [] : [{ role: 'system', content: o.system }]), { role: 'user', content: o.prompt }] : o.prompt;
     const abort = new AbortController();
     process.once('SIGINT', () => abort.abort());
@@ -247,13 +248,13 @@ program
   .option('--context-length <n>', 'positions per request, prompt and output (default: max_position_embeddings, at most 2048)', integer(1))
   .option('--model-name <name>', 'the model name clients send (default: the directory name)')
   .option('--shutdown-timeout <ms>', 'on SIGTERM or SIGINT, how long in-flight requests may finish before they are cancelled', integer(0), 10_000)
-  .option('--device <device>', 'where the model runs', 'cpu')
+  .option('--device <device>', "where the model runs: cpu, cuda:<n>, hip:<n> or auto (the first GPU, else the CPU)", 'cpu')
   .option('--log', 'log every request (JSON lines on stdout)', false)
   .action(async (checkpoint: string, o: ServeCliOptions, cmd: Command) => {
-    checkDevice(cmd, o.device);
+    const device = checkDevice(cmd, o.device);
     const { serveCheckpoint } = await import('./serve/index.js');
     const server = await serveCheckpoint(checkpoint, {
-      host: o.host, port: o.port, maxBatch: o.maxBatch, maxQueue: o.maxQueue, contextLength: o.contextLength,
+      device, host: o.host, port: o.port, maxBatch: o.maxBatch, maxQueue: o.maxQueue, contextLength: o.contextLength,
       modelName: o.modelName, shutdownTimeoutMs: o.shutdownTimeout, logger: o.log,
     });
     const { maxBatch, maxQueue, contextLength } = server.options;
