@@ -293,6 +293,20 @@ describe('a GPU step keeps its work on the device', () => {
     expect(gpu.used).toBe(0);
   });
 
+  it('a sampled generation brings each step\'s last-token logits to the host, frees them, and draws what the CPU draws', async () => {
+    const opts = { maxNewTokens: 5, temperature: 0.9, topP: 0.95, seed: 5 };
+    const cpu = await load('gqa4-f32', 'cpu');
+    const want = await generate(cpu, PROMPTS, opts);
+    cpu.dispose();
+    const model = await load('gqa4-f32', 'cuda:0');
+    const downloaded = gpu.downloadedBytes;
+    expect(await generate(model, PROMPTS, opts)).toEqual(want);
+    // The prefill and 4 steps, each [2, vocab] f32 to the host, and nothing else.
+    expect(gpu.downloadedBytes - downloaded).toBe(5 * 2 * base.vocab_size * 4);
+    model.dispose();
+    expect(gpu.used).toBe(0);
+  });
+
   it('a decode step allocates no device memory and reuses its buffers (only its logits are new)', async () => {
     const model = await load('gqa4-f32', 'cuda:0');
     const cache = createKVCache(model, 2, 16);

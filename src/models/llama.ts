@@ -388,7 +388,7 @@ export interface CacheScratch {
 }
 
 /** How much reusable scratch a KV cache keeps between calls: at most this many, none larger than maxBytes. */
-export const scratchPolicy = { keep: 4, maxBytes: 64 * 2 ** 20 };
+export const scratchPolicy = { keep: 4, maxBytes: 256 * 2 ** 20 };
 
 /**
  * Keys and values per block on the model's device, [slots, kvHeads, capacity, headDim] f32 each: `slots`
