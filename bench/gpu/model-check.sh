@@ -14,7 +14,8 @@
 #      (model_bench.mjs run), PyTorch's (torch_llama.py), and the table (model_compare.py).
 # Everything goes to OUTDIR: model-*.txt, model-gemmkit.json, model-torch.json and the summary.
 #   usage: bench/gpu/model-check.sh cuda|hip OUTDIR BUILDDIR [CARRY.tar.xz]
-#   MODEL_CHECK_TINY=1: a small checkpoint and short runs (a smoke test of the section)
+#   MODEL_CHECK_TINY=1: a small checkpoint and short runs (a smoke test of the section);
+#   MODEL_CHECK_TORCH_DEVICE: PyTorch's device (default cuda; cpu for a dry run on a machine without a GPU)
 set -uo pipefail
 vendor=${1:?usage: model-check.sh cuda|hip OUTDIR BUILDDIR [CARRY.tar.xz]}
 out=${2:?OUTDIR}
@@ -79,6 +80,7 @@ grep -E "^model_bench|Error" "$out/model-gemmkit.txt" | head -20 | tee -a "$out/
 
 step "model: PyTorch (eager, SDPA) on the same weights"
 timeout 420 python3 "$root/bench/gpu/torch_llama.py" "$ckpt" --out "$out/model-torch.json" --gemmkit-logits "$out/model-logits.f32" $tiny \
+  --device "${MODEL_CHECK_TORCH_DEVICE:-cuda}" \
   > "$out/model-torch.txt" 2>&1
 say "torch_llama exit status $?"
 grep -E "^torch_llama|Error" "$out/model-torch.txt" | head -20 | tee -a "$out/summary.txt"
