@@ -98,9 +98,10 @@ class Scratch implements CacheScratch {
   static size(model: LlamaModel, s: StepShape): { bytes: number; largest: number } {
     const c = model.config, blk = model.blocks[0], rows = s.batch * s.tokens, outRows = s.lastOnly ? s.batch : rows;
     const q = c.numAttentionHeads * c.headDim, qkv = q + 2 * c.numKeyValueHeads * c.headDim;
+    const hDtypes = new Set([blk.qkv.weight.inputDtype, blk.gateUp.weight.inputDtype]); // one h when they agree
     const buffers: [number, DType][] = [
       [rows * c.hiddenSize, 'f32'], [rows * qkv, 'f32'], [rows * 2 * c.intermediateSize, 'f32'], // x, qkv, gu
-      [rows * c.hiddenSize, blk.qkv.weight.inputDtype], [rows * c.hiddenSize, blk.gateUp.weight.inputDtype], // h (one when the dtypes agree)
+      ...[...hDtypes].map((dt): [number, DType] => [rows * c.hiddenSize, dt]),
       [rows * q, blk.o.weight.inputDtype], [rows * c.intermediateSize, blk.down.weight.inputDtype], // attn, m
       [outRows * c.hiddenSize, model.lmHead.weight.inputDtype], // final
       ...(s.generating ? [[outRows * c.vocabSize, 'f32'] as [number, DType]] : []),
