@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type DType, DTYPES, Tensor, info, matmul, matmulSync, tensor } from '../src/index.js';
 import {
-  type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, type ProblemDesc, cpuNative, gpuAddonPath, loadGpuAddon,
+  type GpuBackendName, type NativeDeviceBuffer, type NativeGpuAddon, type OpDesc, type ProblemDesc, cpuNative, gpuAddonPath, loadGpuAddon,
   setGpuAddonForTesting,
 } from '../src/native.js';
 import { readTunedFile } from '../src/tuner/tuned_file.js';
@@ -104,6 +104,31 @@ for (const name of ['cuda', 'hip'] as const) {
       const x = tensor([1, 2, 3, 4], [2, 2], 'bf16');
       expect(() => x.to(`${name}:0`)).toThrow(new RegExp(`Tensor.to: backend '${name}' is not available: no ${upper} device/driver`));
       expect(() => matmulSync(x, x, { backend: name })).toThrow(new RegExp(`backend '${name}' is not available: no ${upper} device/driver`));
+    });
+
+    it('takes ops: malformed descriptions and foreign buffers are errors, and without a device the op says why', async () => {
+      expect(typeof addon.opSync).toBe('function');
+      expect(typeof addon.opAsync).toBe('function');
+      const opSync = addon.opSync!.bind(addon), opAsync = addon.opAsync!.bind(addon);
+      const fake = {} as NativeDeviceBuffer;
+      const softmax: OpDesc = { kind: 6, rows: 2, cols: 4, ldx: 4, ldout: 4, x: { buffer: fake, byteOffset: 0 }, out: { buffer: fake, byteOffset: 0 } };
+      expect(() => opSync(softmax)).toThrow(new TypeError('gemmkit native: x must be a device buffer from alloc()'));
+      expect(() => opSync({ ...softmax, x: new Float32Array(8) as never })).toThrow(/x must be a device buffer from alloc\(\)/);
+      expect(() => opSync({ ...softmax, x: undefined })).toThrow(/x is missing: the op reads 8 elements of it/);
+      expect(() => opSync({ ...softmax, kind: 99 })).toThrow(RangeError);
+      expect(() => opSync({ ...softmax, ldx: 3 })).toThrow(/softmax: ldx = 3 is less than cols = 4/);
+      expect(() => opSync({ kind: 10, rows: 2, cols: 4, ldx: 4, x: { buffer: fake, byteOffset: 0 } })).toThrow(/x must be a device buffer/);
+      expect(() => opAsync(softmax)).toThrow(TypeError);  // checked before anything is queued, as on the CPU addon
+      // An empty op needs no memory: it gets as far as the device.
+      const empty: OpDesc = { kind: 6, rows: 0, cols: 4, ldx: 4, ldout: 4 };
+      if (noDevice) {
+        const why = new RegExp(`no ${upper} device/driver`);
+        expect(() => opSync(empty)).toThrow(why);
+        await expect(opAsync(empty)).rejects.toThrow(why);
+      } else {
+        opSync(empty);
+        await opAsync(empty);
+      }
     });
 
     it('resolves every symbol at load (no CPU-engine symbol left undefined)', async () => {

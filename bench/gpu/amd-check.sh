@@ -3,6 +3,7 @@
 # ninja and PyTorch for ROCm installed, Node not needed): the same shape as nvidia-check.sh.
 #   1. builds the HIP engine's Node-free drivers for this GPU's architecture;
 #   2. gemmkit-gpu-check: every compiled kernel configuration against the float64 CPU reference;
+#      gemmkit-gpu-ops-check: every op kernel against the float64 reference of the ops;
 #   3. gemmkit-gpu-bench: bf16 8192^3 and M in 1, 16, 128, 2048 against 4096x4096 and 14336x4096 weights
 #      (heuristic, best own kernel, best hipBLASLt / rocBLAS solution, tuned pick) and the copy
 #      bandwidth; torch_baseline.py: the same shapes through PyTorch (hipBLASLt);
@@ -29,7 +30,7 @@ step "build (cmake + ninja, ROCm's clang)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEMMKIT_GPU=hip -DGEMMKIT_HIP_ARCHS="$arch" \
   > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 grep -E "gemmkit:" "$out/configure.log" | tee -a "$out/summary.txt"
-cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
+cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-ops-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
   || { tail -40 "$out/build.log"; exit 1; }
 
 step "correctness: every config against the CPU reference"
@@ -37,6 +38,12 @@ timeout 200 "$build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
 check=$?
 grep -E "^FAIL|configs,|heuristic" "$out/check.txt" | head -60 | tee -a "$out/summary.txt"
 echo "gemmkit-gpu-check exit status $check" | tee -a "$out/summary.txt"
+
+step "correctness: every op kernel against the CPU reference"
+timeout 90 "$build/gemmkit-gpu-ops-check" > "$out/ops-check.txt" 2>&1
+opsCheck=$?
+grep -E "^FAIL|^ok|checks," "$out/ops-check.txt" | head -40 | tee -a "$out/summary.txt"
+echo "gemmkit-gpu-ops-check exit status $opsCheck" | tee -a "$out/summary.txt"
 
 step "timing: gemmkit (own kernels and hipBLASLt / rocBLAS candidates)"
 timeout 200 "$build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"

@@ -3,7 +3,8 @@
 # Node not needed), in one run of about 10 minutes:
 #   1. builds the CUDA engine's Node-free drivers for this GPU's architecture;
 #   2. gemmkit-gpu-check: every compiled kernel configuration against the float64 CPU reference at
-#      awkward sizes, all transposes, output dtypes and epilogues;
+#      awkward sizes, all transposes, output dtypes and epilogues; gemmkit-gpu-ops-check: every op
+#      kernel (norms, rope, KV store, attention, ...) against the float64 reference of the ops;
 #   3. gemmkit-gpu-bench: bf16 8192^3 and M in 1, 16, 128, 2048 against 4096x4096 and 14336x4096 weights
 #      (the heuristic's config, the best own kernel, the best cuBLASLt algorithm, the tuned pick) and the
 #      device copy bandwidth; torch_baseline.py: the same shapes through PyTorch (cuBLAS);
@@ -12,8 +13,9 @@
 #      plain cmake, run by `node`, or by the node that bench/gpu/carry-node.sh packed when the machine has
 #      none) and through PyTorch on the same weights: prefill and decode tokens/s against the HBM bound.
 # Everything it prints is also under OUTDIR (default build/gpu-check-nvidia): summary.txt, check.txt,
-# bench.csv, torch.csv, model-*; the build itself goes to build/gpu-check-nvidia-build. Each step has a
-# time limit: about 10 minutes without the model section, about 15 with it (MODEL_CHECK=0 leaves it out).
+# ops-check.txt, bench.csv, torch.csv, model-*; the build itself goes to build/gpu-check-nvidia-build. Each
+# step has a time limit: about 10 minutes without the model section, about 15 with it (MODEL_CHECK=0 leaves
+# it out).
 #   usage: bench/gpu/nvidia-check.sh [OUTDIR]
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,7 +43,7 @@ build_drivers() {  # $1: ON/OFF for cuBLASLt
     -DGEMMKIT_USE_CUBLASLT="$1" -DGEMMKIT_CUBLASLT_ROOT="$cublas_root" > "$out/configure.log" 2>&1 \
     || { tail -30 "$out/configure.log"; return 1; }
   grep -E "gemmkit:" "$out/configure.log" | tee -a "$out/summary.txt"
-  cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
+  cmake --build "$build" --target gemmkit-gpu-check gemmkit-gpu-ops-check gemmkit-gpu-bench -j "$(nproc)" > "$out/build.log" 2>&1 \
     || { tail -40 "$out/build.log" | tee -a "$out/summary.txt"; return 1; }
 }
 # A cuBLASLt that does not compile must not cost the run: build without it then.
@@ -52,6 +54,12 @@ timeout 170 "$build/gemmkit-gpu-check" > "$out/check.txt" 2>&1
 check=$?
 grep -E "^FAIL|configs,|heuristic" "$out/check.txt" | head -60 | tee -a "$out/summary.txt"
 echo "gemmkit-gpu-check exit status $check" | tee -a "$out/summary.txt"
+
+step "correctness: every op kernel against the CPU reference"
+timeout 90 "$build/gemmkit-gpu-ops-check" > "$out/ops-check.txt" 2>&1
+opsCheck=$?
+grep -E "^FAIL|^ok|checks," "$out/ops-check.txt" | head -40 | tee -a "$out/summary.txt"
+echo "gemmkit-gpu-ops-check exit status $opsCheck" | tee -a "$out/summary.txt"
 
 step "timing: gemmkit (own kernels and cuBLASLt candidates)"
 timeout 170 "$build/gemmkit-gpu-bench" --copy-bandwidth > "$out/bench.csv" 2> "$out/bench.err"

@@ -1,8 +1,10 @@
 // The Node-API surface of a GPU addon (gemmkit_cuda.node or gemmkit_hip.node; this file is compiled
-// once per vendor). The same raw surface as the CPU addon (info, matmulSync/Async, heuristic,
-// candidates, supports, timeConfig); matmul takes device buffers, or typed arrays that it stages
-// through device memory. Plus device memory (alloc/free, upload/download/copy, synchronize) and the
-// config tables (configs, parseConfig).
+// once per vendor). The same raw surface as the CPU addon (info, matmulSync/Async, opSync/Async,
+// heuristic, candidates, supports, timeConfig); matmul takes device buffers, or typed arrays that it
+// stages through device memory; ops take device buffers ({ buffer, byteOffset }) and host Int32Arrays.
+// Plus device memory (alloc/free, upload/download/copy, synchronize) and the config tables (configs,
+// parseConfig). The sync calls on device buffers only queue work on the device's stream; reads of
+// device memory (download, argmax's ids) and the async calls wait for it.
 // It only unpacks arguments and manages lifetimes; native/gpu does the work.
 #include <napi.h>
 
@@ -14,6 +16,7 @@
 #include "../gpu/gpu_runtime.h"
 #include "../gpu/kernel_table.h"
 #include "backend_calls.h"
+#include "op_calls.h"
 #include "problem_args.h"
 
 namespace gemmkit {
@@ -133,6 +136,8 @@ Status runDeviceCall(const DeviceCall& dc, const std::string& config) {
   return dc.call.backend->run(dc.call.problem, config, dc.call.buffers);
 }
 
+// On device buffers: queues the GEMM on the device's stream and returns (whatever reads C later, a
+// download or a synchronize, waits for it there); on host typed arrays: runs and copies C back.
 Napi::Value matmulSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceCall dc = unpackDeviceCall(env, info[0]);
@@ -142,11 +147,101 @@ Napi::Value matmulSync(const Napi::CallbackInfo& info) {
 }
 
 // Runs one GEMM on a libuv thread: queues it on the device's stream and waits there, not on the
-// event loop.
+// event loop, so the promise settles when C is written (or with the kernel's fault).
 Napi::Value matmulAsync(const Napi::CallbackInfo& info) {
   DeviceCall dc = unpackDeviceCall(info.Env(), info[0]);
   const std::string config = dc.call.configOrHeuristic();
-  return queueWork(info.Env(), "gemmkit.gpuMatmul", [dc = std::move(dc), config] { return runDeviceCall(dc, config); });
+  return queueWork(info.Env(), "gemmkit.gpuMatmul", [dc = std::move(dc), config] {
+    Status s = runDeviceCall(dc, config);
+    return s.isOk() ? synchronizeDevice(dc.call.problem.device) : s;
+  });
+}
+
+// One op beyond GEMM (core/ops.h) on device buffers: the op's description, its device operands with
+// shares of their allocations (held until the op has run), and copies of its host int arrays.
+struct DeviceOpCall {
+  OpDesc op;
+  OpBuffers buffers;
+  OpHostArrays host;
+  std::vector<Napi::ObjectReference> keepAlive;  // idsOut
+  std::vector<std::shared_ptr<DeviceAllocation>> keep;
+  const Backend* backend = nullptr;
+};
+
+// A memory operand { buffer, byteOffset } of dtype t spanning `extent` elements from byteOffset, on
+// the op's device and inside the allocation; null when the op does not use it (extent < 0), or when
+// it is absent and may be (an empty extent, LayerNorm's optional bias).
+void* deviceOpOperand(const Napi::Env& env, const Napi::Object& desc, const char* key, DType t, int64_t extent, bool optional,
+                      int device, std::vector<std::shared_ptr<DeviceAllocation>>* keep) {
+  if (extent < 0) return nullptr;
+  Napi::Value v = desc.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (extent == 0 || optional) return nullptr;
+    throwType(env, std::string(key) + " is missing: the op reads " + std::to_string(extent) + " elements of it");
+  }
+  if (!v.IsObject()) throwType(env, std::string(key) + " must be { buffer, byteOffset } of a device buffer");
+  const Napi::Object o = v.As<Napi::Object>();
+  std::shared_ptr<DeviceAllocation> a = allocationOf(env, o.Get("buffer"), key);
+  if (a->device() != device) {
+    throwType(env, std::string(key) + " is on device " + std::to_string(a->device()) + " but the op runs on device " +
+                       std::to_string(device));
+  }
+  const int64_t offset = integerArg(env, o.Get("byteOffset"), (std::string(key) + ".byteOffset").c_str(), 0);
+  const int64_t size = dtypeSize(t);
+  if (offset % size != 0) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + key + ".byteOffset = " + std::to_string(offset) +
+                                         " is not a multiple of the " + dtypeName(t) + " element size " + std::to_string(size));
+  }
+  const int64_t bytes = extent * size;
+  if (offset > a->bytes() || bytes > a->bytes() - offset) {
+    throw Napi::RangeError::New(env, std::string("gemmkit native: ") + key + " spans " + std::to_string(bytes) + " bytes from byteOffset " +
+                                         std::to_string(offset) + " but its device buffer has " + std::to_string(a->bytes()));
+  }
+  keep->push_back(a);
+  return static_cast<char*>(a->data()) + offset;
+}
+
+DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descValue) {
+  DeviceOpCall call;
+  OpExtents e;
+  call.op = unpackOpDesc(env, descValue, &e);
+  const Napi::Object d = descValue.As<Napi::Object>();
+  call.backend = findBackend(gpuBackendName());
+  if (!call.backend) throwType(env, std::string("backend '") + gpuBackendName() + "' is not registered in this addon");
+  const int device = call.op.device;
+  OpBuffers& b = call.buffers;
+  b.x = deviceOpOperand(env, d, "x", call.op.dtypeX, e.x, false, device, &call.keep);
+  b.y = deviceOpOperand(env, d, "y", call.op.dtypeY, e.y, false, device, &call.keep);
+  b.out = deviceOpOperand(env, d, "out", call.op.dtypeOut, e.out, false, device, &call.keep);
+  b.weight = deviceOpOperand(env, d, "weight", e.dtypeWeight, e.weight, false, device, &call.keep);
+  b.bias = deviceOpOperand(env, d, "bias", e.dtypeWeight, e.bias, e.biasOptional, device, &call.keep);
+  b.kCache = static_cast<float*>(deviceOpOperand(env, d, "kCache", DType::F32, e.kCache, false, device, &call.keep));
+  b.vCache = static_cast<float*>(deviceOpOperand(env, d, "vCache", DType::F32, e.vCache, false, device, &call.keep));
+  call.host = unpackOpHostArrays(env, d, e, &call.keepAlive);
+  call.host.setPointers(&b);
+  // The indices, before anything is queued (runOp checks again; this makes a bad one a synchronous throw).
+  Status s = checkOp(call.op, b);
+  if (!s.isOk()) throw statusError(env, s);
+  return call;
+}
+
+// opSync(desc): queues the op on the device's stream and returns; Argmax alone waits, for its ids.
+Napi::Value opSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceOpCall call = unpackDeviceOpCall(env, info[0]);
+  Status s = call.backend->runOp(call.op, call.buffers);
+  if (!s.isOk()) throw statusError(env, s);
+  return env.Undefined();
+}
+
+// opAsync(desc) -> Promise<void>: queues the op and waits for it on a libuv thread.
+Napi::Value opAsync(const Napi::CallbackInfo& info) {
+  DeviceOpCall call = unpackDeviceOpCall(info.Env(), info[0]);
+  return queueWork(info.Env(), "gemmkit.gpuOp", [call = std::move(call)]() mutable {
+    call.host.setPointers(&call.buffers);  // the copies moved with the call
+    Status s = call.backend->runOp(call.op, call.buffers);
+    return s.isOk() ? synchronizeDevice(call.op.device) : s;
+  });
 }
 
 // alloc(device, bytes) -> device buffer. Out of memory is an Error with code GEMMKIT_OUT_OF_MEMORY.
@@ -341,6 +436,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, nativeInfo, "info"));
   exports.Set("matmulSync", Napi::Function::New(env, matmulSync, "matmulSync"));
   exports.Set("matmulAsync", Napi::Function::New(env, matmulAsync, "matmulAsync"));
+  exports.Set("opSync", Napi::Function::New(env, opSync, "opSync"));
+  exports.Set("opAsync", Napi::Function::New(env, opAsync, "opAsync"));
   exportBackendCalls(env, exports);
   exports.Set("alloc", Napi::Function::New(env, alloc, "alloc"));
   exports.Set("free", Napi::Function::New(env, freeBuffer, "free"));

@@ -5,6 +5,9 @@
 #         nvcc -Xptxas -v: registers, static shared memory, stack and spills per kernel and layout.
 #   HIP:  each kernel of the gfx942 and gfx90a tables, device-only with clang's HIP driver: VGPR,
 #         AGPR, SGPR, LDS, scratch and spills per kernel and layout, from the code object metadata.
+# Then the op kernels (op_launchers.cu: one file, every op kernel) the same way for sm_80, sm_90a,
+# gfx942 and gfx90a; attentionKernel<D, L, T> is head-dim block D, L lanes a query row, tiles of T
+# positions.
 # Before that, the tables' host-side logic runs its self-test (gemmkit-gpu-tables selftest).
 #
 #   usage: native/gpu/check-compile.sh [all|cuda|hip]      (default all)
@@ -39,6 +42,16 @@ layout_of() {
 
 failed=0
 start=$SECONDS
+
+# "void gemmkit::rowKernel<(gemmkit::OpKind)1>(gemmkit::OpArgs)" -> "rowKernel<rmsNorm>"
+op_kernel_name() {
+  local kinds=(embedding rmsNorm layerNorm rope kvStore attention softmax swiglu add activate argmax cast) name
+  name=$(c++filt "$1" | sed -e 's/^void //' -e 's/^gemmkit:://' -e 's/(gemmkit::OpArgs)$//' -e 's/, /,/g')
+  if [[ "$name" =~ \(gemmkit::OpKind\)([0-9]+) ]]; then
+    name=${name/(gemmkit::OpKind)${BASH_REMATCH[1]}/${kinds[${BASH_REMATCH[1]}]}}
+  fi
+  echo "$name"
+}
 
 if [ "$what" = all ] || [ "$what" = cuda ]; then
   NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -90,6 +103,34 @@ if [ "$what" = all ] || [ "$what" = cuda ]; then
         END { if (fn != "") print fn "|" tg "|" st "|" ss "|" sl "|" rg "|" sm "|" lm }' "$log")
     done
   done < "$out/rows.tsv"
+  echo "== CUDA op kernels"
+  for t in sm_80 sm_90a; do
+    "$NVCC" -std=c++17 -O3 -cubin -arch=$t -Xptxas -v -diag-suppress 177 native/gpu/op_launchers.cu \
+      -o "$out/cuda/ops.$t.cubin" > "$out/cuda/ops.$t.log" 2>&1 || echo FAILED >> "$out/cuda/ops.$t.log" &
+  done
+  wait
+  printf '%-8s %-34s %5s %9s %s\n' target kernel regs smem spill/stack
+  for t in sm_80 sm_90a; do
+    log="$out/cuda/ops.$t.log"
+    if grep -q FAILED "$log"; then
+      echo "FAIL: the op kernels did not compile for $t:"; grep -v '^ptxas info' "$log" | head -30; failed=1; continue
+    fi
+    while IFS='|' read -r fn target stack spillSt spillLd regs smem lmem; do
+      [[ "$fn" == *splitKReduceKernel* ]] && continue
+      status=ok
+      if [ "$stack" != 0 ] || [ "$spillSt" != 0 ] || [ "$spillLd" != 0 ] || [ "$lmem" != 0 ]; then status=FAIL; failed=1; fi
+      printf '%-8s %-34s %5s %9s %s\n' "$target" "$(op_kernel_name "$fn")" "$regs" "$smem" "$spillSt+$spillLd/$stack/lmem$lmem $status"
+    done < <(awk '
+      /Compiling entry function/ { if (fn != "") print fn "|" tg "|" st "|" ss "|" sl "|" rg "|" sm "|" lm;
+                                   match($0, /function .[^ ]+. for/); fn = substr($0, RSTART + 10, RLENGTH - 15);
+                                   match($0, /for .sm_[0-9a-z]+/); tg = substr($0, RSTART + 5, RLENGTH - 5);
+                                   st = ss = sl = rg = sm = lm = 0 }
+      /bytes stack frame/ { st = $1; ss = $5; sl = $9 }
+      /Used [0-9]+ registers/ { match($0, /Used [0-9]+/); rg = substr($0, RSTART + 5, RLENGTH - 5);
+                                if (match($0, /[0-9]+ bytes smem/)) sm = substr($0, RSTART, RLENGTH - 11);
+                                if (match($0, /[0-9]+ bytes lmem/)) lm = substr($0, RSTART, RLENGTH - 11) }
+      END { if (fn != "") print fn "|" tg "|" st "|" ss "|" sl "|" rg "|" sm "|" lm }' "$log" | sort)
+  done
   echo "CUDA compile check: $((SECONDS - start)) s"
 fi
 
@@ -147,6 +188,38 @@ if [ "$what" = all ] || [ "$what" = hip ]; then
     mfma=$(grep -c 'v_mfma' "$out/hip/$key.s" || true)
     if [[ "$key" == *.mfma.* ]] && [ "$mfma" = 0 ]; then echo "FAIL: $key has no MFMA instructions"; failed=1; fi
   done < "$out/rows.tsv"
+  echo "== HIP op kernels"
+  for arch in gfx942 gfx90a; do
+    "$HIP_CLANG" -std=c++17 -O3 -x hip --offload-arch=$arch --rocm-path="$rocm" "${libs[@]}" --cuda-device-only -S \
+      native/gpu/op_launchers.cu -o "$out/hip/ops.$arch.s" > "$out/hip/ops.$arch.log" 2>&1 || echo FAILED >> "$out/hip/ops.$arch.log" &
+  done
+  wait
+  printf '%-8s %-34s %5s %5s %5s %7s %s\n' target kernel vgpr agpr sgpr lds scratch/spill
+  for arch in gfx942 gfx90a; do
+    if grep -q FAILED "$out/hip/ops.$arch.log"; then
+      echo "FAIL: the op kernels did not compile for $arch:"; head -30 "$out/hip/ops.$arch.log"; failed=1; continue
+    fi
+    # A warning (an occupancy hint not met, say) fails the check too: the figures would not be the intended ones.
+    if grep -q 'warning' "$out/hip/ops.$arch.log"; then echo "FAIL: warnings compiling the op kernels for $arch:"; cat "$out/hip/ops.$arch.log"; failed=1; fi
+    while IFS='|' read -r fn agpr lds scratch sgpr sgprSpill vgpr vgprSpill; do
+      [[ "$fn" == *splitKReduceKernel* ]] && continue
+      status=ok
+      if [ "$scratch" != 0 ] || [ "$sgprSpill" != 0 ] || [ "$vgprSpill" != 0 ] || [ "$lds" -gt 65536 ]; then status=FAIL; failed=1; fi
+      printf '%-8s %-34s %5s %5s %5s %7s %s\n' "$arch" "$(op_kernel_name "$fn")" "$vgpr" "$agpr" "$sgpr" "$lds" \
+        "$scratch/$vgprSpill+$sgprSpill $status"
+    done < <(awk '
+      /^amdhsa.kernels:/ { meta = 1 }
+      meta && /^  - / { if (fn != "") print fn "|" ag "|" ld "|" sc "|" sg "|" sgs "|" vg "|" vgs; fn = ""; ag = ld = sc = sg = sgs = vg = vgs = 0 }
+      meta && /\.agpr_count:/ { ag = $NF }
+      meta && /\.group_segment_fixed_size:/ { ld = $NF }
+      meta && /^    \.name:/ { fn = $NF }
+      meta && /\.private_segment_fixed_size:/ { sc = $NF }
+      meta && /\.sgpr_count:/ { sg = $NF }
+      meta && /\.sgpr_spill_count:/ { sgs = $NF }
+      meta && /\.vgpr_count:/ { vg = $NF }
+      meta && /\.vgpr_spill_count:/ { vgs = $NF }
+      END { if (fn != "") print fn "|" ag "|" ld "|" sc "|" sg "|" sgs "|" vg "|" vgs }' "$out/hip/ops.$arch.s" | sort)
+  done
   echo "HIP compile check: $((SECONDS - hipStart)) s"
 fi
 

@@ -54,6 +54,36 @@ __device__ __forceinline__ float shuffleXor(float v, int laneMask) {
 #endif
 }
 
+// Wrapper: as shuffleXor, for a 32-bit integer (argmax carries its index through the exchange).
+__device__ __forceinline__ int shuffleXor(int v, int laneMask) {
+#if defined(GEMMKIT_EMU)
+  return int(__float_as_uint(emu::shuffleXor(__uint_as_float(unsigned(v)), laneMask)));  // the bits, moved
+#elif defined(__HIPCC__)
+  return __shfl_xor(v, laneMask);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, laneMask);
+#endif
+}
+
+// Wrapper: 1 / x by the hardware's approximate division (within 2 ulp for |x| below 2^126). The IEEE
+// quotient's slow path is a subroutine call, whose saved registers count as spills.
+__device__ __forceinline__ float approxReciprocal(float x) {
+#if defined(GEMMKIT_EMU)
+  return 1.0f / x;
+#else
+  return __fdividef(1.0f, x);
+#endif
+}
+
+// Wrapper: 1 / sqrt(x) by the hardware's approximation (within 2 ulp), likewise without a slow path.
+__device__ __forceinline__ float approxInverseSqrt(float x) {
+#if defined(GEMMKIT_EMU)
+  return 1.0f / std::sqrt(x);
+#else
+  return rsqrtf(x);
+#endif
+}
+
 // Wrapper: IEEE half bits to f32 (exact) with the hardware conversion; dtype.h's f16ToF32 is the same
 // function in integer arithmetic.
 __device__ __forceinline__ float halfBitsToFloat(uint16_t h) {
@@ -139,8 +169,9 @@ __device__ __forceinline__ void storeStagedSlice(const GemmArgs& a, int item, in
 }
 
 // Second pass of split-K: sums the partial tiles of each output element and applies the epilogue.
-// grid: (x: enough blocks to cover m*n, grid-stride, y: 1, z: batch items); any block size.
-__global__ void splitKReduceKernel(GemmArgs a) {
+// grid: (x: enough blocks to cover m*n, grid-stride, y: 1, z: batch items); any block size. Static:
+// each kernel file that includes this header (GEMMs, ops) has its own copy.
+[[maybe_unused]] static __global__ void splitKReduceKernel(GemmArgs a) {
   const int item = blockIdx.z;
   const int64_t elements = int64_t(a.m) * a.n;
   const float* partial = a.workspace + int64_t(item) * a.splitK * elements;

@@ -7,9 +7,11 @@
 #include <mutex>
 #include <random>
 
+#include "../core/op_check.h"
 #include "../core/timing.h"
 #include "gpu_config.h"
 #include "kernel_table.h"
+#include "op_launch.h"
 #include "vendor_runtime.h"
 
 namespace gemmkit {
@@ -164,12 +166,94 @@ class GpuBackend : public Backend {
     s = lib ? lib->supports(p, config, *d) : findKernel(p, config, *d, &entry);
     if (!s.isOk()) return s;
     if (p.m == 0 || p.n == 0 || p.batch == 0) return Status::ok();
-    s = lib ? lib->run(p, config, buf, *d, lane->stream) : launch(*entry, p, buf, lane);
+    // Queued only: whatever reads the result (a download, a synchronize) waits for it on the stream.
+    return lib ? lib->run(p, config, buf, *d, lane->stream) : launch(*entry, p, buf, lane);
+  }
+
+  Status runOp(const OpDesc& op, const OpBuffers& buf) const override {
+    Status s = checkOp(op, buf);
     if (!s.isOk()) return s;
-    vendor::Error e = vendor::streamSynchronize(static_cast<vendor::Stream>(lane->stream));
+    s = checkOpLimits(op);
+    if (!s.isOk()) return s;
+    GpuRuntime& rt = GpuRuntime::instance();
+    const GpuDevice* d;
+    s = rt.checkDevice(op.device, &d);
+    if (!s.isOk()) return s;
+    if (op.rows == 0 || op.cols == 0) return Status::ok();
+    OpArgs args;
+    args.op = op;
+    args.x = buf.x;
+    args.y = buf.y;
+    args.out = buf.out;
+    args.weight = buf.weight;
+    args.bias = buf.bias;
+    args.kCache = buf.kCache;
+    args.vCache = buf.vCache;
+    if (op.kind == OpKind::Rope) {  // in place on x
+      args.out = const_cast<void*>(buf.x);
+      args.op.ldout = op.ldx;
+      args.op.dtypeOut = op.dtypeX;
+    }
+    // The host int arrays this op reads, staged in one copy: [ids | positions | slotIndex | past],
+    // then Argmax's results. Offsets in int32 elements, each array starting on 64 bytes.
+    const bool attention = op.kind == OpKind::Attention || op.kind == OpKind::KvStore;
+    const int64_t idsCount = op.kind == OpKind::Embedding ? op.rows : 0;
+    const int64_t positionsCount = op.kind == OpKind::Rope ? op.rows : 0;
+    const int64_t sequenceCount = attention ? op.batch : 0;
+    auto rounded = [](int64_t n) { return (n + 15) / 16 * 16; };
+    const int64_t idsAt = 0, positionsAt = rounded(idsCount), slotsAt = positionsAt + rounded(positionsCount);
+    const int64_t pastAt = slotsAt + rounded(sequenceCount), stagedInts = pastAt + rounded(sequenceCount);
+    const int64_t resultsCount = op.kind == OpKind::Argmax ? op.rows : 0;
+    int splits = 1;
+    if (op.kind == OpKind::Attention) {
+      int64_t maxKeys = 0;
+      for (int32_t b = 0; b < op.batch; b++) maxKeys = std::max<int64_t>(maxKeys, int64_t(buf.past[b]) + op.tokens);
+      splits = attentionSplits(op, maxKeys, d->info.computeUnits);
+    }
+    // Workspace: [split partials][staged ints][results].
+    const int64_t partialBytes = (attentionPartialBytes(op, splits) + 255) / 256 * 256;
+    const int64_t workspaceBytes = partialBytes + (stagedInts + resultsCount) * 4;
+
+    std::unique_lock<std::mutex> lock;
+    GpuRuntime::DeviceLane* lane;
+    s = rt.acquire(op.device, &lock, &lane);
+    if (!s.isOk()) return s;
+    s = rt.ensureWorkspace(op.device, lane, workspaceBytes);
+    if (!s.isOk()) return s;
+    vendor::Stream stream = static_cast<vendor::Stream>(lane->stream);
+    int32_t* deviceInts = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(lane->workspace) + partialBytes);
+    if (stagedInts > 0) {
+      OpStaging::Slot* slot = nullptr;
+      s = staging(op.device)->next(op.device, stagedInts, &slot);
+      if (!s.isOk()) return s;
+      int32_t* host = slot->ints.data();
+      std::copy(buf.ids, buf.ids + idsCount, host + idsAt);
+      std::copy(buf.positions, buf.positions + positionsCount, host + positionsAt);
+      std::copy(buf.slotIndex, buf.slotIndex + sequenceCount, host + slotsAt);
+      std::copy(buf.past, buf.past + sequenceCount, host + pastAt);
+      vendor::Error e = vendor::memcpyHostToDevice(deviceInts, host, size_t(stagedInts) * 4, stream);
+      if (e == vendor::kSuccess) e = vendor::eventRecord(slot->copied, stream);
+      if (e != vendor::kSuccess) {
+        vendor::clearLastError();
+        return gpuError(op.device, std::string("staging the int arrays of ") + opKindName(op.kind), e);
+      }
+      slot->pending = true;
+    }
+    args.ids = idsCount ? deviceInts + idsAt : nullptr;
+    args.positions = positionsCount ? deviceInts + positionsAt : nullptr;
+    args.slotIndex = sequenceCount ? deviceInts + slotsAt : nullptr;
+    args.past = sequenceCount ? deviceInts + pastAt : nullptr;
+    args.idsOut = resultsCount ? deviceInts + stagedInts : nullptr;
+    args.splits = splits;
+    args.partials = splits > 1 ? lane->workspace : nullptr;
+    s = launchOpKernels(args, lane->stream);
+    if (!s.isOk() || op.kind != OpKind::Argmax) return s;
+    // The chosen ids go back to the host: the one op that waits.
+    vendor::Error e = vendor::memcpyDeviceToHost(buf.idsOut, args.idsOut, size_t(resultsCount) * 4, stream);
+    if (e == vendor::kSuccess) e = vendor::streamSynchronize(stream);
     if (e != vendor::kSuccess) {
-      return gpuError(p.device, "running " + config + " on " + p.describe() +
-                                    " (a kernel fault leaves the device unusable until the process restarts)", e);
+      return gpuError(op.device, "running argmax (or work queued before it; a kernel fault leaves the device unusable until the "
+                                 "process restarts)", e);
     }
     return Status::ok();
   }
@@ -240,6 +324,66 @@ class GpuBackend : public Backend {
   }
 
  private:
+  // Host copies of ops' int arrays waiting for their copy to the device: a ring of slots per device,
+  // each reused only once the event recorded after its copy has passed, so an enqueued copy never
+  // reads a slot that a later op refills (whatever the runtime does with pageable memory).
+  struct OpStaging {
+    struct Slot {
+      std::vector<int32_t> ints;
+      vendor::Event copied = nullptr;
+      bool pending = false;
+    };
+    static constexpr int kSlots = 16;
+    Slot slots[kSlots];
+    int next_ = 0;
+    // The next slot, holding at least `count` ints (caller holds the device's lane).
+    Status next(int device, int64_t count, Slot** out) {
+      Slot& slot = slots[next_];
+      next_ = (next_ + 1) % kSlots;
+      vendor::Error e = vendor::kSuccess;
+      if (!slot.copied) e = vendor::eventCreate(&slot.copied);
+      if (e == vendor::kSuccess && slot.pending) e = vendor::eventSynchronize(slot.copied);
+      if (e != vendor::kSuccess) {
+        vendor::clearLastError();
+        return gpuError(device, "waiting for an earlier op's int arrays to reach the device", e);
+      }
+      slot.pending = false;
+      if (int64_t(slot.ints.size()) < count) slot.ints.resize(size_t(count));
+      *out = &slot;
+      return Status::ok();
+    }
+  };
+
+  OpStaging* staging(int device) const {
+    std::lock_guard<std::mutex> lock(stagingMutex_);
+    std::unique_ptr<OpStaging>& st = staging_[device];
+    if (!st) st.reset(new OpStaging());
+    return st.get();
+  }
+
+  // What the op kernels cannot take beyond checkOp's rules: grid dimensions and register blocks.
+  static Status checkOpLimits(const OpDesc& op) {
+    const std::string name = opKindName(op.kind);
+    const int64_t gridLimit = 65535, int31 = 2147483647;
+    if (op.kind == OpKind::Attention) {
+      if (op.headDim > kMaxAttentionHeadDim) {
+        return unsupported(name + ": the GPU kernels take head dims up to " + std::to_string(kMaxAttentionHeadDim) + ", not " +
+                           std::to_string(op.headDim));
+      }
+      if (op.batch > gridLimit || op.kvHeads > gridLimit || op.heads > gridLimit) {
+        return unsupported(name + ": the GPU kernels take batch, heads and kvHeads up to 65535");
+      }
+    }
+    if ((op.kind == OpKind::RmsNorm || op.kind == OpKind::LayerNorm || op.kind == OpKind::Softmax || op.kind == OpKind::Argmax ||
+         op.kind == OpKind::Attention) && op.rows > int31) {
+      return unsupported(name + ": the GPU kernels take fewer than 2^31 rows, not " + std::to_string(op.rows));
+    }
+    if (op.kind == OpKind::Argmax && op.cols > int31) {
+      return unsupported(name + ": rows of at most 2^31 - 1 elements (ids are int32), not " + std::to_string(op.cols));
+    }
+    return Status::ok();
+  }
+
   // supports(), keeping what it found: the device, and the library that owns `config` or else the
   // kernel compiled under that name.
   Status resolve(const Problem& p, const std::string& config, const GpuDevice** d, const VendorLibrary** lib,
@@ -330,6 +474,8 @@ class GpuBackend : public Backend {
     return Status::ok();
   }
 
+  mutable std::mutex stagingMutex_;
+  mutable std::map<int, std::unique_ptr<OpStaging>> staging_;
   mutable std::mutex arenaMutex_;
   mutable std::map<int, std::shared_ptr<DeviceAllocation>> arenas_;
   std::vector<std::unique_ptr<VendorLibrary>> libraries_;
