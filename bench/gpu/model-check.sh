@@ -24,6 +24,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 carry=${4:-$root/build/carry/gemmkit-node.tar.xz}
 tiny=${MODEL_CHECK_TINY:+--tiny}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+build=$(cd "$build" && pwd) || { echo "model-check: no build folder $build (the drivers' build configures it)"; exit 1; }
 SECONDS=${SECONDS:-0}
 step() { printf '\n=== %s (%ds)\n' "$*" "$SECONDS" | tee -a "$out/summary.txt"; }
 say() { echo "$*" | tee -a "$out/summary.txt"; }

@@ -32,14 +32,19 @@ def load(path):
 def main():
     ours, torch = load(sys.argv[1]), load(sys.argv[2])
     bw = copy_bandwidth(sys.argv[3]) if len(sys.argv) > 3 else None
-    if ours is None:
-        print('model: gemmkit produced no figures (see model-gemmkit.txt)')
+    if ours is None and torch is None:
+        print('model: neither engine produced figures (see model-gemmkit.txt and model-torch.txt)')
         return 1
-    c = ours['config']
-    gb = ours['weightBytesPerStep'] / 1e9
-    print(f"model: hidden {c['hidden_size']}, {c['num_hidden_layers']} layers, {c['num_attention_heads']} heads / "
-          f"{c['num_key_value_heads']} KV heads, intermediate {c['intermediate_size']}, vocab {c['vocab_size']}, bf16; "
-          f"{gb:.2f} GB of GEMM weights per decode step")
+    gb = None
+    if ours is None:
+        print('model: gemmkit produced no figures (see model-gemmkit.txt); PyTorch alone:')
+        ours = {'prefill': {n: None for n in torch['prefill']}, 'decode': {b: None for b in torch['decode']}}
+    else:
+        c = ours['config']
+        gb = ours['weightBytesPerStep'] / 1e9
+        print(f"model: hidden {c['hidden_size']}, {c['num_hidden_layers']} layers, {c['num_attention_heads']} heads / "
+              f"{c['num_key_value_heads']} KV heads, intermediate {c['intermediate_size']}, vocab {c['vocab_size']}, bf16; "
+              f"{gb:.2f} GB of GEMM weights per decode step")
     print(f'copy bandwidth: {bw:.0f} GB/s' if bw else 'copy bandwidth: not measured (no bound)')
     if torch is None:
         print('PyTorch produced no figures (see model-torch.txt)')
@@ -50,7 +55,7 @@ def main():
     print(f'{"phase":>16} {"gemmkit tok/s":>14} {"torch tok/s":>12} {"gemmkit/torch":>14} {"HBM bound tok/s":>16} {"gemmkit/bound":>14}')
     rows = [(f'prefill {n}', ours['prefill'].get(n), (torch or {}).get('prefill', {}).get(n), None) for n in ours['prefill']]
     for b in ours['decode']:
-        bound = int(b) * bw / gb if bw else None
+        bound = int(b) * bw / gb if bw and gb else None
         rows.append((f'decode batch {b}', ours['decode'].get(b), (torch or {}).get('decode', {}).get(b), bound))
     for name, g, t, bound in rows:
         gt = g['tokensPerS'] if g else None
