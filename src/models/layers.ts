@@ -17,9 +17,15 @@ import { type Activation, type MatmulOptions, type PreparedMatmul, matmul, matmu
 import type { ProblemDesc } from '../native.js';
 import { cast } from '../ops.js';
 import { type PackedWeight, prepack } from '../prepack.js';
-import { onWeightSource } from '../problem.js';
+import { allocate, allocateOnDevice, onWeightSource } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import { type Choice, type PreparedWeightRef, dispatch } from '../tuner/dispatch.js';
+
+/** A new tensor of `shape` on `device`: zeroed on the CPU, uninitialised device memory on a GPU. */
+export function allocateOn(where: string, device: Device, dtype: DType, shape: number[]): Tensor {
+  const place = parseDevice(where, device);
+  return place.backend === 'cpu' ? allocate(where, dtype, shape) : allocateOnDevice(where, place, dtype, shape);
+}
 
 /** A Linear weight in the engine's form for its device, made once at load. */
 export interface PreparedWeight {

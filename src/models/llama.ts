@@ -8,14 +8,13 @@
 // stored dtype, and stay resident. Each block's q, k and v projections are one GEMM (their weights stacked
 // at load, [(heads + 2 kvHeads) headDim, hidden]), and so are gate and up ([2 intermediate, hidden]); o_proj
 // and down_proj add into the residual stream in their epilogue.
-import { type Device, parseDevice } from '../device.js';
+import type { Device } from '../device.js';
 import type { DType } from '../dtype.js';
 import { formatShape } from '../errors.js';
 import { ropeTables } from '../ops.js';
-import { allocate, allocateOnDevice } from '../problem.js';
 import { type Checkpoint, MAX_TENSOR_DIM, preview } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
-import { Linear } from './layers.js';
+import { Linear, allocateOn } from './layers.js';
 import { MAX_ARRAY_ELEMENTS, ModelLifetime, checkMemory, deviceMemoryBytes, formatBytes, isOutOfMemory, outOfMemory } from './resources.js';
 
 /** The most positions a Llama model takes when config.json has no max_position_embeddings (and the most it may say). */
@@ -542,12 +541,6 @@ export class KVCache {
     this.#scratch.push(s);
     while (this.#scratch.length > scratchPolicy.keep) this.#scratch.shift()!.dispose();
   }
-}
-
-/** A new zeroed tensor (the CPU) or uninitialised device memory of `shape` on `device`. */
-export function allocateOn(where: string, device: Device, dtype: DType, shape: number[]): Tensor {
-  const place = parseDevice(where, device);
-  return place.backend === 'cpu' ? allocate(where, dtype, shape) : allocateOnDevice(where, place, dtype, shape);
 }
 
 /**

@@ -22,8 +22,8 @@
 import { type DType, dtypeSize } from '../dtype.js';
 import { type MatrixView, PreparedOp } from '../ops.js';
 import type { Tensor } from '../tensor.js';
-import { BoundGemm, runsSync } from './layers.js';
-import { type CacheScratch, type KVCache, type LlamaModel, type RopeTables, allocateOn, ensureRope } from './llama.js';
+import { BoundGemm, allocateOn, runsSync } from './layers.js';
+import { type CacheScratch, type KVCache, type LlamaModel, type RopeTables, ensureRope } from './llama.js';
 import { checkMemory, formatBytes, isOutOfMemory, outOfMemory, yieldIfBusy } from './resources.js';
 
 // A tensor as the [rows, cols] matrix it holds, or a column block of it.

@@ -17,8 +17,7 @@ import { ACTIVATIONS, type OpKindName } from '../native.js';
 import { type MatrixView, PreparedOp } from '../ops.js';
 import { type Checkpoint, preview } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
-import { Linear, runsSync } from './layers.js';
-import { allocateOn } from './llama.js';
+import { Linear, allocateOn, runsSync } from './layers.js';
 import { ModelLifetime, checkMemory, yieldIfBusy } from './resources.js';
 
 export const MLP_METADATA_KEY = 'gemmkit.model';
