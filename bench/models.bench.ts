@@ -11,7 +11,7 @@
 //     512-token prompts, decode tokens/s at batch 1, each against its bound (weight bytes read per token /
 //     read bandwidth; weight-GEMM FLOPs per token / peak; the ceilings measured again after the rounds, the
 //     better of the two measurements used) and gemmkit against llama.cpp;
-//  4. the choices inside: attention as GEMMs vs plain loops; small GEMMs sync vs on the thread pool.
+//  4. the choices inside: the attention op vs plain loops; small GEMMs sync vs on the thread pool.
 // Medians; run it alone on the machine (`flock -x /tmp/gemmkit-cpu.lock npm run bench:models`).
 //   --quick       a small model, short prompts and few rounds, as a smoke test (CI); llama.cpp runs only if
 //                 already set up (bench/peers/setup-llama-cpp.sh), else shows n/a
@@ -24,8 +24,9 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type DType, type KVCache, type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
-import { attention } from '../src/models/llama.js';
-import { gemmPolicy, linearInputDtype, softmaxRows } from '../src/models/layers.js';
+import { attention as attentionOp, tensor } from '../src/index.js';
+import { gemmPolicy, linearInputDtype } from '../src/models/layers.js';
+import { softmaxRows } from './legacy_models.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
 import { llamaCheckpointToGguf } from './peers/gguf.js';
@@ -278,15 +279,15 @@ if (mismatch) {
 const c = model.config;
 
 // --- 4. choices ---------------------------------------------------------------------------------------------
-console.log('\n== attention products: GEMMs (what forward runs) vs plain loops, one layer, batch 1');
+console.log('\n== attention: the attention op (what forward runs) vs plain loops, one layer, batch 1');
 function loopAttention(layer: number, q: Float32Array, tokens: number, past: number, kv: ReturnType<typeof createKVCache>): Float32Array {
   const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim: d } = c;
   const groups = heads / kvHeads, scale = 1 / Math.sqrt(d);
   const out = new Float32Array(tokens * heads * d), scores = new Float32Array(past + tokens);
-  const K = kv.keys[layer], V = kv.values[layer];
+  const K = kv.keys[layer].data as Float32Array, V = kv.values[layer].data as Float32Array;
   for (let t = 0; t < tokens; t++) {
     for (let h = 0; h < heads; h++) {
-      const base = kv.headOffset(0, Math.floor(h / groups)), qo = (t * heads + h) * d, len = past + t + 1;
+      const base = Math.floor(h / groups) * kv.capacity * d, qo = (t * heads + h) * d, len = past + t + 1;
       for (let j = 0; j < len; j++) {
         let s = 0;
         for (let i = 0; i < d; i++) s += q[qo + i] * K[base + j * d + i];
@@ -300,11 +301,15 @@ function loopAttention(layer: number, q: Float32Array, tokens: number, past: num
 }
 for (const [tokens, past] of quick ? [[1, 31]] : [[1, 127], [1, 511], [128, 0]]) {
   const kv = createKVCache(model, 1, 1024);
-  for (const a of [...kv.keys, ...kv.values]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i);
+  for (const t of [...kv.keys, ...kv.values]) {
+    const a = t.data as Float32Array;
+    for (let i = 0; i < a.length; i++) a[i] = Math.sin(i);
+  }
   const q = Float32Array.from({ length: tokens * c.numAttentionHeads * c.headDim }, (_, i) => Math.cos(i));
-  const viaGemm = await timeMs(() => attention(model, kv, 0, q, tokens, Int32Array.of(0), Int32Array.of(past)), quick ? 3 : 21);
+  const qt = tensor(q, [tokens, c.numAttentionHeads * c.headDim]);
+  const viaOp = await timeMs(() => attentionOp(qt, kv.keys[0], kv.values[0], { slots: [0], past, tokens, heads: c.numAttentionHeads }), quick ? 3 : 21);
   const viaLoops = await timeMs(() => loopAttention(0, q, tokens, past, kv), quick ? 3 : 21);
-  console.log(`${tokens} token(s) after ${past} cached: GEMMs ${viaGemm.toFixed(3)} ms, loops ${viaLoops.toFixed(3)} ms (loops / GEMMs = ${(viaLoops / viaGemm).toFixed(1)}x)`);
+  console.log(`${tokens} token(s) after ${past} cached: op ${viaOp.toFixed(3)} ms, loops ${viaLoops.toFixed(3)} ms (loops / op = ${(viaLoops / viaOp).toFixed(1)}x)`);
 }
 
 console.log(`\n== small GEMMs: matmulSync vs matmul on the thread pool (gemm() runs below ${gemmPolicy.syncBelowMacs} MACs synchronously)`);

@@ -1,15 +1,13 @@
-// npm run bench:ops: the native ops (src/ops.ts) against what the models run today (src/models: attention
-// as two GEMMs per KV head with a JS softmax, JS loops for RMSNorm, rotary embeddings and the SwiGLU
+// npm run bench:ops: the native ops (src/ops.ts) against what the models ran before them (bench/legacy_models.ts:
+// attention as two GEMMs per KV head with a JS softmax, JS loops for RMSNorm, rotary embeddings and the SwiGLU
 // product), side by side in one run, on the bench model's shapes (bench/models.bench.ts: hidden 1024,
 // 16 heads / 4 KV heads, head_dim 64, intermediate 2816): a 128- and a 512-token prefill, and a decode
 // step after 127 and 511 cached tokens. Medians in ms; the ratio is current / op (above 1: the op is faster).
 // Run it alone on the machine (`flock -x /tmp/gemmkit-cpu.lock npm run bench:ops`). --quick: short runs.
 import { parseArgs } from 'node:util';
-import { KVCache, Tensor, attention, info, rmsNorm, rope, ropeTables, swiglu } from '../src/index.js';
-import { LlamaModel } from '../src/models/index.js';
-import { attention as gemmAttention } from '../src/models/llama.js';
-import { rmsNorm as jsRmsNorm } from '../src/models/layers.js';
+import { Tensor, attention, info, rmsNorm, rope, ropeTables, swiglu } from '../src/index.js';
 import { columns } from '../src/ops.js';
+import { attentionAsGemms, rmsNormLoop as jsRmsNorm } from './legacy_models.js';
 import { randomTensor } from './inputs.js';
 import { printTable, timeAsync, timeSync } from './timing.js';
 
@@ -22,19 +20,14 @@ const inf = info();
 console.log(`gemmkit ${inf.version} on ${inf.cpu.model} (${inf.cpu.features.join(' ')}), pool of ${inf.threads} threads${quick ? ' [--quick]' : ''}`);
 console.log(`shapes: hidden ${hidden}, ${heads} heads / ${kvHeads} KV heads, head_dim ${headDim}, intermediate ${intermediate}; f32 activations`);
 
-// The models' attention() reads only the config and the cache.
-const config = {
-  hiddenSize: hidden, intermediateSize: intermediate, numAttentionHeads: heads, numKeyValueHeads: kvHeads, numHiddenLayers: 1, headDim,
-  rmsNormEps: eps, ropeTheta: theta, vocabSize: 32000, tieWordEmbeddings: false, maxPositionEmbeddings: capacity,
-};
-const model = new LlamaModel(config, { blocks: [{}] } as never); // no weights: a KVCache reads only the config and the block count
-const cache = new KVCache(model, 1, capacity);
-for (const a of [cache.keys[0], cache.values[0]]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.37);
-// The same cache as tensors for the ops: [slots = 1, kvHeads, capacity, headDim] over the same memory.
-const keys = new Tensor('f32', [1, kvHeads, capacity, headDim], cache.keys[0]);
-const values = new Tensor('f32', [1, kvHeads, capacity, headDim], cache.values[0]);
+// One layer's KV cache, [slots = 1, kvHeads, capacity, headDim] f32, for both.
+const keyData = new Float32Array(kvHeads * capacity * headDim), valueData = new Float32Array(kvHeads * capacity * headDim);
+for (const a of [keyData, valueData]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.37);
+const keys = new Tensor('f32', [1, kvHeads, capacity, headDim], keyData);
+const values = new Tensor('f32', [1, kvHeads, capacity, headDim], valueData);
+const shape = { heads, kvHeads, headDim, capacity };
 
-// The models' rotary loop (src/models/llama.ts applyRope), with its float64 tables.
+// The models' former rotary loop, with its float64 tables.
 function jsRope(x: Float32Array, nHeads: number, tokens: number, past: number, cos: Float64Array, sin: Float64Array): void {
   const half = headDim / 2;
   for (let r = 0; r < x.length / (nHeads * headDim); r++) {
@@ -70,7 +63,7 @@ for (const [tokens, past] of cases) {
   const q = randomTensor([tokens, heads * headDim], 'f32', tokens);
   const qData = q.data as Float32Array;
   const positions = Int32Array.from({ length: tokens }, (_, t) => past + t);
-  const current = await timeAsync(() => gemmAttention(model, cache, 0, qData, tokens, Int32Array.of(0), Int32Array.of(past)), { minRuns: n });
+  const current = await timeAsync(() => attentionAsGemms(shape, keyData, valueData, qData, 1, tokens, past), { minRuns: n });
   const native = timeSync(() => attention(q, keys, values, { slots: [0], past, tokens, heads }), { minRuns: n });
   record('attention', label, current, native);
 

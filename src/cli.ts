@@ -2,7 +2,7 @@
 // The gemmkit command: `gemmkit tune ...` (also `npm run tune -- ...`), `gemmkit info`, and text generation:
 // `gemmkit run <checkpoint> --prompt ...` and `gemmkit serve <checkpoint>`.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseDevice } from './device.js';
+import { type Device, parseDevice } from './device.js';
 import { type DType, DTYPES } from './dtype.js';
 import { info } from './info.js';
 import { type BackendName, resolveBackend } from './backend.js';
@@ -76,7 +76,9 @@ async function runTune(o: TuneCliOptions, cmd: Command): Promise<void> {
   const shapes: GemmSpec[] = [];
   for (const s of o.shape) shapes.push(parseShapeArg(s, defaults));
   for (const f of o.shapes) shapes.push(...readShapesFile(f, defaults));
-  if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults)));
+  // --model lists what forward runs on the device it is tuned for (prepacked on the CPU, plain on a GPU).
+  const modelDevice: Device = o.backend === 'cuda' || o.backend === 'hip' ? `${o.backend}:${o.device ?? o.devices?.[0] ?? 0}` : 'cpu';
+  if (o.model) shapes.push(...(await modelShapes(o.model, o.batch!, defaults, modelDevice)));
   const backend = { name: o.backend === 'auto' ? 'cpu' : o.backend, native: resolveBackend('gemmkit tune', o.backend) };
   if (o.device !== undefined) {
     // One device named: it must exist (--devices spreads shapes over what there is, see tune()).
@@ -120,7 +122,7 @@ program
   .description('time every candidate kernel config for each shape, check it against a reference, and merge the winners into a tuned file')
   .option('--shapes <file>', 'CSV of shapes (GEMMKIT_RECORD_UNTUNED output, vLLM/Gradlib M,N,K,bias,dtype, or a tuned file); repeatable', collect, [])
   .option('--shape <MxNxK>', 'one shape, e.g. 128x4096x4096; repeatable', collect, [])
-  .option('--model <file>', 'a .safetensors model: one shape per Linear weight [out, in] and --batch size (x @ W^T)')
+  .option('--model <file>', 'a model (gemmkit MLP .safetensors or Llama checkpoint): the GEMMs forward runs on --backend\'s device, at each --batch size')
   .option('--batch <list>', 'batch sizes (M) for --model, e.g. 1,8,32,128', intList)
   .addOption(new Option('--backend <name>', 'backend to tune (emu-cuda, emu-hip: the emulated GPUs, timed but never written to --out)')
     .choices(['cpu', ...GPU_BACKENDS]).default('cpu'))
@@ -169,14 +171,15 @@ function anyInteger(v: string): number {
   return Number(v);
 }
 
-// Models run on the CPU in this version; other devices are refused rather than silently ignored.
-function checkDevice(cmd: Command, device: string): void {
+// Where the model runs: 'cpu', 'cuda:<n>', 'hip:<n>' or 'auto' (loadModel checks that it is there).
+function checkDevice(cmd: Command, device: string): Device | 'auto' {
+  if (device === 'auto') return device;
   try {
     parseDevice('--device', device);
   } catch (e) {
     cmd.error(`error: ${(e as Error).message}`);
   }
-  if (device !== 'cpu') cmd.error(`error: --device ${device}: models run on the CPU in this version of gemmkit (--device cpu)`);
+  return device as Device;
 }
 
 interface RunCliOptions {
@@ -209,13 +212,13 @@ program
   .option('--repetition-penalty <x>', 'penalty for tokens already seen (1: off)', positiveNumber, 1)
   .option('--seed <n>', 'seed of the sampler (same seed, same text)', anyInteger)
   .option('--stop <text>', 'stop when the text contains this; repeatable', collect, [])
-  .option('--device <device>', 'where the model runs', 'cpu')
+  .option('--device <device>', "where the model runs: cpu, cuda:<n>, hip:<n> or auto (the first GPU, else the CPU)", 'cpu')
   .action(async (checkpoint: string, o: RunCliOptions, cmd: Command) => {
-    checkDevice(cmd, o.device);
+    const device = checkDevice(cmd, o.device);
     if (o.system !== undefined && !o.chat) cmd.error('error: --system needs --chat');
     const [{ stream }, { loadModel }, { loadTokenizer }] = await Promise.all([import('./generate.js'), import('./models/index.js'), import('./text/tokenizer.js')]);
     const tokenizer = loadTokenizer(checkpoint);
-    const model = await loadModel(checkpoint);
+    const model = await loadModel(checkpoint, { device });
     const prompt = o.chat ? [...(o.system === undefined ? [] : [{ role: 'system', content: o.system }]), { role: 'user', content: o.prompt }] : o.prompt;
     const abort = new AbortController();
     process.once('SIGINT', () => abort.abort());
@@ -253,13 +256,13 @@ program
   .option('--context-length <n>', 'positions per request, prompt and output (default: max_position_embeddings, at most 2048)', integer(1))
   .option('--model-name <name>', 'the model name clients send (default: the directory name)')
   .option('--shutdown-timeout <ms>', 'on SIGTERM or SIGINT, how long in-flight requests may finish before they are cancelled', integer(0), 10_000)
-  .option('--device <device>', 'where the model runs', 'cpu')
+  .option('--device <device>', "where the model runs: cpu, cuda:<n>, hip:<n> or auto (the first GPU, else the CPU)", 'cpu')
   .option('--log', 'log every request (JSON lines on stdout)', false)
   .action(async (checkpoint: string, o: ServeCliOptions, cmd: Command) => {
-    checkDevice(cmd, o.device);
+    const device = checkDevice(cmd, o.device);
     const { serveCheckpoint } = await import('./serve/index.js');
     const server = await serveCheckpoint(checkpoint, {
-      host: o.host, port: o.port, maxBatch: o.maxBatch, maxQueue: o.maxQueue, contextLength: o.contextLength,
+      device, host: o.host, port: o.port, maxBatch: o.maxBatch, maxQueue: o.maxQueue, contextLength: o.contextLength,
       modelName: o.modelName, shutdownTimeoutMs: o.shutdownTimeout, logger: o.log,
     });
     const { maxBatch, maxQueue, contextLength } = server.options;

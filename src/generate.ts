@@ -14,7 +14,7 @@
 // temperature is 0, else softmax(logits / temperature) cut by top-k, top-p and min-p (ties at a cut are
 // kept) and one draw from the sequence's PRNG.
 import { randomInt } from 'node:crypto';
-import { KVCache, type Model, forward, llamaOnly } from './models/index.js';
+import { KVCache, type Model, forward, llamaOnly, nextTokenIds } from './models/index.js';
 import { type LlamaModel, tokenBatch } from './models/llama.js';
 import { mulberry32 } from './models/random.js';
 import { yieldIfBusy } from './models/resources.js';
@@ -318,6 +318,15 @@ export class Sequence {
     return this.finishReason !== undefined;
   }
 
+  /**
+   * Whether its next token is the plain argmax of the logits (temperature 0, no penalties): then the model
+   * can pick it where it runs and send back only the id.
+   */
+  get greedy(): boolean {
+    const s = this.options.sampling;
+    return s.temperature === 0 && s.repetitionPenalty === 1 && s.frequencyPenalty === 0 && s.presencePenalty === 0;
+  }
+
   /** The last token: what the next decode step feeds. */
   get lastToken(): number {
     return this.output.length > 0 ? this.output[this.output.length - 1] : this.prompt[this.prompt.length - 1];
@@ -420,8 +429,7 @@ export class DecodeBatch {
         this.active.push(seq);
       }
       try {
-        const logits = await forward(this.model, group.map((s) => [...s.prompt]), { cache: this.cache, slots: group.map((s) => s.slot), logits: 'last' });
-        events.push(...this.sampleRows(group, logits.data as Float32Array));
+        events.push(...(await this.next(group, group.map((s) => [...s.prompt]))));
       } catch (e) {
         for (const seq of group) this.remove(seq);
         throw e;
@@ -434,8 +442,28 @@ export class DecodeBatch {
   async step(): Promise<TokenEvent[]> {
     const rows = [...this.active];
     if (rows.length === 0) return [];
-    const logits = await forward(this.model, rows.map((s) => [s.lastToken]), { cache: this.cache, slots: rows.map((s) => s.slot), logits: 'last' });
-    return this.sampleRows(rows, logits.data as Float32Array);
+    return this.next(rows, rows.map((s) => [s.lastToken]));
+  }
+
+  // Runs ids (one row per sequence) on the sequences' slots and gives each its next token: picked by
+  // argmax where the model runs when every row is greedy (only the ids come back from a GPU), else
+  // sampled on the host from the last-token logits.
+  private async next(rows: readonly Sequence[], ids: number[][]): Promise<TokenEvent[]> {
+    const opts = { cache: this.cache, slots: rows.map((s) => s.slot) };
+    if (rows.every((s) => s.greedy)) {
+      const next = await nextTokenIds(this.model, ids, opts);
+      return rows.map((seq, b) => this.accepted(seq, next[b]));
+    }
+    const logits = await forward(this.model, ids, { ...opts, logits: 'last' });
+    const host = logits.to('cpu');
+    logits.dispose(); // a GPU model's device copy goes now
+    return this.sampleRows(rows, host.data as Float32Array);
+  }
+
+  private accepted(seq: Sequence, id: number): TokenEvent {
+    const text = seq.accept(id);
+    if (seq.done) this.remove(seq);
+    return { seq, id, text };
   }
 
   /** Takes a sequence out (ended or cancelled) and frees its slot. */
@@ -451,12 +479,7 @@ export class DecodeBatch {
   // logits: [rows.length, vocab]
   private sampleRows(rows: readonly Sequence[], logits: Float32Array): TokenEvent[] {
     const vocab = this.model.config.vocabSize;
-    return rows.map((seq, b) => {
-      const id = seq.sample(logits.subarray(b * vocab, (b + 1) * vocab));
-      const text = seq.accept(id);
-      if (seq.done) this.remove(seq);
-      return { seq, id, text };
-    });
+    return rows.map((seq, b) => this.accepted(seq, seq.sample(logits.subarray(b * vocab, (b + 1) * vocab))));
   }
 }
 
@@ -497,14 +520,18 @@ async function* runToEnd(where: string, model: LlamaModel, seqs: readonly Sequen
     throw new RangeError(`${where}: ${longest.prompt.length} prompt tokens + maxNewTokens ${longest.maxNewTokens} are more than the model's ${max} positions (max_position_embeddings)`);
   }
   const batch = new DecodeBatch(model, live.length, longest.prompt.length + longest.maxNewTokens, `${where}: maxNewTokens ${longest.maxNewTokens}`);
-  yield* await batch.add(live);
-  let steps = 1;
-  while (batch.active.length > 0) {
-    await yieldIfBusy();
-    signal?.throwIfAborted();
-    if (model.disposed) throw new TypeError(`${where}: the model was disposed after ${steps} of ${longest.maxNewTokens} new tokens`);
-    yield* await batch.step();
-    steps++;
+  try {
+    yield* await batch.add(live);
+    let steps = 1;
+    while (batch.active.length > 0) {
+      await yieldIfBusy();
+      signal?.throwIfAborted();
+      if (model.disposed) throw new TypeError(`${where}: the model was disposed after ${steps} of ${longest.maxNewTokens} new tokens`);
+      yield* await batch.step();
+      steps++;
+    }
+  } finally {
+    batch.cache.dispose(); // on a GPU: its device memory now, not at collection
   }
 }
 

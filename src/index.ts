@@ -16,7 +16,8 @@ export {
 } from './safetensors.js';
 export {
   loadModel, forward, createKVCache, modelGemmShapes, KVCache, LLAMA_MAX_POSITIONS,
-  type Model, type TokenIds, type ForwardOptions, type GemmShape, type LlamaConfig, type LlamaModel, type MlpModel, type MlpSpec,
+  type Model, type TokenIds, type ForwardOptions, type LoadModelOptions, type GemmShape, type GemmShapeOptions, type LlamaConfig, type LlamaModel,
+  type MlpModel, type MlpSpec,
   MLP_METADATA_KEY, Linear, prepareWeight, linearForward, linearInputDtype, type PreparedWeight, writeRandomLlamaCheckpoint, type RandomLlamaOptions,
 } from './models/index.js';
 export {

@@ -202,6 +202,33 @@ export function runOpAsync(where: string, kind: OpKindName, fields: OpFields, op
   return nativeFor(where, place).opAsync(buildDesc(where, kind, fields, ops, place));
 }
 
+/**
+ * One op whose description is built once and run many times: what a model runs at every step on buffers
+ * it reuses. The device, the native entry and the operands' memory are settled here; a call then costs
+ * only the addon's own checks. The host int arrays (ids, positions, slotIndex, past, idsOut) are held by
+ * reference, so the caller refills them between runs (the addon copies them at each call). The operands
+ * must stay alive and undisposed while it is used; the addon checks every extent and index again, so a
+ * stale or malformed one is an error, never a stray access.
+ */
+export class PreparedOp {
+  readonly desc: OpDesc;
+  readonly #native: { opSync(d: OpDesc): void; opAsync(d: OpDesc): Promise<void> };
+
+  constructor(where: string, kind: OpKindName, fields: OpFields, ops: OpOperands) {
+    const place = placeOf(where, ops);
+    this.#native = nativeFor(where, place);
+    this.desc = buildDesc(where, kind, fields, ops, place);
+  }
+
+  run(): void {
+    this.#native.opSync(this.desc);
+  }
+
+  runAsync(): Promise<void> {
+    return this.#native.opAsync(this.desc);
+  }
+}
+
 // The result of an op: `out` when given (checked: device, shape, no overlap with inputs that it may not
 // alias), else a new tensor of `shape` on the device of `like`.
 function output(where: string, outOpt: unknown, like: Tensor, dtype: DType, shape: number[], rows: number, cols: number,

@@ -32,6 +32,8 @@ export class EmulatedGpu implements NativeGpuAddon {
   readonly calls: ProblemDesc[] = [];
   /** Every op description it ran. */
   readonly opCalls: OpDesc[] = [];
+  /** Bytes copied from the device to the host (download), e.g. to see what a model's step brings back. */
+  downloadedBytes = 0;
 
   constructor(readonly name: GpuBackendName, readonly deviceCount = 1, readonly memoryBytes = 1 << 20) {}
 
@@ -83,6 +85,7 @@ export class EmulatedGpu implements NativeGpuAddon {
 
   download(buffer: NativeDeviceBuffer, destination: ArrayBufferView, byteOffset = 0): void {
     const b = this.buffer(buffer).bytes;
+    this.downloadedBytes += destination.byteLength;
     new Uint8Array(destination.buffer, destination.byteOffset, destination.byteLength).set(b.subarray(byteOffset, byteOffset + destination.byteLength));
   }
 

@@ -1,21 +1,12 @@
-// Model layers against their float64 references (test/model-reference.ts and the reference GEMM).
-import { describe, expect, it } from 'vitest';
-import { type DType, DTYPES, Linear, Tensor, info, linearInputDtype, tensor } from '../src/index.js';
+// The models' weight GEMMs (Linear, BoundGemm) on the CPU and on a GPU against the float64 reference GEMM.
+// (The other layers are native ops: test/ops.test.ts.)
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DTYPES, Linear, Tensor, info, linearInputDtype, tensor, zeros } from '../src/index.js';
 import type { Activation } from '../src/matmul.js';
-import { gemmPolicy, addInPlace, applyActivation, embed, layerNorm, rmsNorm, softmaxRows } from '../src/models/layers.js';
-import { expectMatches, randTensor, referenceMatmul, values } from './helpers.js';
-import { refActivation, refLayerNorm, refRmsNorm, refSoftmax } from './model-reference.js';
-
-/** Asserts |got - want| <= rtol * |want| + atol elementwise, naming the first element that is not. */
-export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number, label: string): void {
-  expect(got.length, `${label}: length`).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (!(err <= rtol * Math.abs(want[i]) + atol)) {
-      throw new Error(`${label}: element ${i} is ${got[i]}, want ${want[i]} (error ${err.toExponential(2)} > ${rtol} * |want| + ${atol})`);
-    }
-  }
-}
+import { BoundGemm, gemmPolicy } from '../src/models/layers.js';
+import { setGpuAddonForTesting } from '../src/native.js';
+import { EmulatedGpu } from './gpu_emulator.js';
+import { expectMatches, randTensor, referenceMatmul } from './helpers.js';
 
 const ACTS: Activation[] = ['none', 'relu', 'gelu', 'silu'];
 
@@ -71,74 +62,88 @@ describe('Linear: one GEMM with transB and the bias/activation epilogue', () => 
   });
 });
 
-describe('elementwise layers, norms, softmax, embedding', () => {
-  it('relu, gelu, silu', () => {
-    const x = randTensor([257], 'f32', 5);
-    const wide = Float32Array.from(x.toFloat32(), (v) => v * 8);
-    for (const act of ['relu', 'gelu', 'silu'] as Activation[]) {
-      const got = applyActivation(act, Float32Array.from(wide));
-      expectClose(got, refActivation(Float64Array.from(wide), act), 3e-7, 1e-7, act);
-    }
-  });
-  it('LayerNorm with and without bias', () => {
-    for (const [rows, n] of [[1, 1], [3, 7], [5, 129]]) {
-      const x = values(randTensor([rows, n], 'f32', n));
-      const w = values(randTensor([n], 'f32', 2)), b = values(randTensor([n], 'f32', 3));
-      for (const bias of [b, undefined]) {
-        const got = layerNorm(Float32Array.from(x), n, Float32Array.from(w), bias && Float32Array.from(bias), 1e-5);
-        expectClose(got, refLayerNorm(x, n, w, bias, 1e-5), 1e-6, 1e-6, `layerNorm ${rows}x${n}`);
-      }
-    }
-  });
-  it('RMSNorm, into a separate buffer and in place', () => {
-    for (const [rows, n] of [[1, 1], [3, 7], [5, 129]]) {
-      const x = values(randTensor([rows, n], 'f32', n + 1));
-      const w = values(randTensor([n], 'f32', 4));
-      const want = refRmsNorm(x, n, w, 1e-6);
-      const src = Float32Array.from(x);
-      expectClose(rmsNorm(src, n, Float32Array.from(w), 1e-6), want, 1e-6, 1e-7, `rmsNorm ${rows}x${n}`);
-      expect([...src]).toEqual([...Float32Array.from(x)]); // input untouched
-      expectClose(rmsNorm(src, n, Float32Array.from(w), 1e-6, src), want, 1e-6, 1e-7, `rmsNorm in place ${rows}x${n}`);
-    }
-  });
-  it('softmax of rows, and of each row\'s first `valid` entries (causal masking)', () => {
-    const n = 9, rows = 4;
-    const x = Float64Array.from(Float32Array.from(values(randTensor([rows, n], 'f32', 9)), (v) => v * 30)); // f32-exact
-    expectClose(softmaxRows(Float32Array.from(x), n), refSoftmax(x, n), 1e-6, 1e-9, 'softmax');
-    const masked = softmaxRows(Float32Array.from(x), n, (r) => r + 1);
-    for (let r = 0; r < rows; r++) {
-      const want = refSoftmax(x.subarray(r * n, r * n + r + 1), r + 1);
-      expectClose(masked.subarray(r * n, r * n + r + 1), want, 1e-6, 1e-9, `masked softmax row ${r}`);
-      expect([...masked.subarray(r * n + r + 1, (r + 1) * n)].every((v) => v === 0)).toBe(true);
-    }
-  });
-  it('embedding rows gathered exactly from f32, f16 and bf16 tables', () => {
-    for (const dt of DTYPES as DType[]) {
-      const table = randTensor([11, 6], dt, 3);
-      const all = table.toFloat32();
-      const ids = [3, 0, 10, 3];
-      const got = embed(table, ids);
-      ids.forEach((id, t) => expect([...got.subarray(t * 6, t * 6 + 6)]).toEqual([...all.subarray(id * 6, id * 6 + 6)]));
-    }
-  });
-  it('residual add', () => {
-    expect([...addInPlace(new Float32Array([1, 2]), new Float32Array([3, -5]))]).toEqual([4, -3]);
-    expect(() => addInPlace(new Float32Array(2), new Float32Array(3))).toThrow(/residual add: 2 vs 3 elements/);
-  });
-  it('bf16 weights take bf16 inputs exactly where the CPU has bf16 kernels; f32 and f16 weights take f32', () => {
+describe('the input dtype of a Linear\'s GEMM, per device', () => {
+  it('bf16 weights take bf16 inputs on a CPU with bf16 kernels; f32 and f16 weights take f32; a GPU takes the weight\'s dtype', () => {
     const bf16Kernels = info().kernels.some((k) => k.available && k.family === 'blocked' && k.inputs === 'bf16');
     expect(linearInputDtype('bf16')).toBe(bf16Kernels ? 'bf16' : 'f32');
     expect(linearInputDtype('f32')).toBe('f32');
     expect(linearInputDtype('f16')).toBe('f32');
+    for (const device of ['cuda:0', 'hip:1'] as const) for (const d of DTYPES) expect(linearInputDtype(d, device)).toBe(d);
     const lin = new Linear('t', randTensor([40, 24], 'bf16', 3));
     expect(lin.weight.inputDtype).toBe(linearInputDtype('bf16'));
     // The panel is packed for that input: a bf16 kernel's layout, or an f32 one.
-    expect(lin.weight.packed.layout.split('.')[1]).toBe(linearInputDtype('bf16') === 'bf16' ? 'bf16' : 'f32');
+    expect(lin.weight.packed!.layout.split('.')[1]).toBe(linearInputDtype('bf16') === 'bf16' ? 'bf16' : 'f32');
   });
   it('Tensor inputs of other dtypes go through Linear (converted to the dtype the weight reads)', async () => {
     const x = randTensor([3, 8], 'bf16', 1), w = randTensor([5, 8], 'bf16', 2);
     const y = await new Linear('t', w).forward(x);
     expect(y).toBeInstanceOf(Tensor);
     expectMatches(y, referenceMatmul(x, w, { transB: true }), 8, 'bf16 x bf16 Linear');
+  });
+});
+
+describe('Linear and BoundGemm on a GPU (the stand-in addon)', () => {
+  let gpu: EmulatedGpu;
+  beforeAll(() => {
+    gpu = new EmulatedGpu('cuda', 1, 64 << 20);
+    setGpuAddonForTesting('cuda', gpu);
+  });
+  afterAll(() => setGpuAddonForTesting('cuda', undefined));
+
+  it('the weight is copied once in its dtype and stays there; x @ W^T (+ bias, activation, residual) runs where it is', async () => {
+    let seed = 900;
+    for (const [m, inF, outF] of [[1, 7, 5], [7, 45, 77], [45, 129, 33]] as [number, number, number][]) {
+      for (const wd of DTYPES) {
+        const x = randTensor([m, inF], 'f32', seed++), w = randTensor([outF, inF], wd, seed++), bias = randTensor([outF], 'f32', seed++);
+        const lin = new Linear('gpu', w, bias, 'silu', 'cuda:0');
+        expect(lin.device).toBe('cuda:0');
+        expect(lin.weight.packed).toBeUndefined();
+        expect(lin.weight.weight.device).toBe('cuda:0');
+        expect(lin.weight.weight.dtype).toBe(wd);
+        expect(lin.weight.inputDtype).toBe(wd);
+        const xDevice = x.to('cuda:0');
+        const y = await lin.forward(xDevice);
+        expect(y.device).toBe('cuda:0');
+        const xIn = x.toDType(wd); // the GPU's GEMM reads the weight's dtype: the cast op rounded x to it
+        expectMatches(y.to('cpu'), referenceMatmul(xIn, w, { transB: true, bias, activation: 'silu' }), inF, `GPU Linear ${m}x${inF}->${outF} w=${wd}`);
+        // A BoundGemm: bound once to its buffers, run many times; with accumulate it adds into out (beta = 1).
+        const plain = new Linear('gpu', w, undefined, 'none', 'cuda:0');
+        const xs = xIn.to('cuda:0'), r = randTensor([m, outF], 'f32', seed++), out = r.to('cuda:0');
+        const bound = new BoundGemm('test', xs, plain, out, true);
+        expect(bound.macs).toBe(m * inF * outF);
+        bound.run();
+        await bound.runAsync();
+        const once = tensor(referenceMatmul(xIn, w, { transB: true, c: r, beta: 1 }).value, [m, outF]);
+        const twice = referenceMatmul(xIn, w, { transB: true, c: once, beta: 1 });
+        expectMatches(out.to('cpu'), twice, 2 * inF, `GPU BoundGemm x2 ${m}x${inF}->${outF} w=${wd}`);
+        for (const t of [y, xDevice, xs, out]) t.dispose();
+        lin.dispose();
+        plain.dispose();
+      }
+    }
+    expect(gpu.used).toBe(0);
+  });
+  it('x on another device than the weight is a TypeError naming both', async () => {
+    const lin = new Linear('fc', randTensor([4, 3], 'f32', 1), undefined, 'none', 'cuda:0');
+    await expect(lin.forward(randTensor([2, 3], 'f32', 2))).rejects.toThrow(/Linear: x is on cpu but the weight is on cuda:0; copy it with .to\("cuda:0"\)/);
+    lin.dispose();
+  });
+});
+
+describe('BoundGemm on the CPU: a prepacked weight, validated once', () => {
+  it('equals the reference, run synchronously and off the event loop, with and without accumulate', async () => {
+    let seed = 700;
+    for (const wd of DTYPES) {
+      const x = randTensor([5, 33], linearInputDtype(wd), seed++), w = randTensor([17, 33], wd, seed++), bias = randTensor([17], 'f32', seed++);
+      const lin = new Linear('cpu', w, bias, 'gelu');
+      const out = zeros([5, 17]);
+      const g = new BoundGemm('test', x, lin, out, false);
+      g.run();
+      expectMatches(out, referenceMatmul(x, w, { transB: true, bias, activation: 'gelu' }), 33, `BoundGemm w=${wd}`);
+      out.data.fill(0);
+      await g.runAsync();
+      expectMatches(out, referenceMatmul(x, w, { transB: true, bias, activation: 'gelu' }), 33, `BoundGemm async w=${wd}`);
+      expect(() => new BoundGemm('test', randTensor([5, 32], 'f32', 1), lin, out, false)).toThrow(/test: a is \[5, 32\] but b is \[17, 33\] \(K mismatch/);
+    }
   });
 });

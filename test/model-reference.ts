@@ -4,12 +4,18 @@
 import { activate, roundTo } from './helpers.js';
 import type { Activation } from '../src/matmul.js';
 
+/** The dtype a reference GEMM rounds its input to first: true is bf16; false or undefined rounds nothing. */
+export type RefRounding = boolean | 'bf16' | 'f16' | undefined;
+
 /**
- * y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 (nearest even) first,
- * as a model feeds a GEMM whose weight reads bf16 inputs.
+ * y[M, out] = act(x[M, in] W[out, in]^T + bias); with roundInput, x is rounded to bf16 (true) or to the
+ * dtype given (nearest even) first, as a model feeds a GEMM whose weight reads 16-bit inputs.
  */
-export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none', roundInput = false): Float64Array {
-  if (roundInput) x = x.map((v) => roundTo('bf16', v));
+export function refLinear(x: Float64Array, m: number, w: Float64Array, out: number, bias?: Float64Array, act: Activation = 'none', roundInput: RefRounding = false): Float64Array {
+  if (roundInput) {
+    const dtype = roundInput === true ? 'bf16' : roundInput;
+    x = x.map((v) => roundTo(dtype, v));
+  }
   const inF = x.length / m;
   const y = new Float64Array(m * out);
   for (let i = 0; i < m; i++) {
@@ -72,11 +78,14 @@ export interface RefLlamaConfig {
   eps: number;
   theta: number;
   tied: boolean;
-  /** Every weight GEMM reads its input rounded to bf16 (a bf16 model on a CPU with bf16 kernels). */
-  roundInputs?: boolean;
+  /**
+   * Every weight GEMM reads its input rounded to bf16 (true: a bf16 model on a CPU with bf16 kernels, or on
+   * a GPU) or to f16 (an f16 model on a GPU).
+   */
+  roundInputs?: RefRounding;
 }
 
-/** Weights by Hugging Face name, as float64. */
+/** Weights by Hugging Face name, as float64 (projection biases, `<name>.bias`, are used when present). */
 export type RefWeights = Map<string, Float64Array>;
 
 /** Logits [T, vocab] of one sequence, every position, recomputed from scratch (no cache). */
@@ -105,12 +114,13 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
     }
   };
   const r = c.roundInputs ?? false;
+  const bias = (name: string) => w.get(`${name}.bias`); // absent unless the checkpoint has it
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
     const h = refRmsNorm(x, H, get(`${p}.input_layernorm.weight`), c.eps);
-    const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d, undefined, 'none', r);
-    const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d, undefined, 'none', r);
-    const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d, undefined, 'none', r);
+    const q = refLinear(h, T, get(`${p}.self_attn.q_proj.weight`), c.heads * d, bias(`${p}.self_attn.q_proj`), 'none', r);
+    const k = refLinear(h, T, get(`${p}.self_attn.k_proj.weight`), c.kvHeads * d, bias(`${p}.self_attn.k_proj`), 'none', r);
+    const v = refLinear(h, T, get(`${p}.self_attn.v_proj.weight`), c.kvHeads * d, bias(`${p}.self_attn.v_proj`), 'none', r);
     rope(q, c.heads);
     rope(k, c.kvHeads);
     const attn = new Float64Array(T * c.heads * d);
@@ -131,16 +141,16 @@ export function refLlama(c: RefLlamaConfig, w: RefWeights, ids: number[]): Float
         }
       }
     }
-    const o = refLinear(attn, T, get(`${p}.self_attn.o_proj.weight`), H, undefined, 'none', r);
+    const o = refLinear(attn, T, get(`${p}.self_attn.o_proj.weight`), H, bias(`${p}.self_attn.o_proj`), 'none', r);
     x = x.map((val, i) => val + o[i]);
     const h2 = refRmsNorm(x, H, get(`${p}.post_attention_layernorm.weight`), c.eps);
-    const gate = refLinear(h2, T, get(`${p}.mlp.gate_proj.weight`), c.intermediate, undefined, 'silu', r);
-    const up = refLinear(h2, T, get(`${p}.mlp.up_proj.weight`), c.intermediate, undefined, 'none', r);
-    const down = refLinear(gate.map((g, i) => g * up[i]), T, get(`${p}.mlp.down_proj.weight`), H, undefined, 'none', r);
+    const gate = refLinear(h2, T, get(`${p}.mlp.gate_proj.weight`), c.intermediate, bias(`${p}.mlp.gate_proj`), 'silu', r);
+    const up = refLinear(h2, T, get(`${p}.mlp.up_proj.weight`), c.intermediate, bias(`${p}.mlp.up_proj`), 'none', r);
+    const down = refLinear(gate.map((g, i) => g * up[i]), T, get(`${p}.mlp.down_proj.weight`), H, bias(`${p}.mlp.down_proj`), 'none', r);
     x = x.map((val, i) => val + down[i]);
   }
   const final = refRmsNorm(x, H, get('model.norm.weight'), c.eps);
-  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, undefined, 'none', r);
+  return refLinear(final, T, get(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'), c.vocab, c.tied ? undefined : bias('lm_head'), 'none', r);
 }
 
 // --- the ops beyond GEMM (src/ops.ts) ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
-// Whole models against the float64 reference: an MLP described by its safetensors metadata, and a small
-// Llama (2 layers, hidden 64, 4 heads, 2 KV heads, vocab 97) in f32 and bf16, single-file and sharded;
-// KV-cache decoding against recomputing the sequence; the GEMM list the tuner uses against what runs.
+// Whole models on the CPU against the float64 reference: an MLP described by its safetensors metadata, and
+// a small Llama (2 layers, hidden 64, 4 heads, 2 KV heads, vocab 97) in f32 and bf16, single-file and
+// sharded; KV-cache decoding against recomputing the sequence; the GEMM list the tuner uses against what
+// runs (with q/k/v and gate/up fused). The same on a GPU: models_device.test.ts.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,6 +124,7 @@ describe('MLP from a safetensors file with its spec in __metadata__', () => {
     await expect(bad([{ op: 'linear', weight: 'fc1.weight' }, { op: 'linear', weight: 'fc1.weight' }])).rejects.toThrow(/layer 1 \(linear\): 'fc1.weight' is \[4, 3\] but its input has 4 features/);
     await expect(bad([{ op: 'linear', weight: 'fc1.weight' }, { op: 'layernorm', weight: 'fc1.weight' }])).rejects.toThrow(/weight 'fc1.weight' is \[4, 3\], expected \[4\]/);
     await expect(bad([{ op: 'rmsnorm', weight: 'fc1.weight', eps: -1 }])).rejects.toThrow(/eps must be a positive number/);
+    await expect(bad([{ op: 'rmsnorm', weight: 'fc1.weight', eps: 1e39 }])).rejects.toThrow(/eps must be a positive number within f32's range/); // the op computes in f32
     const noSpec = join(dir, 'nospec.safetensors');
     saveSafetensors(noSpec, { x: randTensor([2], 'f32', 1) });
     await expect(loadModel(noSpec)).rejects.toThrow(/neither a gemmkit MLP .* nor a checkpoint with a config.json/);
@@ -278,6 +280,7 @@ describe('Llama errors', () => {
     await expect(variant('c5', { ...HF, intermediate_size: 128 })).rejects.toThrow(/tensor 'model.layers.0.mlp.gate_proj.weight' is \[160, 64\] but config.json makes it \[128, 64\]/);
     await expect(variant('c6', { ...HF, num_hidden_layers: 3 })).rejects.toThrow(/no tensor 'model.layers.2.input_layernorm.weight'/);
     await expect(variant('c7', { ...HF, hidden_act: 'gelu' })).rejects.toThrow(/hidden_act is "gelu"/);
+    await expect(variant('c7b', { ...HF, rms_norm_eps: 3.5e38 })).rejects.toThrow(/rms_norm_eps must be a positive number within f32's range/);
     await expect(variant('c8', { ...HF }, (d) => writeFileSync(join(d, 'config.json'), '{'))).rejects.toThrow(/config.json: not valid JSON/);
     await expect(loadModel(join(dir, 'c8', 'model.safetensors'))).rejects.toThrow(/c8\/config.json: not valid JSON/);
     const noHead = join(dir, 'nohead');
@@ -311,28 +314,51 @@ async function recordGemms(run: () => Promise<unknown>): Promise<string[]> {
 const expand = (shapes: GemmShape[]) => shapes.flatMap((s) => Array<string>(s.count).fill(runKey(s))).sort();
 
 describe('modelGemmShapes lists exactly the weight GEMMs forward runs', () => {
-  it('Llama: q/k/v/o, gate/up/down per layer and the LM head, M = batch x tokens', async () => {
+  it('Llama: the fused q/k/v GEMM, o, the fused gate/up GEMM and down per layer, and the LM head; M = batch x tokens', async () => {
     const path = join(dir, 'llama-shapes');
     writeRandomLlamaCheckpoint(path, HF, { dtype: 'bf16', seed: 7, shards: 2 });
     const model = (await loadModel(path)) as LlamaModel;
     const shapes = await modelGemmShapes(path, [14]);
     expect(shapes.map((s) => s.name)).toEqual([
-      'model.layers.*.self_attn.q_proj', 'model.layers.*.self_attn.k_proj', 'model.layers.*.self_attn.v_proj', 'model.layers.*.self_attn.o_proj',
-      'model.layers.*.mlp.gate_proj', 'model.layers.*.mlp.up_proj', 'model.layers.*.mlp.down_proj', 'lm_head',
+      'model.layers.*.self_attn.{q,k,v}_proj', 'model.layers.*.self_attn.o_proj', 'model.layers.*.mlp.{gate,up}_proj', 'model.layers.*.mlp.down_proj', 'lm_head',
     ]);
-    expect(shapes[0]).toMatchObject({ m: 14, n: 64, k: 64, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', count: 2, activation: 'none', bias: false });
-    expect(shapes[1]).toMatchObject({ n: 32, k: 64 });
-    expect(shapes[4]).toMatchObject({ n: 160, k: 64, activation: 'silu' });
-    expect(shapes[6]).toMatchObject({ n: 64, k: 160, beta: 1 });
-    expect(shapes[7]).toMatchObject({ n: 97, k: 64, count: 1 });
+    // q: 4 heads x 16, k and v: 2 KV heads x 16 each, stacked; gate and up: 2 x 160; silu is the swiglu op's.
+    expect(shapes[0]).toMatchObject({ m: 14, n: 64 + 32 + 32, k: 64, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', count: 2, activation: 'none', bias: false, beta: 0, prepacked: true });
+    expect(shapes[1]).toMatchObject({ n: 64, k: 64, beta: 1 });
+    expect(shapes[2]).toMatchObject({ n: 320, k: 64, activation: 'none', beta: 0 });
+    expect(shapes[3]).toMatchObject({ n: 64, k: 160, beta: 1 });
+    expect(shapes[4]).toMatchObject({ n: 97, k: 64, count: 1 });
     expect(await recordGemms(() => forward(model, PROMPTS))).toEqual(expand(shapes)); // 2 x 7 tokens
     // A decode step runs M = 1 everywhere.
     const cache = createKVCache(model, 1, 8);
     await forward(model, [1, 2, 3], { cache });
     expect(await recordGemms(() => forward(model, [4], { cache }))).toEqual(expand(await modelGemmShapes(path, [1])));
     const both = await modelGemmShapes(path, [1, 128]);
-    expect(both.length).toBe(16);
-    expect(both[8]).toMatchObject({ m: 128 });
+    expect(both.length).toBe(10);
+    expect(both[5]).toMatchObject({ m: 128 });
+    // On a GPU the same GEMMs read the weights' own dtype and are not prepacked (see models_device.test.ts).
+    expect((await modelGemmShapes(path, [1], { device: 'hip:3' }))[0]).toMatchObject({ dtypeA: 'bf16', prepacked: false });
+    await expect(modelGemmShapes(path, [1], { device: 'gpu' as never })).rejects.toThrow(/modelGemmShapes: unknown device "gpu"/);
+  });
+  it('q/k/v in different dtypes are fused in f32 (what they widen to exactly); biases fused with zeros where a part has none', async () => {
+    const path = join(dir, 'llama-mixed');
+    writeRandomLlamaCheckpoint(path, HF, { dtype: 'f32', seed: 9 });
+    const ck = Checkpoint.open(path);
+    const tensors = new Map(ck.names().map((n) => [n, ck.tensor(n)]));
+    ck.close();
+    for (let l = 0; l < 2; l++) {
+      const k = `model.layers.${l}.self_attn.k_proj.weight`;
+      tensors.set(k, tensors.get(k)!.toDType('bf16'));
+      tensors.set(`model.layers.${l}.self_attn.v_proj.bias`, randTensor([32], 'f16', l));
+    }
+    saveSafetensors(join(path, 'model.safetensors'), tensors);
+    const shapes = await modelGemmShapes(path, [3]);
+    expect(shapes[0]).toMatchObject({ n: 128, dtype: 'f32', dtypeA: 'f32', bias: true });
+    const model = (await loadModel(path)) as LlamaModel;
+    expect(model.blocks[0].qkv.weight.dtype).toBe('f32');
+    expect(await recordGemms(() => forward(model, [1, 2, 3]))).toEqual(expand(shapes));
+    const w = refWeights(path);
+    expectRelError((await forward(model, PROMPTS[0])).toFloat32(), refLlama(refConfig(false), w, PROMPTS[0]), 2e-6, 'mixed dtypes and a v bias');
   });
   it('tied embeddings: the LM head is the embedding table', async () => {
     const path = join(dir, 'llama-shapes-tied');
@@ -349,10 +375,10 @@ describe('modelGemmShapes lists exactly the weight GEMMs forward runs', () => {
     }, { [MLP_METADATA_KEY]: JSON.stringify({ type: 'mlp', layers: [{ op: 'linear', weight: 'a.weight', bias: 'a.bias', activation: 'gelu' }, { op: 'softmax' }, { op: 'linear', weight: 'b.weight' }] }) });
     const shapes = await modelGemmShapes(path, [1, 256]);
     expect(shapes).toEqual([
-      { name: 'a.weight', m: 1, n: 16, k: 8, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', bias: true, activation: 'gelu', beta: 0, count: 1 },
-      { name: 'b.weight', m: 1, n: 3, k: 16, transB: true, dtype: 'f32', dtypeA: 'f32', dtypeC: 'f32', bias: false, activation: 'none', beta: 0, count: 1 },
-      { name: 'a.weight', m: 256, n: 16, k: 8, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', bias: true, activation: 'gelu', beta: 0, count: 1 },
-      { name: 'b.weight', m: 256, n: 3, k: 16, transB: true, dtype: 'f32', dtypeA: 'f32', dtypeC: 'f32', bias: false, activation: 'none', beta: 0, count: 1 },
+      { name: 'a.weight', m: 1, n: 16, k: 8, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', bias: true, activation: 'gelu', beta: 0, count: 1, prepacked: true },
+      { name: 'b.weight', m: 1, n: 3, k: 16, transB: true, dtype: 'f32', dtypeA: 'f32', dtypeC: 'f32', bias: false, activation: 'none', beta: 0, count: 1, prepacked: true },
+      { name: 'a.weight', m: 256, n: 16, k: 8, transB: true, dtype: 'bf16', dtypeA: BF16_IN, dtypeC: 'f32', bias: true, activation: 'gelu', beta: 0, count: 1, prepacked: true },
+      { name: 'b.weight', m: 256, n: 3, k: 16, transB: true, dtype: 'f32', dtypeA: 'f32', dtypeC: 'f32', bias: false, activation: 'none', beta: 0, count: 1, prepacked: true },
     ]);
     const model = (await loadModel(path)) as MlpModel;
     expect(await recordGemms(() => forward(model, randTensor([256, 8], 'f32', 4)))).toEqual(expand(shapes.filter((s) => s.m === 256)));

@@ -210,7 +210,7 @@ describe('KV caches', () => {
     await expect(forward(model, [1], { cache })).rejects.toThrow(TypeError);
     await expect(forward(model, [1], { cache })).rejects.toThrow(/forward: the cache was made for another model/);
     expect(cache.length).toBe(0);
-    await expect(forward(model, [1], null as never)).rejects.toThrow(/forward: options must be an object \(\{ cache, logits \}\), got null/);
+    await expect(forward(model, [1], null as never)).rejects.toThrow(/forward: options must be an object \(\{ cache, slots, logits \}\), got null/);
     await expect(forward(model, [1], 'last' as never)).rejects.toThrow(TypeError);
     await expect(forward(model, [1], { cache: {} as never })).rejects.toThrow(/forward: cache must be a KVCache/);
     await expect(forward(model, [1], { cahce: cache } as never)).rejects.toThrow(/forward: unknown option 'cahce'/);
@@ -225,7 +225,7 @@ describe('KV caches', () => {
     const mlpPath = join(dir, 'tiny-mlp.safetensors');
     saveSafetensors(mlpPath, { w: randTensor([3, 4], 'f32', 1) }, { [MLP_METADATA_KEY]: JSON.stringify({ type: 'mlp', layers: [{ op: 'linear', weight: 'w' }] }) });
     const mlp = await loadModel(mlpPath);
-    await expect(forward(mlp, randTensor([1, 4], 'f32', 2), { cache })).rejects.toThrow(/forward: cache and logits are options of Llama models/);
+    await expect(forward(mlp, randTensor([1, 4], 'f32', 2), { cache })).rejects.toThrow(/forward: cache, slots and logits are options of Llama models/);
     await expect(forward(mlp, randTensor([1, 4], 'f32', 2), null as never)).rejects.toThrow(/options must be an object/);
   });
 
@@ -298,7 +298,7 @@ describe('dispose() and memory', () => {
     const model = (await loadModel(path)) as LlamaModel;
     const cache = createKVCache(model, 1, 8);
     await forward(model, [1, 2], { cache });
-    const packed = [model.lmHead.weight.packed, ...model.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map((l) => l.weight.packed))];
+    const packed = [model.lmHead.weight.packed!, ...model.blocks.flatMap((b) => [b.qkv, b.o, b.gateUp, b.down].map((l) => l.weight.packed!))];
     expect(packed.every((p) => !p.disposed)).toBe(true);
     model.dispose();
     expect(model.disposed).toBe(true);
@@ -343,7 +343,7 @@ describe('dispose() and memory', () => {
       const cache = createKVCache(model, 1, 4);
       await forward(model, [1, 2], { cache });
       await generate(model, [1], { maxNewTokens: 2 });
-      return [new WeakRef(model), new WeakRef(model.blocks[0].q.weight.packed), new WeakRef(cache)];
+      return [new WeakRef(model), new WeakRef(model.blocks[0].qkv.weight.packed!), new WeakRef(cache)];
     };
     const refs: WeakRef<object>[] = [];
     for (let i = 0; i < 3; i++) refs.push(...(await useOnce()));

@@ -148,9 +148,13 @@ describe('CLI', () => {
     expect(sampled.code, sampled.stderr).toBe(0);
     const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
     expect(sampled.stdout).toBe(`${await generate(model, messages, { tokenizer, maxNewTokens: 9, temperature: 0.8, topP: 0.9, seed: 3 })}\n`);
+    // A device that is not there (no CUDA device here) is an error naming it; an unknown one too.
     const bad = await runCli(['run', dir, '--prompt', 'x', '--device', 'cuda:0']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/--device cuda:0: models run on the CPU in this version/);
+    expect(bad.stderr).toMatch(/loadModel: device cuda:0: backend 'cuda' is not available/);
+    const unknown = await runCli(['run', dir, '--prompt', 'x', '--device', 'tpu:0']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/--device: unknown device "tpu:0"/);
     const noPrompt = await runCli(['run', dir]);
     expect(noPrompt.code).not.toBe(0);
     expect(noPrompt.stderr).toMatch(/--prompt/);

@@ -105,7 +105,7 @@ describe('KV cache slots', () => {
     } finally {
       observeLinear(undefined);
     }
-    expect(ms.length).toBe(7 * HF.num_hidden_layers + 1); // q k v o gate up down per layer, then the LM head
+    expect(ms.length).toBe(4 * HF.num_hidden_layers + 1); // q/k/v (one GEMM), o, gate/up (one GEMM), down per layer, then the LM head
     expect(new Set(ms)).toEqual(new Set([3]));
   });
 

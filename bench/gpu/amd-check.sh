@@ -7,7 +7,9 @@
 #   3. gemmkit-gpu-bench: bf16 8192^3 and M in 1, 16, 128, 2048 against 4096x4096 and 14336x4096 weights
 #      (heuristic, best own kernel, best hipBLASLt / rocBLAS solution, tuned pick) and the copy
 #      bandwidth; torch_baseline.py: the same shapes through PyTorch (hipBLASLt);
-#   4. compare.py: side by side against the targets.
+#   4. compare.py: side by side against the targets;
+#   5. model-check.sh: the random 1.1 B-parameter Llama-style model through gemmkit (the HIP addon, plain
+#      cmake) and PyTorch for ROCm, side by side against the HBM bound (MODEL_CHECK=0 leaves it out).
 # No AMD machine was available while this was written: it has not been run.
 #   usage: bench/gpu/amd-check.sh [OUTDIR]
 set -uo pipefail
@@ -53,4 +55,10 @@ echo "torch_baseline exit status $?" | tee -a "$out/summary.txt"
 
 step "side by side"
 python3 "$root/bench/gpu/compare.py" "$out/bench.csv" "$out/torch.csv" | tee -a "$out/summary.txt"
+
+# The model section (MODEL_CHECK=0 skips it): it has its own step limits and never fails the run above.
+if [ "${MODEL_CHECK:-1}" != 0 ]; then
+  bash "$root/bench/gpu/model-check.sh" hip "$out" "$build"
+  echo "model-check exit status $?" | tee -a "$out/summary.txt"
+fi
 step "done; files in $out"

@@ -8,10 +8,14 @@
 #   3. gemmkit-gpu-bench: bf16 8192^3 and M in 1, 16, 128, 2048 against 4096x4096 and 14336x4096 weights
 #      (the heuristic's config, the best own kernel, the best cuBLASLt algorithm, the tuned pick) and the
 #      device copy bandwidth; torch_baseline.py: the same shapes through PyTorch (cuBLAS);
-#   4. compare.py: the figures side by side against the targets.
+#   4. compare.py: the figures side by side against the targets;
+#   5. model-check.sh: a random 1.1 B-parameter Llama-style model through gemmkit (the CUDA addon built with
+#      plain cmake, run by `node`, or by the node that bench/gpu/carry-node.sh packed when the machine has
+#      none) and through PyTorch on the same weights: prefill and decode tokens/s against the HBM bound.
 # Everything it prints is also under OUTDIR (default build/gpu-check-nvidia): summary.txt, check.txt,
-# ops-check.txt, bench.csv, torch.csv; the build itself goes to build/gpu-check-nvidia-build. Each step has a time
-# limit, so the whole run stays under 10 minutes.
+# ops-check.txt, bench.csv, torch.csv, model-*; the build itself goes to build/gpu-check-nvidia-build. Each
+# step has a time limit: about 10 minutes without the model section, about 15 with it (MODEL_CHECK=0 leaves
+# it out).
 #   usage: bench/gpu/nvidia-check.sh [OUTDIR]
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -67,4 +71,10 @@ echo "torch_baseline exit status $?" | tee -a "$out/summary.txt"
 
 step "side by side"
 python3 "$root/bench/gpu/compare.py" "$out/bench.csv" "$out/torch.csv" | tee -a "$out/summary.txt"
+
+# The model section (MODEL_CHECK=0 skips it): it has its own step limits and never fails the run above.
+if [ "${MODEL_CHECK:-1}" != 0 ]; then
+  bash "$root/bench/gpu/model-check.sh" cuda "$out" "$build"
+  echo "model-check exit status $?" | tee -a "$out/summary.txt"
+fi
 step "done; files in $out"

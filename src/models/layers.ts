@@ -1,97 +1,134 @@
-// The building blocks of gemmkit's models. Activations are f32 tensors; weights stay in the dtype they
-// were stored in (f32, f16 or bf16) and are prepacked once at load into the layout of the kernel that will
-// read them, accumulating in f32. A Linear's GEMM reads its input in linearInputDtype(weight dtype): f32,
-// except that bf16 weights take bf16 inputs where the CPU has bf16 kernels (as bf16 inference does; twice
-// the f32 rate and half the panel's bytes). The source is kept, so calls whose best kernel reads the
-// weight as stored (GEMV when decoding one token) read it in place.
+// The weight GEMMs of gemmkit's models, on the device the model lives on. Weights stay in the dtype they
+// were stored in (f32, f16 or bf16) and accumulate in f32. On the CPU each weight is prepacked once at load
+// into the layout of the kernel that will read it, keeping the source so that calls whose best kernel reads
+// the weight as stored (GEMV when decoding one token) read it in place; on a GPU it is copied to the device
+// once and stays resident. A Linear's GEMM reads its input in linearInputDtype(weight dtype, device).
 //
-// Every weight GEMM of every model goes through linearForward(), with its weight made ready once at load by
-// prepareWeight(): those two functions are the single place where the weight's engine form is decided.
-// Everything else (norms, softmax, rotary embeddings, the elementwise products) is plain TypeScript over
-// Float32Arrays, with sums in float64 (JS numbers).
-import { type DType, bf16ToF32, f16ToF32 } from '../dtype.js';
+// Every weight GEMM of every model goes through a Linear: Linear.forward() for one call, or a BoundGemm (a
+// call validated once on buffers a model reuses at every step) for the Llama decoder. prepareWeight() and
+// linearInputDtype() are the single place where a weight's engine form and its input dtype are decided.
+// Everything else a model runs (norms, rotary embeddings, attention, softmax, SwiGLU, ...) is a native op
+// (src/ops.ts), so no TypeScript loop touches an activation.
+import { type Device, parseDevice } from '../device.js';
+import type { DType } from '../dtype.js';
 import { formatShape } from '../errors.js';
 import { info } from '../info.js';
-import { type Activation, matmul, matmulSync } from '../matmul.js';
+import { type Activation, type MatmulOptions, type PreparedMatmul, matmul, matmulSync, prepareMatmul } from '../matmul.js';
+import type { ProblemDesc } from '../native.js';
+import { cast } from '../ops.js';
 import { type PackedWeight, prepack } from '../prepack.js';
+import { allocate, allocateOnDevice, onWeightSource } from '../problem.js';
 import { Tensor } from '../tensor.js';
+import { type Choice, type PreparedWeightRef, dispatch } from '../tuner/dispatch.js';
 
-/** A Linear weight in the engine's preferred form, made once at load. */
+/** A new tensor of `shape` on `device`: zeroed on the CPU, uninitialised device memory on a GPU. */
+export function allocateOn(where: string, device: Device, dtype: DType, shape: number[]): Tensor {
+  const place = parseDevice(where, device);
+  return place.backend === 'cpu' ? allocate(where, dtype, shape) : allocateOnDevice(where, place, dtype, shape);
+}
+
+/** A Linear weight in the engine's form for its device, made once at load. */
 export interface PreparedWeight {
-  /** [out, in] row-major, applied as x @ W^T (transB). */
+  /** [out, in] row-major on `device`, applied as x @ W^T (transB). */
   readonly weight: Tensor;
-  /** The same weight prepacked for inputs of `inputDtype` (its source is `weight`); what every call passes. */
-  readonly packed: PackedWeight;
+  /**
+   * On the CPU: the same weight prepacked for inputs of `inputDtype` (its source is `weight`); what every
+   * call passes. undefined on a GPU, where the GEMMs read `weight` itself.
+   */
+  readonly packed: PackedWeight | undefined;
   readonly outFeatures: number;
   readonly inFeatures: number;
   readonly dtype: DType;
-  /** The dtype the GEMM reads its input in: linearInputDtype(dtype). */
+  /** The dtype the GEMM reads its input in: linearInputDtype(dtype, device). */
   readonly inputDtype: DType;
+  readonly device: Device;
 }
 
 let bf16Kernels: boolean | undefined;
 
 /**
- * The dtype a Linear's GEMM reads its input in, for a weight of `weight` dtype: bf16 for bf16 weights on a
- * CPU with bf16 kernels (AVX512-BF16 or AMX), where bf16 x bf16 runs at twice the f32 rate on a panel of
- * half the bytes; the input is then rounded to bf16 once per call, as in bf16 inference elsewhere.
- * f32 otherwise: f32 and f16 weights, and bf16 weights where the engine would only widen them to f32.
+ * The dtype a Linear's GEMM reads its input in, for a weight of `weight` dtype on `device`:
+ * - on a GPU ('cuda:<n>', 'hip:<n>'), the weight's own dtype: bf16 and f16 weights take bf16 / f16 inputs,
+ *   so the tensor-core (mma) and matrix-core (mfma) kernels run; f32 weights take f32;
+ * - on the CPU, bf16 for bf16 weights where the CPU has bf16 kernels (AVX512-BF16 or AMX), where bf16 x
+ *   bf16 runs at twice the f32 rate on a panel of half the bytes; f32 otherwise (f32 and f16 weights, and
+ *   bf16 weights where the engine would only widen them to f32).
+ * A 16-bit input is rounded once (to nearest even) by the op that writes it, as 16-bit inference does.
  */
-export function linearInputDtype(weight: DType): DType {
+export function linearInputDtype(weight: DType, device: Device | string = 'cpu'): DType {
+  if (device !== 'cpu') return weight;
   if (weight !== 'bf16') return 'f32';
   bf16Kernels ??= info().kernels.some((k) => k.available && k.family === 'blocked' && k.inputs === 'bf16');
   return bf16Kernels ? 'bf16' : 'f32';
 }
 
 /**
- * Prepacks a Linear weight for inputs of linearInputDtype(), in the layout the loaded tuned table chose
- * for it (or the heuristic's): load the tuned file (GEMMKIT_TUNED_FILE or setTunedFile) before loading
- * the model.
+ * A Linear weight [out, in] (a host tensor) in its engine form on `device`: prepacked for inputs of
+ * linearInputDtype() on the CPU, in the layout the loaded tuned table chose for it (or the heuristic's:
+ * load the tuned file, GEMMKIT_TUNED_FILE or setTunedFile, before loading the model); copied to the GPU
+ * once, in its stored dtype, elsewhere.
  */
-export function prepareWeight(name: string, weight: Tensor): PreparedWeight {
+export function prepareWeight(name: string, weight: Tensor, device: Device = 'cpu'): PreparedWeight {
   if (weight.shape.length !== 2) throw new RangeError(`${name}: a Linear weight must be [out, in], got ${formatShape(weight.shape)}`);
-  const inputDtype = linearInputDtype(weight.dtype);
-  const packed = prepack(weight, { transB: true, inputDtype });
-  return { weight, packed, outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype, inputDtype };
+  parseDevice(name, device);
+  const inputDtype = linearInputDtype(weight.dtype, device);
+  const common = { outFeatures: weight.shape[0], inFeatures: weight.shape[1], dtype: weight.dtype, inputDtype, device };
+  if (device === 'cpu') {
+    const onHost = weight.to('cpu');
+    return { weight: onHost, packed: prepack(onHost, { transB: true, inputDtype }), ...common };
+  }
+  return { weight: weight.to(device), packed: undefined, ...common };
 }
 
-// Below `syncBelowMacs` multiply-adds a GEMM runs synchronously (still on the engine's threads, the caller
-// being one of them): an async call costs 65-100 us more than a sync one for small GEMMs on a 2-core VM
-// (bench/models.bench.ts measures it), which is most of a decode step's GEMM at M = 1 (a 1024x2816 bf16
+// Below `syncBelowMacs` multiply-adds a CPU GEMM runs synchronously (still on the engine's threads, the
+// caller being one of them): an async call costs 65-100 us more than a sync one for small GEMMs on a 2-core
+// VM (bench/models.bench.ts measures it), which is most of a decode step's GEMM at M = 1 (a 1024x2816 bf16
 // weight streams in about 0.2 ms). 2^24 MACs is a few ms at most (M = 1 over 32 MB of bf16 weight), so
 // decoding one token blocks the event loop only in such short slices; prefill GEMMs stay async. Measured on
-// the bench's Llama model (hidden 1024): decode 24.3 ms/token with 2^20, 16.6 ms with 2^24.
+// the bench's Llama model (hidden 1024): decode 24.3 ms/token with 2^20, 16.6 ms with 2^24. The models' ops
+// follow the same rule (their multiply-adds, or elements for the row ops). On a GPU a sync call only queues
+// the work on the device's stream, so models queue everything and wait once, off the event loop, at the end.
 export const gemmPolicy = { syncBelowMacs: 1 << 24 };
+
+/** Whether work of `macs` multiply-adds runs synchronously on `device` (see gemmPolicy). */
+export function runsSync(device: Device, macs: number): boolean {
+  return device !== 'cpu' || macs < gemmPolicy.syncBelowMacs;
+}
 
 export interface GemmExtras {
   bias?: Tensor;
   activation?: Activation;
-  /** Scales the product (attention's 1/sqrt(d)). */
+  /** Scales the product. */
   alpha?: number;
   /** When given, the product is added into this tensor in place (a fused residual add): out = residual + y. */
   residual?: Tensor;
   transB?: boolean;
 }
 
-/** act(alpha * a @ op(b) + bias) (+ residual in place), f32 out; small ones run synchronously. */
+/**
+ * act(alpha * a @ op(b) + bias) (+ residual in place), f32 out, where a lives. Small CPU GEMMs run
+ * synchronously; on a GPU the promise settles once the result is written (matmul waits off the event loop).
+ */
 export async function gemm(a: Tensor, b: Tensor | PackedWeight, extras: GemmExtras = {}): Promise<Tensor> {
   const { bias, activation, alpha, residual, transB } = extras;
-  const opts = {
+  const opts: MatmulOptions = {
     transB: transB ?? false, bias, activation, alpha,
     ...(residual ? { out: residual, beta: 1 } : { outDtype: 'f32' as const }),
   };
   const [m, k] = a.shape.slice(-2);
   const n = transB ? b.shape.at(-2)! : b.shape.at(-1)!;
-  if (m * n * k < gemmPolicy.syncBelowMacs) return matmulSync(a, b, opts);
+  if (a.device === 'cpu' && m * n * k < gemmPolicy.syncBelowMacs) return matmulSync(a, b, opts);
   return matmul(a, b, opts);
 }
 
-/** What linearForward is about to run; see observeLinear. */
+/** What a Linear's GEMM is about to run; see observeLinear. */
 export interface LinearCall {
+  /** The GEMM's input, in the weight's input dtype. */
   x: Tensor;
   weight: PreparedWeight;
   bias: Tensor | undefined;
   activation: Activation;
+  /** The tensor the product is added into (beta = 1), when it is. */
   residual: Tensor | undefined;
 }
 
@@ -103,28 +140,48 @@ export function observeLinear(fn: ((call: LinearCall) => void) | undefined): voi
 }
 
 /**
- * y = act(x @ W^T + bias): [M, in] -> [M, out], one GEMM with bias and activation in its epilogue; with
- * `residual` ([M, out] f32) the result is added into it in place (beta = 1) and it is returned.
+ * y = act(x @ W^T + bias): [M, in] -> [M, out] f32 on the weight's device, one GEMM with bias and activation
+ * in its epilogue; with `residual` ([M, out] f32) the result is added into it in place (beta = 1) and it is
+ * returned. x (any dtype) must be on the weight's device; it is converted to the weight's input dtype by the
+ * cast op when it is in another.
  */
-export function linearForward(x: Tensor, w: PreparedWeight, bias?: Tensor, activation: Activation = 'none', residual?: Tensor): Promise<Tensor> {
-  const input = x.toDType(w.inputDtype); // rounded to nearest even when the weight reads bf16
-  linearObserver?.({ x: input, weight: w, bias, activation, residual });
-  return gemm(input, w.packed, { transB: true, bias, activation, residual });
+export async function linearForward(x: Tensor, w: PreparedWeight, bias?: Tensor, activation: Activation = 'none', residual?: Tensor): Promise<Tensor> {
+  if (x instanceof Tensor && x.device !== w.device) {
+    throw new TypeError(`Linear: x is on ${x.device} but the weight is on ${w.device}; copy it with .to(${JSON.stringify(w.device)})`);
+  }
+  const input = x.dtype === w.inputDtype ? x : cast(x, w.inputDtype); // rounded to nearest even when the weight reads 16-bit inputs
+  try {
+    linearObserver?.({ x: input, weight: w, bias, activation, residual });
+    return await gemm(input, w.packed ?? w.weight, { transB: true, bias, activation, residual });
+  } finally {
+    if (input !== x) input.dispose(); // the converted copy (device memory on a GPU) goes at once
+  }
 }
 
-/** A Linear layer: weight [out, in], optional bias [out], an optional fused activation. */
+/** A Linear layer: weight [out, in], optional bias [out], an optional fused activation, on one device. */
 export class Linear {
   readonly weight: PreparedWeight;
   readonly bias: Tensor | undefined;
   readonly activation: Activation;
 
-  constructor(name: string, weight: Tensor, bias?: Tensor, activation: Activation = 'none') {
-    this.weight = prepareWeight(name, weight);
-    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== this.weight.outFeatures)) {
-      throw new RangeError(`${name}: bias is ${formatShape(bias.shape)} but the weight is ${formatShape(weight.shape)} (expected [${this.weight.outFeatures}])`);
+  /** `weight` and `bias` are host tensors (or already on `device`); they are copied to `device` once. */
+  constructor(name: string, weight: Tensor, bias?: Tensor, activation: Activation = 'none', device: Device = 'cpu') {
+    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== weight.shape[0])) {
+      throw new RangeError(`${name}: bias is ${formatShape(bias.shape)} but the weight is ${formatShape(weight.shape)} (expected [${weight.shape[0]}])`);
     }
-    this.bias = bias;
+    this.weight = prepareWeight(name, weight, device);
+    try {
+      this.bias = bias?.to(device);
+    } catch (e) {
+      this.weight.packed?.dispose();
+      if (this.weight.weight !== weight) this.weight.weight.dispose();
+      throw e;
+    }
     this.activation = activation;
+  }
+
+  get device(): Device {
+    return this.weight.device;
   }
 
   forward(x: Tensor, residual?: Tensor): Promise<Tensor> {
@@ -133,115 +190,77 @@ export class Linear {
 
   /** Frees the packed weight now (calls already running finish first) and the tensors' device memory, if any. */
   dispose(): void {
-    this.weight.packed.dispose();
+    this.weight.packed?.dispose();
     this.weight.weight.dispose();
     this.bias?.dispose();
   }
 }
 
-// --- elementwise activations (the same formulas as the GEMM epilogue) --------------------------------
+/**
+ * One weight GEMM of a model bound to the buffers it reads and writes at every step: out = x @ W^T (+ bias,
+ * activation), or out += x @ W^T (`accumulate`: the residual add in the epilogue, beta = 1). The call is
+ * validated once, here; each run asks tuned dispatch for the config (a map lookup for a prepacked weight),
+ * so a tuned file loaded later is used. A tuned row that fails to run gives way to the heuristic through
+ * matmul's own fallback.
+ */
+export class BoundGemm {
+  /** Multiply-adds per run. */
+  readonly macs: number;
+  readonly #where: string;
+  readonly #x: Tensor;
+  readonly #b: Tensor | PackedWeight;
+  readonly #opts: MatmulOptions;
+  readonly #call: PreparedMatmul;
+  readonly #ref: PreparedWeightRef | undefined;
+  readonly #observed: LinearCall;
+  #choice: Choice | undefined;
+  #desc: ProblemDesc | undefined;
 
-export function relu(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) if (x[i] < 0) x[i] = 0;
-  return x;
-}
-
-export function silu(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) x[i] = x[i] / (1 + Math.exp(-x[i]));
-  return x;
-}
-
-/** gelu, erf form: 0.5 x (1 + erf(x / sqrt 2)). */
-export function gelu(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) x[i] = 0.5 * x[i] * (1 + erf(x[i] * Math.SQRT1_2));
-  return x;
-}
-
-// erf from the Chebyshev fit of erfc in Numerical Recipes (relative error below 1.2e-7): f32 accuracy.
-function erf(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return x >= 0 ? 1 - r : r - 1;
-}
-
-export function applyActivation(act: Activation, x: Float32Array): Float32Array {
-  switch (act) {
-    case 'relu': return relu(x);
-    case 'gelu': return gelu(x);
-    case 'silu': return silu(x);
-    default: return x;
+  constructor(where: string, x: Tensor, linear: Linear, out: Tensor, accumulate: boolean) {
+    const w = linear.weight;
+    this.#where = where;
+    this.#x = x;
+    this.#b = w.packed ?? w.weight;
+    this.#opts = { transB: true, bias: linear.bias, activation: linear.activation, out, ...(accumulate ? { beta: 1 } : {}) };
+    this.#call = prepareMatmul(where, x, this.#b, this.#opts, false);
+    this.#ref = w.packed?.dispatchRef();
+    this.#observed = { x, weight: w, bias: linear.bias, activation: linear.activation, residual: accumulate ? out : undefined };
+    this.macs = this.#call.desc.m * this.#call.desc.n * this.#call.desc.k;
   }
-}
 
-// --- norms, softmax, residual, embedding ---------------------------------------------------------------
-
-/** Rows of x: [rows, n] normalised to zero mean and unit variance, then * weight + bias. In place. */
-export function layerNorm(x: Float32Array, n: number, weight: Float32Array, bias: Float32Array | undefined, eps: number): Float32Array {
-  for (let r = 0; r < x.length; r += n) {
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += x[r + i];
-    mean /= n;
-    let variance = 0;
-    for (let i = 0; i < n; i++) variance += (x[r + i] - mean) ** 2;
-    const inv = 1 / Math.sqrt(variance / n + eps);
-    for (let i = 0; i < n; i++) x[r + i] = (x[r + i] - mean) * inv * weight[i] + (bias ? bias[i] : 0);
-  }
-  return x;
-}
-
-/** Rows of x: [rows, n] scaled by 1/rms (x * rsqrt(mean(x^2) + eps) * weight), written to out. */
-export function rmsNorm(x: Float32Array, n: number, weight: Float32Array, eps: number, out: Float32Array = new Float32Array(x.length)): Float32Array {
-  for (let r = 0; r < x.length; r += n) {
-    let ss = 0;
-    for (let i = 0; i < n; i++) ss += x[r + i] * x[r + i];
-    const inv = 1 / Math.sqrt(ss / n + eps);
-    for (let i = 0; i < n; i++) out[r + i] = x[r + i] * inv * weight[i];
-  }
-  return out;
-}
-
-/** Softmax of each row of x: [rows, n] over its first `valid(row)` entries; later entries become 0. In place. */
-export function softmaxRows(x: Float32Array, n: number, valid: (row: number) => number = () => n): Float32Array {
-  for (let r = 0, row = 0; r < x.length; r += n, row++) {
-    const len = valid(row);
-    let max = -Infinity;
-    for (let i = 0; i < len; i++) if (x[r + i] > max) max = x[r + i];
-    let sum = 0;
-    for (let i = 0; i < len; i++) {
-      const e = Math.exp(x[r + i] - max);
-      x[r + i] = e;
-      sum += e;
+  // The description for what dispatch picks now (rebuilt only when that changes).
+  #current(): ProblemDesc {
+    const call = this.#call;
+    const choice = dispatch(call.native, call.validated, this.#ref);
+    const last = this.#choice;
+    if (last === undefined || choice.config !== last.config || choice.weight !== last.weight) {
+      const desc = { ...call.validated, config: choice.config };
+      this.#desc = choice.weight === 'source' ? onWeightSource(this.#where, desc, call.packed!) : desc;
+      this.#choice = choice;
     }
-    const inv = 1 / sum;
-    for (let i = 0; i < len; i++) x[r + i] *= inv;
-    x.fill(0, r + len, r + n);
+    return this.#desc!;
   }
-  return x;
-}
 
-/** x += y, elementwise (the residual add when it cannot ride in a GEMM's epilogue). */
-export function addInPlace(x: Float32Array, y: Float32Array): Float32Array {
-  if (x.length !== y.length) throw new RangeError(`residual add: ${x.length} vs ${y.length} elements`);
-  for (let i = 0; i < x.length; i++) x[i] += y[i];
-  return x;
-}
-
-/** Rows of an embedding table [vocab, dim] (any dtype) gathered as f32: [ids.length, dim]. */
-export function embed(table: Tensor, ids: ArrayLike<number>): Float32Array {
-  const [, dim] = table.shape;
-  const out = new Float32Array(ids.length * dim);
-  const data = table.data;
-  for (let t = 0; t < ids.length; t++) {
-    const row = data.subarray(ids[t] * dim, (ids[t] + 1) * dim);
-    // f16/bf16 rows are widened one by one (exactly): the table stays in its stored dtype.
-    out.set(row instanceof Float32Array ? row : table.dtype === 'bf16' ? bf16ToF32(row) : f16ToF32(row), t * dim);
+  /** Runs it synchronously (on a GPU: queues it on the device's stream). */
+  run(): void {
+    linearObserver?.(this.#observed);
+    const desc = this.#current();
+    try {
+      this.#call.native.matmulSync(desc);
+    } catch {
+      // A tuned row that cannot run this call: matmul drops it and runs the heuristic (another error is thrown again).
+      matmulSync(this.#x, this.#b, this.#opts);
+    }
   }
-  return out;
-}
 
-/** An f32 tensor over a Float32Array (no copy). */
-export function f32(data: Float32Array, shape: readonly number[]): Tensor {
-  return new Tensor('f32', shape, data);
+  /** Runs it off the event loop; settles once the result is written. */
+  async runAsync(): Promise<void> {
+    linearObserver?.(this.#observed);
+    const desc = this.#current();
+    try {
+      await this.#call.native.matmulAsync(desc);
+    } catch {
+      await matmul(this.#x, this.#b, this.#opts);
+    }
+  }
 }

@@ -1,18 +1,21 @@
 // A Llama-style decoder over Hugging Face Llama checkpoints (config.json + safetensors, tensor names as
 // in transformers' LlamaForCausalLM): token embedding, N blocks of [RMSNorm -> grouped-query attention with
 // rotary embeddings and a KV cache -> residual; RMSNorm -> SwiGLU MLP -> residual], a final RMSNorm and the
-// LM head (tied to the embedding when tie_word_embeddings). Generation (sampling, streaming) is src/generate.ts.
+// LM head (tied to the embedding when tie_word_embeddings). This file holds the model, its config and
+// checks, its loading and its KV cache; running it is llama_forward.ts.
 //
-// Activations are f32; weights stay in their stored dtype. The seven weight GEMMs of a block and the LM head
-// go through linearForward (the q/k/v/gate/up projections with M = tokens; o_proj and down_proj add into
-// the residual stream in their epilogue, gate_proj has silu fused). Attention runs per (sequence, KV head)
-// as two GEMMs, scores = Q K^T / sqrt(d) and out = P V, over the query heads that share that KV head.
-import { formatShape } from '../errors.js';
-import { type Checkpoint, MAX_TENSOR_DIM, preview } from '../safetensors.js';
+// A model lives on one device ('cpu', 'cuda:<n>', 'hip:<n>'): its weights are copied there once, in their
+// stored dtype, and stay resident. Each block's q, k and v projections are one GEMM (their weights stacked
+// at load, [(heads + 2 kvHeads) headDim, hidden]), and so are gate and up ([2 intermediate, hidden]); o_proj
+// and down_proj add into the residual stream in their epilogue.
+import type { Device } from '../device.js';
 import type { DType } from '../dtype.js';
-import type { Tensor } from '../tensor.js';
-import { Linear, embed, f32, gemm, rmsNorm, softmaxRows } from './layers.js';
-import { MAX_ARRAY_ELEMENTS, ModelLifetime, checkMemory, yieldIfBusy } from './resources.js';
+import { formatShape } from '../errors.js';
+import { ropeTables } from '../ops.js';
+import { type Checkpoint, MAX_TENSOR_DIM, preview } from '../safetensors.js';
+import { Tensor } from '../tensor.js';
+import { Linear, allocateOn } from './layers.js';
+import { MAX_ARRAY_ELEMENTS, ModelLifetime, checkMemory, deviceMemoryBytes, formatBytes, isOutOfMemory, outOfMemory } from './resources.js';
 
 /** The most positions a Llama model takes when config.json has no max_position_embeddings (and the most it may say). */
 export const LLAMA_MAX_POSITIONS = 2 ** 24;
@@ -32,15 +35,16 @@ export interface LlamaConfig {
   maxPositionEmbeddings: number;
 }
 
-interface LlamaBlock {
-  inputNorm: Float32Array;
-  postAttentionNorm: Float32Array;
-  q: Linear;
-  k: Linear;
-  v: Linear;
+/** One decoder block's weights on the model's device. */
+export interface LlamaBlock {
+  /** [hidden], stored dtype */
+  inputNorm: Tensor;
+  postAttentionNorm: Tensor;
+  /** q_proj, k_proj and v_proj as one GEMM: weight [(heads + 2 kvHeads) headDim, hidden] (and their biases, if any). */
+  qkv: Linear;
   o: Linear;
-  gate: Linear; // silu fused
-  up: Linear;
+  /** gate_proj and up_proj as one GEMM: weight [2 intermediate, hidden]; silu(gate) * up is the swiglu op. */
+  gateUp: Linear;
   down: Linear;
 }
 
@@ -48,25 +52,36 @@ interface LlamaWeights {
   /** [vocab, hidden] */
   embedTokens: Tensor;
   blocks: LlamaBlock[];
-  norm: Float32Array;
+  /** [hidden] */
+  norm: Tensor;
   lmHead: Linear;
 }
 
-const NO_ROPE = { positions: 0, cos: new Float64Array(0), sin: new Float64Array(0) };
+/** The rotary tables on the model's device: cos and sin of position x inverse frequency, [positions, headDim / 2] f32. */
+export interface RopeTables {
+  positions: number;
+  cos: Tensor;
+  sin: Tensor;
+}
 
 /** A loaded Llama model (from loadModel). dispose() frees its weights now instead of at collection. */
 export class LlamaModel {
   readonly kind = 'llama' as const;
   readonly config: LlamaConfig;
+  /** Where its weights live and where it runs: 'cpu', 'cuda:<n>' or 'hip:<n>'. */
+  readonly device: Device;
   /** @internal Shared with its KV caches: whether the weights are still there. */
   readonly lifetime = new ModelLifetime();
-  /** cos/sin of position x inverse frequency, [positions, headDim / 2] each; grown on demand. */
-  rope: { positions: number; cos: Float64Array; sin: Float64Array } = NO_ROPE;
+  /** @internal The rotary tables, grown on demand (ensureRope); undefined until first needed. */
+  rope: RopeTables | undefined;
+  /** @internal Tables ensureRope replaced, which a call in flight may still read: freed with the weights. */
+  readonly retiredRope: RopeTables[] = [];
   #weights: LlamaWeights | undefined;
 
   /** @internal Use loadModel(). */
-  constructor(config: LlamaConfig, weights: LlamaWeights) {
+  constructor(config: LlamaConfig, weights: LlamaWeights, device: Device) {
     this.config = config;
+    this.device = device;
     this.#weights = weights;
   }
 
@@ -79,7 +94,7 @@ export class LlamaModel {
     return this.#live().blocks;
   }
 
-  get norm(): Float32Array {
+  get norm(): Tensor {
     return this.#live().norm;
   }
 
@@ -93,15 +108,22 @@ export class LlamaModel {
   }
 
   /**
-   * Frees the prepacked weights and lets go of every tensor now (calls in flight finish first). Later
-   * forward, generate or createKVCache calls, and its KV caches, are TypeErrors. Idempotent.
+   * Frees the weights (packed panels on the CPU, device memory on a GPU) and its KV caches, and lets go of
+   * every tensor now (calls in flight finish first). Later forward, generate or createKVCache calls, and
+   * its KV caches, are TypeErrors. Idempotent.
    */
   dispose(): void {
     this.lifetime.dispose(() => {
       const w = this.#weights;
+      const tables = [...this.retiredRope, ...(this.rope ? [this.rope] : [])];
       this.#weights = undefined;
-      this.rope = NO_ROPE;
+      this.rope = undefined;
+      this.retiredRope.length = 0;
       if (w) disposeWeights(w);
+      for (const t of tables) {
+        t.cos.dispose();
+        t.sin.dispose();
+      }
     });
   }
 
@@ -112,9 +134,14 @@ export class LlamaModel {
 }
 
 function disposeWeights(w: LlamaWeights): void {
-  for (const b of w.blocks) for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) l.dispose();
+  for (const b of w.blocks) {
+    for (const l of [b.qkv, b.o, b.gateUp, b.down]) l.dispose();
+    b.inputNorm.dispose();
+    b.postAttentionNorm.dispose();
+  }
   w.lmHead.dispose();
   w.embedTokens.dispose();
+  w.norm.dispose();
 }
 
 // --- config ------------------------------------------------------------------------------------------
@@ -131,11 +158,12 @@ function positiveInt(where: string, raw: Record<string, unknown>, key: string, m
   return v;
 }
 
-function positiveNumber(where: string, raw: Record<string, unknown>, key: string, fallback: number): number {
+// A positive config.json number; `f32`: one an f32 holds (the ops compute in f32), at most 3.4e38.
+function positiveNumber(where: string, raw: Record<string, unknown>, key: string, fallback: number, f32 = false): number {
   const v = raw[key] ?? fallback;
   if (typeof v !== 'number') throw new TypeError(`${where}: config.json field ${key} must be a positive number, got ${preview(raw[key])}`);
-  if (!Number.isFinite(v) || v <= 0) {
-    throw new RangeError(`${where}: config.json field ${key} must be a positive number, got ${preview(raw[key])}`);
+  if (!Number.isFinite(v) || v <= 0 || (f32 && !Number.isFinite(Math.fround(v)))) {
+    throw new RangeError(`${where}: config.json field ${key} must be a positive number${f32 ? ' within f32\'s range (the norms compute in f32)' : ''}, got ${preview(raw[key])}`);
   }
   return v;
 }
@@ -177,7 +205,7 @@ export function parseLlamaConfig(where: string, raw: Record<string, unknown>): L
     // Bounded by the layers the checkpoint holds (checkLlamaTensors stops at the first missing one).
     numHiddenLayers: positiveInt(where, raw, 'num_hidden_layers', Number.MAX_SAFE_INTEGER),
     headDim,
-    rmsNormEps: positiveNumber(where, raw, 'rms_norm_eps', 1e-6),
+    rmsNormEps: positiveNumber(where, raw, 'rms_norm_eps', 1e-6, true),
     ropeTheta: positiveNumber(where, raw, 'rope_theta', 10000),
     vocabSize: positiveInt(where, raw, 'vocab_size', MAX_TENSOR_DIM),
     tieWordEmbeddings: tie,
@@ -185,8 +213,6 @@ export function parseLlamaConfig(where: string, raw: Record<string, unknown>): L
     maxPositionEmbeddings: Math.min(positiveInt(where, raw, 'max_position_embeddings', Number.MAX_SAFE_INTEGER, LLAMA_MAX_POSITIONS), LLAMA_MAX_POSITIONS),
   };
 }
-
-const LAYER_LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'] as const;
 
 /** The tensors of block `i` with their shapes (the projections' optional biases are not listed). */
 export function llamaLayerTensorShapes(c: LlamaConfig, i: number): [string, number[]][] {
@@ -271,65 +297,132 @@ export function checkLlamaTensors(ck: Checkpoint, c: LlamaConfig): void {
   }
 }
 
-/** The model from a checkpoint that checkLlamaTensors has passed (loadModel's describe() checks it). */
-export function loadLlama(ck: Checkpoint, config: LlamaConfig): LlamaModel {
-  const vector = (name: string) => ck.tensor(name).toFloat32();
-  // Every Linear made so far, so that a failure part way frees their packed weights at once.
-  const made: Linear[] = [];
-  // A projection's bias is optional (attention_bias / mlp_bias checkpoints carry them).
-  const linear = (name: string, activation: 'none' | 'silu' = 'none') => {
-    const l = new Linear(name, ck.tensor(`${name}.weight`), ck.has(`${name}.bias`) ? ck.tensor(`${name}.bias`) : undefined, activation);
-    made.push(l);
-    return l;
+
+// --- loading ---------------------------------------------------------------------------------------------
+
+/** The dtype weights fused into one GEMM are held in: their own when they share one, else f32 (which each widens to exactly). */
+export function fusedDtype(dtypes: readonly DType[]): DType {
+  return dtypes.every((d) => d === dtypes[0]) ? dtypes[0] : 'f32';
+}
+
+// The rows of weights [n_i, k] stacked into one [sum n_i, k] weight of `dtype` (fusedDtype of theirs).
+function stackRows(parts: Tensor[], dtype: DType): Tensor {
+  const k = parts[0].shape[1];
+  const n = parts.reduce((sum, t) => sum + t.shape[0], 0);
+  const data = dtype === 'f32' ? new Float32Array(n * k) : new Uint16Array(n * k);
+  let at = 0;
+  for (const t of parts) {
+    const rows = t.dtype === dtype ? t.data : t.toFloat32(); // only when dtype is f32
+    (data as Float32Array).set(rows as Float32Array, at);
+    at += rows.length;
+  }
+  return new Tensor(dtype, [n, k], data);
+}
+
+/**
+ * The weights of one fused GEMM: each part's weight, and its bias or zeros when some part has a bias
+ * (as an f32 vector: a bias of any dtype widens to it exactly); parts = [name prefix, rows].
+ */
+function fusedLinear(ck: Checkpoint, parts: [string, number][], name: string, device: Device): Linear {
+  const weights = parts.map(([p]) => ck.tensor(`${p}.weight`));
+  const weight = stackRows(weights, fusedDtype(weights.map((w) => w.dtype)));
+  let bias: Tensor | undefined;
+  if (parts.some(([p]) => ck.has(`${p}.bias`))) {
+    const values = new Float32Array(weight.shape[0]);
+    let at = 0;
+    for (const [p, rows] of parts) {
+      if (ck.has(`${p}.bias`)) values.set(ck.tensor(`${p}.bias`).toFloat32(), at);
+      at += rows;
+    }
+    bias = new Tensor('f32', [values.length], values);
+  }
+  return new Linear(name, weight, bias, 'none', device);
+}
+
+/**
+ * The model from a checkpoint that checkLlamaTensors has passed (loadModel's describe() checks it), with
+ * its weights on `device` (checked by resolveDevice). On a failure (out of device memory: an Error with
+ * code GEMMKIT_OUT_OF_MEMORY) everything made so far is freed first.
+ */
+export function loadLlama(ck: Checkpoint, config: LlamaConfig, device: Device): LlamaModel {
+  // Everything made so far, so that a failure part way frees it at once.
+  const made: { dispose(): void }[] = [];
+  const keep = <T extends { dispose(): void }>(x: T): T => {
+    made.push(x);
+    return x;
   };
+  const onDevice = (name: string) => keep(ck.tensor(name).to(device));
+  const linear = (name: string) => keep(new Linear(name, ck.tensor(`${name}.weight`), ck.has(`${name}.bias`) ? ck.tensor(`${name}.bias`) : undefined, 'none', device));
+  const q = config.numAttentionHeads * config.headDim, kv = config.numKeyValueHeads * config.headDim;
   try {
     const blocks: LlamaBlock[] = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `model.layers.${i}`;
-      const [q, k, v, o, gate, up, down] = LAYER_LINEARS.map((role) => linear(`${p}.${role}`, role === 'mlp.gate_proj' ? 'silu' : 'none'));
       blocks.push({
-        inputNorm: vector(`${p}.input_layernorm.weight`),
-        postAttentionNorm: vector(`${p}.post_attention_layernorm.weight`),
-        q, k, v, o, gate, up, down,
+        inputNorm: onDevice(`${p}.input_layernorm.weight`),
+        postAttentionNorm: onDevice(`${p}.post_attention_layernorm.weight`),
+        qkv: keep(fusedLinear(ck, [[`${p}.self_attn.q_proj`, q], [`${p}.self_attn.k_proj`, kv], [`${p}.self_attn.v_proj`, kv]], `${p}.self_attn.{q,k,v}_proj`, device)),
+        o: linear(`${p}.self_attn.o_proj`),
+        gateUp: keep(fusedLinear(ck, [[`${p}.mlp.gate_proj`, config.intermediateSize], [`${p}.mlp.up_proj`, config.intermediateSize]], `${p}.mlp.{gate,up}_proj`, device)),
+        down: linear(`${p}.mlp.down_proj`),
       });
     }
-    const embedTokens = ck.tensor('model.embed_tokens.weight');
-    const norm = vector('model.norm.weight');
-    const lmHead = config.tieWordEmbeddings ? new Linear('lm_head (tied)', embedTokens) : linear('lm_head');
-    return new LlamaModel(config, { embedTokens, blocks, norm, lmHead });
+    const embedTokens = onDevice('model.embed_tokens.weight');
+    const norm = onDevice('model.norm.weight');
+    const lmHead = config.tieWordEmbeddings ? keep(new Linear('lm_head (tied)', embedTokens, undefined, 'none', device)) : linear('lm_head');
+    return new LlamaModel(config, { embedTokens, blocks, norm, lmHead }, device);
   } catch (e) {
-    for (const l of made) l.dispose();
+    for (const x of made) x.dispose();
     throw e;
   }
 }
 
 // --- KV cache --------------------------------------------------------------------------------------------
 
+/** Something a cache keeps for the calls on it (llama_forward.ts: buffers reused from step to step). */
+export interface CacheScratch {
+  readonly key: string;
+  readonly bytes: number;
+  dispose(): void;
+}
+
+/** How much reusable scratch a KV cache keeps between calls: at most this many, none larger than maxBytes. */
+export const scratchPolicy = { keep: 4, maxBytes: 256 * 2 ** 20 };
+
 /**
- * Keys and values per block, [slots, kvHeads, capacity, headDim] f32 each: `slots` sequences, each with its
- * own length. forward(model, ids, { cache, slots }) runs row b of ids on slot slots[b] at that slot's
- * positions and appends to it; a finished sequence's slot is emptied with reset(slot) and reused.
+ * Keys and values per block on the model's device, [slots, kvHeads, capacity, headDim] f32 each: `slots`
+ * sequences, each with its own length. forward(model, ids, { cache, slots }) runs row b of ids on slot
+ * slots[b] at that slot's positions and appends to it; a finished sequence's slot is emptied with
+ * reset(slot) and reused.
  */
 export class KVCache {
+  /** How many sequences it holds (one per slot). */
   readonly slots: number;
   readonly capacity: number;
+  /** Where its memory is: the model's device. */
+  readonly device: Device;
   /** Positions cached in each slot: slot s continues at position lengths[s]. forward advances it; read only. */
   readonly lengths: Int32Array;
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
+  /** [slots, kvHeads, capacity, headDim] f32 per block. */
+  readonly keys: Tensor[];
+  readonly values: Tensor[];
   /** @internal The lifetime of the model it was made for: forward takes it only with that model. */
   readonly owner: ModelLifetime;
-  private readonly config: LlamaConfig;
   #busy = false;
+  #disposed = false;
+  // Scratch kept from the last calls, most recent last (see scratchPolicy).
+  #scratch: CacheScratch[] = [];
 
   /**
-   * A cache of `batch` slots (one sequence each) of up to `capacity` positions: at most the model's
-   * maxPositionEmbeddings, and only when its memory is available (a RangeError says how much it needs).
+   * A cache of `slots` sequences (one per slot) of up to `capacity` positions: at most the model's
+   * maxPositionEmbeddings, and only when its memory is there: on the CPU a RangeError says how much it
+   * needs when that is more than is available; on a GPU, more than the device has is a RangeError and
+   * more than it has free an Error with code GEMMKIT_OUT_OF_MEMORY (nothing stays allocated).
    */
-  constructor(model: LlamaModel, batch: number, capacity: number, where = 'KVCache') {
+  constructor(model: LlamaModel, slots: number, capacity: number, where = 'KVCache') {
     if (!(model instanceof LlamaModel)) throw new TypeError(`${where}: model must be a Llama model from loadModel()`);
     model.lifetime.check(where);
-    for (const [name, value] of [['batch', batch], ['capacity', capacity]] as const) {
+    for (const [name, value] of [['batch', slots], ['capacity', capacity]] as const) {
       if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a positive integer, got ${preview(value)}`);
       if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${where}: ${name} must be a positive integer, got ${value}`);
     }
@@ -337,16 +430,33 @@ export class KVCache {
     if (capacity > c.maxPositionEmbeddings) {
       throw new RangeError(`${where}: capacity ${capacity} is more than the model's ${c.maxPositionEmbeddings} positions (max_position_embeddings)`);
     }
-    const size = batch * c.numKeyValueHeads * capacity * c.headDim; // elements of each layer's keys (and values)
-    checkMemory(where, `a KV cache of ${batch} x ${capacity} positions (${c.numHiddenLayers} layers x ${c.numKeyValueHeads} KV heads x ${c.headDim})`,
-      2 * c.numHiddenLayers * size * 4, size);
+    const size = slots * c.numKeyValueHeads * capacity * c.headDim; // elements of each layer's keys (and values)
+    const what = `a KV cache of ${slots} x ${capacity} positions (${c.numHiddenLayers} layers x ${c.numKeyValueHeads} KV heads x ${c.headDim})`;
+    const bytes = 2 * c.numHiddenLayers * size * 4;
+    if (model.device === 'cpu') checkMemory(where, what, bytes, size);
+    else {
+      const has = deviceMemoryBytes(model.device);
+      if (!(bytes <= has)) throw new RangeError(`${where}: ${what} needs ${formatBytes(bytes)}, more than the ${formatBytes(has)} of memory ${model.device} has`);
+    }
     this.owner = model.lifetime;
-    this.config = c;
-    this.slots = batch;
+    this.device = model.device;
+    this.slots = slots;
     this.capacity = capacity;
-    this.lengths = new Int32Array(batch);
-    this.keys = model.blocks.map(() => new Float32Array(size));
-    this.values = model.blocks.map(() => new Float32Array(size));
+    this.lengths = new Int32Array(slots);
+    const shape = [slots, c.numKeyValueHeads, capacity, c.headDim];
+    this.keys = [];
+    this.values = [];
+    try {
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        this.keys.push(allocateOn(where, this.device, 'f32', shape));
+        this.values.push(allocateOn(where, this.device, 'f32', shape));
+      }
+    } catch (e) {
+      this.dispose();
+      if (isOutOfMemory(e)) throw outOfMemory(where, `${what} (${formatBytes(bytes)}) on ${this.device}`, e);
+      throw e;
+    }
+    model.lifetime.track(this);
   }
 
   /**
@@ -376,16 +486,34 @@ export class KVCache {
     this.lengths[slot] = 0;
   }
 
-  /** Offset of [slot, head, position 0] in keys[i] / values[i]. */
-  headOffset(slot: number, head: number): number {
-    return (slot * this.config.numKeyValueHeads + head) * this.capacity * this.config.headDim;
+  /** True once dispose() (of the cache or of its model) freed it. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Frees its memory now (on a GPU: its device memory) instead of at collection; a forward on it is then a
+   * TypeError. A call running on it finishes first. Idempotent; the model's dispose() does it too.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#busy) return; // release() frees it when the call in flight ends
+    this.#free();
+  }
+
+  #free(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+    for (const s of this.#scratch) s.dispose();
+    this.#scratch = [];
   }
 
   /**
    * @internal Claims the cache for one forward call. Calls on one cache must run one after another (each
-   * continues at the length the previous one left), so a second call while one is running is an Error.
+   * continues at the lengths the previous one left), so a second call while one is running is an Error.
    */
   acquire(where: string): void {
+    if (this.#disposed) throw new TypeError(`${where}: the KV cache was disposed`);
     if (this.#busy) {
       throw new Error(`${where}: the KV cache is in use by another forward() that has not finished; await it first (calls on one cache run one after another)`);
     }
@@ -395,6 +523,23 @@ export class KVCache {
   /** @internal */
   release(): void {
     this.#busy = false;
+    if (this.#disposed) this.#free();
+  }
+
+  /** @internal Takes the kept scratch with this key (the caller holds the cache), or undefined. */
+  takeScratch(key: string): CacheScratch | undefined {
+    const i = this.#scratch.findIndex((s) => s.key === key);
+    return i < 0 ? undefined : this.#scratch.splice(i, 1)[0];
+  }
+
+  /** @internal Keeps `s` for the next calls (scratchPolicy), or frees it. */
+  keepScratch(s: CacheScratch): void {
+    if (this.#disposed || s.bytes > scratchPolicy.maxBytes) {
+      s.dispose();
+      return;
+    }
+    this.#scratch.push(s);
+    while (this.#scratch.length > scratchPolicy.keep) this.#scratch.shift()!.dispose();
   }
 }
 
@@ -423,179 +568,31 @@ export function cacheSlots(where: string, cache: KVCache, batch: number, slots: 
   return out;
 }
 
-// --- forward -------------------------------------------------------------------------------------------
-
-function ensureRope(model: LlamaModel, positions: number): void {
-  if (model.rope.positions >= positions) return;
-  const { headDim, ropeTheta } = model.config;
-  const half = headDim / 2;
-  // Grown geometrically, never past what a cache may hold (positions <= a cache's capacity <= that).
-  const n = Math.min(Math.max(positions, 2 * model.rope.positions, 64), model.config.maxPositionEmbeddings);
-  const cos = new Float64Array(n * half), sin = new Float64Array(n * half);
-  for (let i = 0; i < half; i++) {
-    const invFreq = 1 / ropeTheta ** ((2 * i) / headDim);
-    for (let p = 0; p < n; p++) {
-      cos[p * half + i] = Math.cos(p * invFreq);
-      sin[p * half + i] = Math.sin(p * invFreq);
-    }
-  }
-  model.rope = { positions: n, cos, sin };
-}
-
-// Rotates each head's (x[i], x[i + d/2]) pairs by position x frequency (HF's rotate_half convention).
-// x: [batch * tokens, heads * d]; row r holds token t = r % tokens of sequence b = r / tokens, at position
-// past[b] + t.
-function applyRope(model: LlamaModel, x: Float32Array, heads: number, tokens: number, past: Int32Array): void {
-  const d = model.config.headDim, half = d / 2;
-  const { cos, sin } = model.rope;
-  const rows = x.length / (heads * d);
-  for (let r = 0; r < rows; r++) {
-    const p = (past[Math.floor(r / tokens)] + (r % tokens)) * half;
-    for (let h = 0; h < heads; h++) {
-      const base = (r * heads + h) * d;
-      for (let i = 0; i < half; i++) {
-        const a = x[base + i], b = x[base + half + i];
-        const c = cos[p + i], s = sin[p + i];
-        x[base + i] = a * c - b * s;
-        x[base + half + i] = b * c + a * s;
-      }
-    }
-  }
-}
-
-// q: [B*T, heads*d] (rotated); sequence b runs on cache slot slots[b], whose keys/values of block `layer`
-// already hold positions [0, past[b] + T). Returns [B*T, heads*d]. GEMMs beat plain loops here 4.7x to 9.5x
-// (decoding after 127 or 511 cached tokens, a 128-token prefill): see `npm run bench:models`.
-export async function attention(model: LlamaModel, cache: KVCache, layer: number, q: Float32Array, tokens: number, slots: Int32Array, past: Int32Array): Promise<Float32Array> {
-  const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim: d } = model.config;
-  const groups = heads / kvHeads;
-  const batch = slots.length;
-  const out = new Float32Array(batch * tokens * heads * d); // [B*T, heads*d]
-  const qGroup = new Float32Array(groups * tokens * d); // [groups*T, d]: the query heads sharing one KV head
-  const scale = 1 / Math.sqrt(d);
-  for (let b = 0; b < batch; b++) {
-    const span = past[b] + tokens;
-    for (let g = 0; g < kvHeads; g++) {
-      for (let hh = 0; hh < groups; hh++) {
-        for (let t = 0; t < tokens; t++) {
-          const src = ((b * tokens + t) * heads + g * groups + hh) * d;
-          qGroup.set(q.subarray(src, src + d), (hh * tokens + t) * d);
-        }
-      }
-      const at = cache.headOffset(slots[b], g);
-      const keys = f32(cache.keys[layer].subarray(at, at + span * d), [span, d]); // [S, d]
-      const values = f32(cache.values[layer].subarray(at, at + span * d), [span, d]); // [S, d]
-      const scores = await gemm(f32(qGroup, [groups * tokens, d]), keys, { transB: true, alpha: scale }); // [groups*T, S]
-      // Causal: query t (position past[b] + t) sees positions 0..past[b] + t of its own slot.
-      softmaxRows(scores.data as Float32Array, span, (row) => past[b] + (row % tokens) + 1);
-      const mixed = (await gemm(scores, values)).data as Float32Array; // [groups*T, d]
-      for (let hh = 0; hh < groups; hh++) {
-        for (let t = 0; t < tokens; t++) {
-          const dst = ((b * tokens + t) * heads + g * groups + hh) * d;
-          out.set(mixed.subarray((hh * tokens + t) * d, (hh * tokens + t + 1) * d), dst);
-        }
-      }
-    }
-  }
-  return out;
-}
-
-// x in the dtype each of `linears` reads (linearInputDtype), converted once per dtype: q, k and v read the
-// same input, and so do gate and up (a bf16 copy of a 128-token prefill's input costs about 0.5 ms).
-function inputsFor(x: Tensor, ...linears: Linear[]): Tensor[] {
-  const converted = new Map<DType, Tensor>();
-  return linears.map((l) => {
-    const dtype = l.weight.inputDtype;
-    let t = converted.get(dtype);
-    if (!t) converted.set(dtype, (t = x.toDType(dtype)));
-    return t;
-  });
-}
-
-// Writes the new tokens' keys or values, k: [B*T, kvHeads*d], to positions [past[b], past[b] + T) of slot
-// slots[b].
-function storeInCache(cache: KVCache, into: Float32Array, k: Float32Array, kvHeads: number, d: number, tokens: number, slots: Int32Array, past: Int32Array): void {
-  for (let b = 0; b < slots.length; b++) {
-    for (let g = 0; g < kvHeads; g++) {
-      const at = cache.headOffset(slots[b], g);
-      for (let t = 0; t < tokens; t++) {
-        const src = ((b * tokens + t) * kvHeads + g) * d;
-        into.set(k.subarray(src, src + d), at + (past[b] + t) * d);
-      }
-    }
-  }
-}
+// --- rotary tables ---------------------------------------------------------------------------------------
 
 /**
- * Runs ids: [batch * tokens] (row-major [batch, tokens]): row b on cache slot slots[b] (cacheSlots), at
- * positions cache.lengths[slots[b]] + t, appending to that slot. Returns logits [batch * tokens, vocab], or
- * [batch, vocab] for each sequence's last token.
+ * The model's rotary tables covering at least `positions` positions, on its device: grown geometrically
+ * (never past max_position_embeddings, so all tables ever made hold at most twice the last one) and
+ * computed in float64 (ropeTables). A call in flight on another cache may still read the tables it
+ * replaces: they are freed with the model.
  */
-export async function llamaForward(model: LlamaModel, ids: Int32Array, batch: number, tokens: number, cache: KVCache, slots: Int32Array, lastOnly: boolean): Promise<Tensor> {
-  const c = model.config;
-  if (slots.length !== batch) throw new RangeError(`forward: ${slots.length} cache slots for ${batch} sequences`);
-  const past = new Int32Array(batch); // cached positions of each row's slot
-  for (let b = 0; b < batch; b++) {
-    past[b] = cache.lengths[slots[b]];
-    if (past[b] + tokens > cache.capacity) {
-      throw new RangeError(`forward: ${past[b]} cached + ${tokens} new positions exceed the cache capacity of ${cache.capacity} (slot ${slots[b]})`);
-    }
+export function ensureRope(model: LlamaModel, positions: number): RopeTables {
+  const have = model.rope;
+  if (have && have.positions >= positions) return have;
+  const { headDim, ropeTheta, maxPositionEmbeddings } = model.config;
+  const n = Math.min(Math.max(positions, 2 * (have?.positions ?? 0), 64), maxPositionEmbeddings);
+  const host = ropeTables(ropeTheta, n, headDim);
+  const cos = host.cos.to(model.device);
+  let sin: Tensor;
+  try {
+    sin = host.sin.to(model.device);
+  } catch (e) {
+    cos.dispose();
+    throw e;
   }
-  const longest = Math.max(...past);
-  const need = forwardWorkingSet(c, batch, tokens, longest, lastOnly);
-  checkMemory('forward', `${batch} x ${tokens} tokens after ${longest} cached positions`, need.bytes, need.largest);
-  ensureRope(model, longest + tokens);
-  const rows = batch * tokens;
-  const H = c.hiddenSize;
-  const x = f32(embed(model.embedTokens, ids), [rows, H]); // the residual stream, [B*T, H]
-  const h = new Float32Array(rows * H);
-  for (let i = 0; i < model.blocks.length; i++) {
-    if (i > 0) await yieldIfBusy();
-    const blk = model.blocks[i];
-    rmsNorm(x.data as Float32Array, H, blk.inputNorm, c.rmsNormEps, h);
-    const [hq, hk, hv] = inputsFor(f32(h, [rows, H]), blk.q, blk.k, blk.v);
-    const q = (await blk.q.forward(hq)).data as Float32Array;
-    const k = (await blk.k.forward(hk)).data as Float32Array;
-    const v = (await blk.v.forward(hv)).data as Float32Array;
-    applyRope(model, q, c.numAttentionHeads, tokens, past);
-    applyRope(model, k, c.numKeyValueHeads, tokens, past);
-    storeInCache(cache, cache.keys[i], k, c.numKeyValueHeads, c.headDim, tokens, slots, past);
-    storeInCache(cache, cache.values[i], v, c.numKeyValueHeads, c.headDim, tokens, slots, past);
-    const attn = await attention(model, cache, i, q, tokens, slots, past);
-    await blk.o.forward(f32(attn, [rows, c.numAttentionHeads * c.headDim]), x); // x += attn W_o^T
-    rmsNorm(x.data as Float32Array, H, blk.postAttentionNorm, c.rmsNormEps, h);
-    const [hg, hu] = inputsFor(f32(h, [rows, H]), blk.gate, blk.up);
-    const gate = (await blk.gate.forward(hg)).data as Float32Array; // silu(h W_gate^T)
-    const up = (await blk.up.forward(hu)).data as Float32Array;
-    for (let j = 0; j < gate.length; j++) gate[j] *= up[j];
-    await blk.down.forward(f32(gate, [rows, c.intermediateSize]), x); // x += (silu(g) * u) W_down^T
-  }
-  for (let b = 0; b < batch; b++) cache.lengths[slots[b]] = past[b] + tokens;
-  let final = x.data as Float32Array;
-  if (lastOnly && tokens > 1) {
-    final = new Float32Array(batch * H);
-    for (let b = 0; b < batch; b++) final.set((x.data as Float32Array).subarray(((b + 1) * tokens - 1) * H, (b + 1) * tokens * H), b * H);
-  }
-  await yieldIfBusy();
-  const normed = rmsNorm(final, H, model.norm, c.rmsNormEps);
-  return model.lmHead.forward(f32(normed, [normed.length / H, H]));
-}
-
-// The f32 arrays one forward holds at its peak (attention's are per KV head, one at a time), in bytes, and
-// the largest one in elements: an input too large for memory is a RangeError before anything is allocated.
-// `past`: the most cached positions of any row's slot.
-function forwardWorkingSet(c: LlamaConfig, batch: number, tokens: number, past: number, lastOnly: boolean): { bytes: number; largest: number } {
-  const rows = batch * tokens, span = past + tokens, outRows = lastOnly ? batch : rows;
-  const q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
-  const groups = c.numAttentionHeads / c.numKeyValueHeads;
-  const arrays = [
-    rows * c.hiddenSize, rows * c.hiddenSize, rows * c.hiddenSize, // x, h, h converted for a bf16 GEMM
-    rows * q, rows * kv, rows * kv, rows * q, // q, k, v, attention's output
-    groups * tokens * c.headDim, groups * tokens * span, groups * tokens * c.headDim, // attention of one KV head
-    rows * c.intermediateSize, rows * c.intermediateSize, // gate, up
-    outRows * c.hiddenSize, outRows * c.vocabSize, // the final norm, the logits
-  ];
-  return { bytes: 4 * arrays.reduce((sum, n) => sum + n, 0), largest: Math.max(...arrays) };
+  if (have) model.retiredRope.push(have);
+  model.rope = { positions: n, cos, sin };
+  return model.rope;
 }
 
 /** Token ids as [batch][tokens] (equal lengths), validated against the vocabulary. */
@@ -629,3 +626,4 @@ export function tokenBatch(where: string, model: LlamaModel, input: unknown): { 
   });
   return { ids, batch: rowsIn.length, tokens, nested };
 }
+

@@ -7,13 +7,17 @@
 //       { "op": "rmsnorm", "weight": "norm.weight", "eps": 1e-6 },
 //       { "op": "relu" | "gelu" | "silu" | "softmax" } ] }
 //
-// A Linear's activation runs fused in its GEMM; standalone activations, norms and softmax run in place.
-import { type Checkpoint, preview } from '../safetensors.js';
+// The model lives on one device ('cpu', 'cuda:<n>', 'hip:<n>'). A Linear's activation runs fused in its
+// GEMM; standalone activations, norms and softmax are native ops (src/ops.ts), in place on the model's own
+// activations.
+import type { Device } from '../device.js';
 import { formatShape } from '../errors.js';
 import type { Activation } from '../matmul.js';
-import { ACTIVATIONS } from '../native.js';
+import { ACTIVATIONS, type OpKindName } from '../native.js';
+import { type MatrixView, PreparedOp } from '../ops.js';
+import { type Checkpoint, preview } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
-import { Linear, applyActivation, f32, layerNorm, rmsNorm, softmaxRows } from './layers.js';
+import { Linear, allocateOn, runsSync } from './layers.js';
 import { ModelLifetime, checkMemory, yieldIfBusy } from './resources.js';
 
 export const MLP_METADATA_KEY = 'gemmkit.model';
@@ -31,8 +35,8 @@ export interface MlpSpec {
 
 type MlpLayer =
   | { op: 'linear'; linear: Linear; name: string }
-  | { op: 'layernorm'; weight: Float32Array; bias?: Float32Array; eps: number }
-  | { op: 'rmsnorm'; weight: Float32Array; eps: number }
+  | { op: 'layernorm'; weight: Tensor; bias?: Tensor; eps: number }
+  | { op: 'rmsnorm'; weight: Tensor; eps: number }
   | { op: 'relu' | 'gelu' | 'silu' | 'softmax' };
 
 /** A loaded MLP (from loadModel). dispose() frees its weights now instead of at collection. */
@@ -43,13 +47,16 @@ export class MlpModel {
   readonly outputFeatures: number;
   /** The widest activation between layers (for the memory a forward needs). */
   readonly maxWidth: number;
+  /** Where its weights live and where it runs: 'cpu', 'cuda:<n>' or 'hip:<n>'. */
+  readonly device: Device;
   /** @internal */
   readonly lifetime = new ModelLifetime();
   #layers: MlpLayer[] | undefined;
 
   /** @internal Use loadModel(). */
-  constructor(spec: MlpSpec, layers: MlpLayer[], inputFeatures: number, outputFeatures: number, maxWidth: number) {
+  constructor(spec: MlpSpec, layers: MlpLayer[], inputFeatures: number, outputFeatures: number, maxWidth: number, device: Device) {
     this.spec = spec;
+    this.device = device;
     this.#layers = layers;
     this.inputFeatures = inputFeatures;
     this.outputFeatures = outputFeatures;
@@ -66,13 +73,26 @@ export class MlpModel {
     return this.lifetime.disposed;
   }
 
-  /** Frees the prepacked weights and lets go of every tensor now (calls in flight finish first); later forward calls are TypeErrors. Idempotent. */
+  /**
+   * Frees the weights (packed panels on the CPU, device memory on a GPU) and lets go of every tensor now
+   * (calls in flight finish first); later forward calls are TypeErrors. Idempotent.
+   */
   dispose(): void {
     this.lifetime.dispose(() => {
       const layers = this.#layers ?? [];
       this.#layers = undefined;
-      for (const l of layers) if (l.op === 'linear') l.linear.dispose();
+      disposeLayers(layers);
     });
+  }
+}
+
+function disposeLayers(layers: MlpLayer[]): void {
+  for (const l of layers) {
+    if (l.op === 'linear') l.linear.dispose();
+    else if (l.op === 'layernorm' || l.op === 'rmsnorm') {
+      l.weight.dispose();
+      if (l.op === 'layernorm') l.bias?.dispose();
+    }
   }
 }
 
@@ -103,7 +123,8 @@ export function parseMlpSpec(where: string, text: string): MlpSpec {
       case 'rmsnorm':
         if (typeof l.weight !== 'string') throw new TypeError(`${at} (${l.op}) needs "weight", a tensor name`);
         if (l.op === 'layernorm' && l.bias !== undefined && typeof l.bias !== 'string') throw new TypeError(`${at} (layernorm): "bias" must be a tensor name`);
-        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0 && Number.isFinite(l.eps))) throw new RangeError(`${at} (${l.op}): eps must be a positive number`);
+        // The norm ops compute in f32: eps must be one (at most 3.4e38).
+        if (l.eps !== undefined && !(typeof l.eps === 'number' && l.eps > 0 && Number.isFinite(Math.fround(l.eps)))) throw new RangeError(`${at} (${l.op}): eps must be a positive number within f32's range`);
         break;
       case 'relu': case 'gelu': case 'silu': case 'softmax':
         break;
@@ -169,18 +190,30 @@ export function checkMlpTensors(ck: Checkpoint, spec: MlpSpec): MlpPlan {
   return { inputFeatures, outputFeatures: width, maxWidth: Math.max(maxWidth, inputFeatures) };
 }
 
-/** The model from a checkpoint whose spec checkMlpTensors has passed (loadModel's describe() checks it). */
-export function loadMlp(ck: Checkpoint, spec: MlpSpec, plan: MlpPlan): MlpModel {
+/**
+ * The model from a checkpoint whose spec checkMlpTensors has passed (loadModel's describe() checks it), with
+ * its weights on `device` (checked by resolveDevice) in their stored dtype.
+ */
+export function loadMlp(ck: Checkpoint, spec: MlpSpec, plan: MlpPlan, device: Device = 'cpu'): MlpModel {
   const layers: MlpLayer[] = [];
-  const vector = (name: string) => ck.tensor(name).toFloat32();
+  // Norm weights and biases in their stored dtype: the ops widen them to f32 exactly.
+  const made: Tensor[] = [];
+  const vector = (name: string, dtype?: 'f32') => {
+    const host = ck.tensor(name);
+    const t = (dtype ? host.toDType(dtype) : host).to(device);
+    made.push(t);
+    return t;
+  };
   try {
     spec.layers.forEach((l, i) => {
       if (l.op === 'linear') {
         const at = `${ck.path}: layer ${i} (${l.op})`;
-        const linear = new Linear(`${at}: '${l.weight}'`, ck.tensor(l.weight), l.bias !== undefined ? ck.tensor(l.bias) : undefined, l.activation ?? 'none');
+        const linear = new Linear(`${at}: '${l.weight}'`, ck.tensor(l.weight), l.bias !== undefined ? ck.tensor(l.bias) : undefined, l.activation ?? 'none', device);
         layers.push({ op: 'linear', linear, name: l.weight });
       } else if (l.op === 'layernorm') {
-        layers.push({ op: 'layernorm', weight: vector(l.weight), bias: l.bias !== undefined ? vector(l.bias) : undefined, eps: l.eps ?? 1e-5 });
+        // The op reads weight and bias in one dtype: f32 when they differ (exact for every dtype).
+        const mixed = l.bias !== undefined && ck.loadedDtype(l.bias) !== ck.loadedDtype(l.weight) ? 'f32' : undefined;
+        layers.push({ op: 'layernorm', weight: vector(l.weight, mixed), bias: l.bias !== undefined ? vector(l.bias, mixed) : undefined, eps: l.eps ?? 1e-5 });
       } else if (l.op === 'rmsnorm') {
         layers.push({ op: 'rmsnorm', weight: vector(l.weight), eps: l.eps ?? 1e-5 });
       } else {
@@ -188,13 +221,28 @@ export function loadMlp(ck: Checkpoint, spec: MlpSpec, plan: MlpPlan): MlpModel 
       }
     });
   } catch (e) {
-    for (const l of layers) if (l.op === 'linear') l.linear.dispose();
+    disposeLayers(layers);
+    for (const t of made) t.dispose();
     throw e;
   }
-  return new MlpModel(spec, layers, plan.inputFeatures, plan.outputFeatures, plan.maxWidth);
+  return new MlpModel(spec, layers, plan.inputFeatures, plan.outputFeatures, plan.maxWidth, device);
 }
 
-/** [batch, in] (any dtype) -> [batch, out] f32. */
+// One of the MLP's row ops on x [rows, cols], written over x (our own f32 activation) or into a new f32
+// tensor. On a GPU the last layer waits for the device, off the event loop, so forward settles once its
+// result is written.
+async function rowOp(x: Tensor, inPlace: boolean, kind: OpKindName, fields: { eps?: number; activation?: Activation }, weights: { weight?: Tensor; bias?: Tensor }, last: boolean): Promise<Tensor> {
+  const [rows, cols] = x.shape;
+  const out = inPlace ? x : allocateOn('forward', x.device, 'f32', [rows, cols]);
+  const view = (t: Tensor): MatrixView => ({ tensor: t, offset: 0, rows, cols, ld: cols });
+  const op = new PreparedOp('forward', kind, { rows, cols, ...fields, ...(weights.weight ? { dtypeWeight: weights.weight.dtype } : {}) },
+    { x: view(x), out: view(out), ...weights });
+  if (x.device === 'cpu' ? runsSync('cpu', rows * cols) : !last) op.run();
+  else await op.runAsync();
+  return out;
+}
+
+/** [batch, in] (any dtype, on any device: it is copied to the model's) -> [batch, out] f32 on the model's device. */
 export async function mlpForward(model: MlpModel, input: Tensor): Promise<Tensor> {
   if (!(input instanceof Tensor)) throw new TypeError('forward: an MLP takes a Tensor [batch, features]');
   if (input.shape.length !== 2 || input.shape[1] !== model.inputFeatures) {
@@ -202,22 +250,32 @@ export async function mlpForward(model: MlpModel, input: Tensor): Promise<Tensor
   }
   const batch = input.shape[0];
   // Two activations of the widest layer live at once (a Linear's input and output).
-  checkMemory('forward', `a batch of ${batch}`, 2 * 4 * batch * model.maxWidth, batch * model.maxWidth);
-  let x = input;
-  for (const layer of model.layers) {
-    if (x !== input) await yieldIfBusy();
+  if (model.device === 'cpu') checkMemory('forward', `a batch of ${batch}`, 2 * 4 * batch * model.maxWidth, batch * model.maxWidth);
+  let x = input.to(model.device);
+  // The caller's tensor is never written: an op writes over x only once x is the model's own f32 activation.
+  let own = x !== input && x.dtype === 'f32';
+  const layers = model.layers;
+  // Our own activations (the input's copy, each layer's result) are freed as soon as the next layer has
+  // read them, so a GPU model does not leave device memory to the collector.
+  let ours = x !== input;
+  for (let i = 0; i < layers.length; i++) {
+    const layer = layers[i], last = i === layers.length - 1;
+    if (i > 0) await yieldIfBusy();
+    let y: Tensor;
     if (layer.op === 'linear') {
-      x = await layer.linear.forward(x);
-      continue;
+      y = await layer.linear.forward(x);
+    } else if (layer.op === 'layernorm') {
+      y = await rowOp(x, own, 'layerNorm', { eps: layer.eps }, { weight: layer.weight, bias: layer.bias }, last);
+    } else if (layer.op === 'rmsnorm') {
+      y = await rowOp(x, own, 'rmsNorm', { eps: layer.eps }, { weight: layer.weight }, last);
+    } else if (layer.op === 'softmax') {
+      y = await rowOp(x, own, 'softmax', {}, {}, last);
+    } else {
+      y = await rowOp(x, own, 'activate', { activation: layer.op }, {}, last);
     }
-    const n = x.shape[1];
-    // In place on our own f32 activations; the caller's input is copied (toFloat32 of f16/bf16 is one already).
-    const v = x !== input ? (x.data as Float32Array) : x.dtype === 'f32' ? (x.data as Float32Array).slice() : x.toFloat32();
-    if (layer.op === 'layernorm') layerNorm(v, n, layer.weight, layer.bias, layer.eps);
-    else if (layer.op === 'rmsnorm') rmsNorm(v, n, layer.weight, layer.eps, v);
-    else if (layer.op === 'softmax') softmaxRows(v, n);
-    else applyActivation(layer.op, v);
-    x = f32(v, x.shape);
+    if (ours && y !== x) x.dispose();
+    x = y;
+    own = ours = true; // every layer's result is a new f32 tensor of ours
   }
   return x;
 }

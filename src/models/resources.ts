@@ -1,6 +1,8 @@
-// What a model may use, checked before it is used: its weights' lifetime (dispose), memory, and time on
-// the event loop.
+// What a model may use, checked before it is used: the device it runs on, its weights' lifetime (dispose),
+// memory (the host's or the device's), and time on the event loop.
 import { freemem, totalmem } from 'node:os';
+import { type Device, type Placement, parseDevice } from '../device.js';
+import { GPU_BACKENDS, gpuAddonStatus, gpuNative } from '../native.js';
 
 /**
  * Whether a model's weights are still there. The model and its KV caches share this object (a cache holds
@@ -11,6 +13,8 @@ export class ModelLifetime {
   #disposed = false;
   #active = 0;
   #release: (() => void) | undefined;
+  // What was made for the model and is useless without it (its KV caches), freed with its weights.
+  #dependents = new Set<WeakRef<{ dispose(): void }>>();
 
   get disposed(): boolean {
     return this.#disposed;
@@ -40,10 +44,20 @@ export class ModelLifetime {
     if (this.#active === 0) this.#releaseNow();
   }
 
+  /** Frees `dependent` (a KV cache) with the weights; it is held weakly, so a dropped one is collected. */
+  track(dependent: { dispose(): void }): void {
+    // Forget collected ones now and then, so a model that makes many caches keeps a small set.
+    if (this.#dependents.size >= 64) for (const r of this.#dependents) if (r.deref() === undefined) this.#dependents.delete(r);
+    this.#dependents.add(new WeakRef(dependent));
+  }
+
   #releaseNow(): void {
     const release = this.#release;
     this.#release = undefined;
-    release?.();
+    if (!release) return;
+    for (const r of this.#dependents) r.deref()?.dispose();
+    this.#dependents.clear();
+    release();
   }
 }
 
@@ -85,6 +99,55 @@ export function checkMemory(where: string, what: string, bytes: number, largestA
   if (!(bytes <= available)) {
     throw new RangeError(`${where}: ${what} needs ${formatBytes(bytes)}, more than the ${formatBytes(available)} of memory available`);
   }
+}
+
+// --- devices -------------------------------------------------------------------------------------------
+
+/**
+ * The device a model is loaded on: 'cpu' (default), 'cuda:<n>' or 'hip:<n>', checked to exist here (an
+ * Error naming it and why not when its backend is not available, a RangeError for an index it does not
+ * have); 'auto' is the first GPU that is there (CUDA, then HIP), else the CPU.
+ */
+export function resolveDevice(where: string, device: unknown): Device {
+  if (device === undefined || device === 'cpu') return 'cpu';
+  if (device === 'auto') {
+    for (const name of GPU_BACKENDS) {
+      const s = gpuAddonStatus(name);
+      if (s.addon && s.devices > 0 && typeof s.addon.opSync === 'function') return `${name}:0`;
+    }
+    return 'cpu';
+  }
+  if (typeof device !== 'string') throw new TypeError(`${where}: device must be 'cpu', 'cuda:<n>', 'hip:<n>' or 'auto', got ${typeof device}`);
+  const place = parseDevice(where, device) as Placement & { backend: 'cuda' | 'hip' };
+  const native = gpuNative(place.backend, `${where}: device ${device}`); // an Error saying why it is not available
+  const count = native.info().backends.find((b) => b.name === place.backend)?.devices.length ?? 0;
+  if (place.index >= count) {
+    throw new RangeError(`${where}: device ${device} does not exist; this machine has ${count} ${place.backend.toUpperCase()} device(s)${count > 0 ? ` (${place.backend}:0 to ${place.backend}:${count - 1})` : ''}`);
+  }
+  if (typeof native.opSync !== 'function' || typeof native.opAsync !== 'function') {
+    throw new Error(`${where}: device ${device}: the ${place.backend} addon has no ops beyond GEMM, which models need; rebuild it with \`npm run build:${place.backend}\``);
+  }
+  return device as Device;
+}
+
+/** The memory of a GPU device in bytes (its total; what is free is known only by trying). */
+export function deviceMemoryBytes(device: Device): number {
+  const place = parseDevice('deviceMemoryBytes', device);
+  if (place.backend === 'cpu') return memoryPolicy.availableBytes();
+  const info = gpuNative(place.backend, 'deviceMemoryBytes').info();
+  return info.backends.find((b) => b.name === place.backend)?.devices[place.index]?.memoryBytes ?? 0;
+}
+
+/** An Error with code GEMMKIT_OUT_OF_MEMORY, as the device layer throws it, saying what did not fit. */
+export function isOutOfMemory(e: unknown): e is Error & { code: string } {
+  return (e as { code?: unknown } | undefined)?.code === 'GEMMKIT_OUT_OF_MEMORY';
+}
+
+/** An out-of-memory error `e` said again for `where` and `what`, keeping its code (GEMMKIT_OUT_OF_MEMORY). */
+export function outOfMemory(where: string, what: string, e: Error & { code: string }): Error {
+  const out = new Error(`${where}: out of memory for ${what} (${e.message})`) as Error & { code: string };
+  out.code = e.code;
+  return out;
 }
 
 // --- the event loop --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 // cancels the rest (a JSON 503, or an error event on a stream), and closes.
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { basename } from 'node:path';
+import type { Device } from '../device.js';
 import { type FinishReason, resolveSequenceOptions } from '../generate.js';
 import { type Model, loadModel, llamaOnly } from '../models/index.js';
 import type { LlamaModel } from '../models/llama.js';
@@ -39,6 +40,8 @@ export interface ServeOptions {
   shutdownTimeoutMs?: number;
   /** fastify's request log (pino, to stdout). Default off. */
   logger?: boolean;
+  /** serveCheckpoint: where the model is loaded (loadModel's device: 'cpu', 'cuda:<n>', 'hip:<n>', 'auto'). Default 'cpu'. */
+  device?: Device | 'auto';
 }
 
 type ErrorReply = { status: number; type: ErrorType; message: string; param?: string | null; code?: string | null };
@@ -85,7 +88,7 @@ export class GemmkitServer {
   readonly model: LlamaModel;
   readonly tokenizer: TextTokenizer;
   readonly modelName: string;
-  readonly options: Required<Omit<ServeOptions, 'logger'>>;
+  readonly options: Required<Omit<ServeOptions, 'logger' | 'device'>>;
   private closing: Promise<void> | undefined;
 
   constructor(model: Model, tokenizer: TextTokenizer, opts: ServeOptions = {}) {
@@ -305,6 +308,6 @@ export async function startServer(model: Model, tokenizer: TextTokenizer, opts: 
  */
 export async function serveCheckpoint(path: string, opts: ServeOptions = {}): Promise<GemmkitServer> {
   const tokenizer = loadTokenizer(path);
-  const model = await loadModel(path);
+  const model = await loadModel(path, { device: opts.device });
   return startServer(model, tokenizer, { ...opts, modelName: opts.modelName ?? basename(path.replace(/\/+$/, '')) });
 }

@@ -6,6 +6,7 @@
 //            i.e. transB, with dtype torch.float32 / torch.float16 / torch.bfloat16.
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
+import type { Device } from '../device.js';
 import type { DType } from '../dtype.js';
 import type { Activation } from '../native.js';
 import { modelGemmShapes } from '../models/index.js';
@@ -127,22 +128,22 @@ export function readShapesFile(path: string, d: ShapeDefaults): GemmSpec[] {
 }
 
 /**
- * The GEMMs forward() runs for a model (a gemmkit MLP .safetensors or a Llama checkpoint) at each batch
- * size, from the models module: A in the dtype the model feeds the GEMM (linearInputDtype), results f32;
- * the weight (B) keeps its dtype, is applied as x @ W^T and is prepacked at load, so the shapes are tuned
- * as prepacked. A GEMM forward runs
- * with beta = 1 (a fused residual add) is tuned with beta = 0: beta is not part of the key, and it
+ * The GEMMs forward() runs for a model (a gemmkit MLP .safetensors or a Llama checkpoint) loaded on `device`,
+ * at each batch size, from the models module: A in the dtype the model feeds the GEMM there
+ * (linearInputDtype), results f32; the weight (B) keeps its dtype and is applied as x @ W^T, prepacked at
+ * load on the CPU (so the shapes are tuned as prepacked) and a plain device tensor on a GPU. A GEMM forward
+ * runs with beta = 1 (a fused residual add) is tuned with beta = 0: beta is not part of the key, and it
  * changes the work by one read of C.
  */
-export async function modelShapes(path: string, batches: number[], d: ShapeDefaults): Promise<GemmSpec[]> {
+export async function modelShapes(path: string, batches: number[], d: ShapeDefaults, device: Device = 'cpu'): Promise<GemmSpec[]> {
   let shapes;
   try {
-    shapes = await modelGemmShapes(path, batches);
+    shapes = await modelGemmShapes(path, batches, { device });
   } catch (e) {
     throw new ShapeError(`--model ${path}: ${(e as Error).message}`);
   }
   return shapes.map((s) => ({
     m: s.m, n: s.n, k: s.k, dtypeA: s.dtypeA, dtypeB: s.dtype, outDtype: d.outDtype ?? s.dtypeC, transA: false,
-    transB: s.transB, prepacked: true, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
+    transB: s.transB, prepacked: s.prepacked, bias: s.bias, activation: s.activation, label: `${path}: ${s.name}`,
   }));
 }
