@@ -1,8 +1,8 @@
 // What a model may use, checked before it is used: the device it runs on, its weights' lifetime (dispose),
 // memory (the host's or the device's), and time on the event loop.
 import { freemem, totalmem } from 'node:os';
-import { type Device, type Placement, parseDevice } from '../device.js';
-import { GPU_BACKENDS, gpuAddonStatus, gpuNative } from '../native.js';
+import { type Device, type Placement, firstGpuDevice, parseDevice } from '../device.js';
+import { gpuNative } from '../native.js';
 
 /**
  * Whether a model's weights are still there. The model and its KV caches share this object (a cache holds
@@ -106,17 +106,11 @@ export function checkMemory(where: string, what: string, bytes: number, largestA
 /**
  * The device a model is loaded on: 'cpu' (default), 'cuda:<n>' or 'hip:<n>', checked to exist here (an
  * Error naming it and why not when its backend is not available, a RangeError for an index it does not
- * have); 'auto' is the first GPU that is there (CUDA, then HIP), else the CPU.
+ * have); 'auto' is the first real GPU that is there (CUDA, then HIP), else the CPU.
  */
 export function resolveDevice(where: string, device: unknown): Device {
   if (device === undefined || device === 'cpu') return 'cpu';
-  if (device === 'auto') {
-    for (const name of GPU_BACKENDS) {
-      const s = gpuAddonStatus(name);
-      if (s.addon && s.devices > 0 && typeof s.addon.opSync === 'function') return `${name}:0`;
-    }
-    return 'cpu';
-  }
+  if (device === 'auto') return firstGpuDevice() ?? 'cpu'; // never an emulated device: those are asked for by name
   if (typeof device !== 'string') throw new TypeError(`${where}: device must be 'cpu', 'cuda:<n>', 'hip:<n>' or 'auto', got ${typeof device}`);
   const place = parseDevice(where, device) as Placement & { backend: 'cuda' | 'hip' };
   const native = gpuNative(place.backend, `${where}: device ${device}`); // an Error saying why it is not available
