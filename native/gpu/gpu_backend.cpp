@@ -336,6 +336,11 @@ class GpuBackend : public Backend {
     static constexpr int kSlots = 16;
     Slot slots[kSlots];
     int next_ = 0;
+    ~OpStaging() {
+      for (Slot& slot : slots) {
+        if (slot.copied) vendor::eventDestroy(slot.copied);  // at exit the runtime may be gone: an error, not a crash
+      }
+    }
     // The next slot, holding at least `count` ints (caller holds the device's lane).
     Status next(int device, int64_t count, Slot** out) {
       Slot& slot = slots[next_];
