@@ -154,6 +154,54 @@ describe('memory a call uses stays valid until it settles', () => {
   });
 });
 
+describe('memory an async op uses stays valid until it settles', () => {
+  // Softmax over 64 MiB of rows (tens of ms), with the caller's own arrays, through the addon's opAsync.
+  const OP_SETUP = `
+    const R = 1024, C = 16384;
+    const softmax = (x, out) => ({ kind: 6, rows: R, cols: C, ldx: C, ldout: C, x, out });
+    const values = () => { const v = new Float32Array(R * C); for (let i = 0; i < v.length; i++) v[i] = (i % 97) / 16; return v; };
+    const want = new Float32Array(R * C);
+    native.opSync(softmax(values(), want));
+  `;
+
+  it("the caller's x transferred away while softmax runs: the result is still right", async () => {
+    const r = await scenario(OP_SETUP + `
+      const x = values(), out = new Float32Array(R * C);
+      const p = native.opAsync(softmax(x, out));
+      let clone = structuredClone(x.buffer, { transfer: [x.buffer] });
+      clone = null;
+      churn();
+      await p;
+      report({ right: same(out, want), xDetached: x.length === 0 });`);
+    expect(r).toEqual({ right: true, xDetached: true });
+  });
+
+  it("the caller's out transferred away, or rotary embedding's x (rotated in place), or argmax's ids: rejected, naming it", async () => {
+    const r = await scenario(OP_SETUP + `
+      const out = new Float32Array(R * C);
+      const p1 = native.opAsync(softmax(values(), out));
+      let clone = structuredClone(out.buffer, { transfer: [out.buffer] });
+      churn();
+      const heads = 64, headDim = 256, rows = R;
+      const cos = new Float32Array(rows * headDim / 2).fill(0.5), sin = new Float32Array(rows * headDim / 2).fill(0.25);
+      const q = values().subarray(0, rows * heads * headDim);
+      const positions = Int32Array.from({ length: rows }, (_, i) => i);
+      const p2 = native.opAsync({ kind: 3, rows, cols: heads * headDim, ldx: heads * headDim, heads, headDim,
+        ropePositions: rows, x: q, weight: cos, bias: sin, positions });
+      clone = structuredClone(q.buffer, { transfer: [q.buffer] });
+      churn();
+      const ids = new Int32Array(R);
+      const p3 = native.opAsync({ kind: 10, rows: R, cols: C, ldx: C, vocab: C, x: values(), idsOut: ids });
+      clone = structuredClone(ids.buffer, { transfer: [ids.buffer] });
+      clone = null;
+      churn();
+      report({ out: await outcome(p1), rope: await outcome(p2), argmax: await outcome(p3) });`);
+    expect(r.out).toMatch(/^TypeError: gemmkit: the output out was detached while the call ran/);
+    expect(r.rope).toMatch(/^TypeError: gemmkit: the output x was detached while the call ran/);
+    expect(r.argmax).toMatch(/^TypeError: gemmkit: the output idsOut was detached while the call ran/);
+  });
+});
+
 describe('memory of every kind given to the addon directly', () => {
   it('SharedArrayBuffer- and resizable-buffer-backed arrays: read in place by sync calls, snapshotted by async ones', async () => {
     const native = cpuNative();

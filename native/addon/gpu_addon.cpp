@@ -179,10 +179,9 @@ struct DeviceOpCall {
   OpDesc op;
   OpBuffers buffers;
   OpHostArrays host;
-  std::vector<Napi::ObjectReference> keepAlive;  // idsOut
   std::vector<std::shared_ptr<DeviceAllocation>> keep;
   const Backend* backend = nullptr;
-  // Async: idsOut (host memory the op writes) as an operand held or snapshotted for the work.
+  // idsOut (host memory the op writes): used in place by a sync call, held or snapshotted for async work.
   std::vector<HostOperand> hostOutputs;
 
   // On the JS thread after async work: copies ids written into a snapshot into idsOut.
@@ -244,12 +243,7 @@ DeviceOpCall unpackDeviceOpCall(const Napi::Env& env, const Napi::Value& descVal
   b.bias = deviceOpOperand(env, d, "bias", e.dtypeWeight, e.bias, e.biasOptional, device, &call.keep);
   b.kCache = static_cast<float*>(deviceOpOperand(env, d, "kCache", DType::F32, e.kCache, false, device, &call.keep));
   b.vCache = static_cast<float*>(deviceOpOperand(env, d, "vCache", DType::F32, e.vCache, false, device, &call.keep));
-  call.host = unpackOpHostArrays(env, d, e, &call.keepAlive);
-  if (lifetime == HostLifetime::Work && e.idsOut > 0) {
-    // The ids are written on a libuv thread: into memory held for the work, copied out at the end.
-    call.hostOutputs.push_back(hostOperand(env, d.Get("idsOut"), "idsOut", napi_int32_array, "Int32Array", e.idsOut, lifetime, true));
-    call.host.idsOut = static_cast<int32_t*>(call.hostOutputs.back().data());
-  }
+  call.host = unpackOpHostArrays(env, d, e, lifetime, &call.hostOutputs);
   call.host.setPointers(&b);
   // The indices, before anything is queued (runOp checks again; this makes a bad one a synchronous throw).
   Status s = checkOp(call.op, b);

@@ -49,26 +49,32 @@ DType dtypeField(const Napi::Env& env, const Napi::Object& d, const char* key) {
 }
 
 // A typed-array memory operand of dtype t holding at least `extent` elements; null when absent and
-// allowed to be (an unused operand, an empty extent, LayerNorm's optional bias).
+// allowed to be (an unused operand, an empty extent, LayerNorm's optional bias). Under
+// HostLifetime::Work the memory stays valid until the work settles whatever JS does to the array
+// meanwhile (detach, transfer, shrink): addon memory is held, other memory is used through a copy
+// (outputs copied back by finish()). `output`: the op writes it (read too: a cache or a strided out
+// keeps what it does not write).
 void* memoryOperand(const Napi::Env& env, const Napi::Object& d, const char* key, DType t, int64_t extent, bool optional,
-                    std::vector<Napi::ObjectReference>* keep) {
-  if (extent < 0) return nullptr;
+                    HostLifetime lifetime, bool output, std::vector<HostOperand>* held) {
+  if (extent <= 0) {
+    if (extent == 0 && !d.Get(key).IsUndefined() && !d.Get(key).IsNull()) {
+      held->push_back(hostOperand(env, d, key, t, 0, lifetime));  // still type-checked
+    }
+    return nullptr;
+  }
   Napi::Value v = d.Get(key);
   if (v.IsUndefined() || v.IsNull()) {
-    if (extent == 0 || optional) return nullptr;
+    if (optional) return nullptr;
     throwType(env, std::string(key) + " is missing: the op reads " + std::to_string(extent) + " elements of it");
   }
   const napi_typedarray_type want = t == DType::F32 ? napi_float32_array : napi_uint16_array;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want) {
-    throwType(env, std::string(key) + " must be a " + (t == DType::F32 ? "Float32Array" : "Uint16Array") + " for " + dtypeName(t));
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == want && int64_t(v.As<Napi::TypedArray>().ElementLength()) < extent &&
+      !v.As<Napi::TypedArray>().ArrayBuffer().IsDetached()) {
+    throwRange(env, std::string(key) + " has " + std::to_string(v.As<Napi::TypedArray>().ElementLength()) + " elements but the op spans " +
+                        std::to_string(extent));
   }
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (int64_t(a.ElementLength()) < extent) {
-    throwRange(env, std::string(key) + " has " + std::to_string(a.ElementLength()) + " elements but the op spans " + std::to_string(extent));
-  }
-  keep->push_back(Napi::Persistent(a.As<Napi::Object>()));
-  if (extent == 0) return nullptr;
-  return static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+  held->push_back(hostOperand(env, d, key, t, extent, lifetime, output, output));
+  return held->back().data();
 }
 
 Napi::Int32Array int32Array(const Napi::Env& env, const Napi::Object& d, const char* key, int64_t extent) {
@@ -94,11 +100,21 @@ struct CpuOpCall {
   OpDesc op;
   OpBuffers buffers;
   OpHostArrays host;
-  std::vector<Napi::ObjectReference> keepAlive;
+  std::vector<HostOperand> memory;                 // what keeps x, y, out, weight, ... valid
+  std::vector<HostOperand> idsOut;                 // argmax's ids, the same way
   const Backend* backend = nullptr;
+  Status finish() {
+    for (std::vector<HostOperand>* list : {&memory, &idsOut}) {
+      for (HostOperand& o : *list) {
+        Status s = o.finish();
+        if (!s.isOk()) return s;
+      }
+    }
+    return Status::ok();
+  }
 };
 
-CpuOpCall unpackCpuOpCall(const Napi::Env& env, const Napi::Value& descValue) {
+CpuOpCall unpackCpuOpCall(const Napi::Env& env, const Napi::Value& descValue, HostLifetime lifetime) {
   CpuOpCall call;
   OpExtents e;
   call.op = unpackOpDesc(env, descValue, &e);
@@ -106,14 +122,17 @@ CpuOpCall unpackCpuOpCall(const Napi::Env& env, const Napi::Value& descValue) {
   call.backend = findBackend("cpu");
   if (!call.backend) throwType(env, "backend 'cpu' is not loaded in this addon");
   OpBuffers& b = call.buffers;
-  b.x = memoryOperand(env, d, "x", call.op.dtypeX, e.x, false, &call.keepAlive);
-  b.y = memoryOperand(env, d, "y", call.op.dtypeY, e.y, false, &call.keepAlive);
-  b.out = memoryOperand(env, d, "out", call.op.dtypeOut, e.out, false, &call.keepAlive);
-  b.weight = memoryOperand(env, d, "weight", e.dtypeWeight, e.weight, false, &call.keepAlive);
-  b.bias = memoryOperand(env, d, "bias", e.dtypeWeight, e.bias, e.biasOptional, &call.keepAlive);
-  b.kCache = static_cast<float*>(memoryOperand(env, d, "kCache", DType::F32, e.kCache, false, &call.keepAlive));
-  b.vCache = static_cast<float*>(memoryOperand(env, d, "vCache", DType::F32, e.vCache, false, &call.keepAlive));
-  call.host = unpackOpHostArrays(env, d, e, &call.keepAlive);
+  std::vector<HostOperand>& m = call.memory;
+  m.reserve(7);
+  const bool ropeInPlace = call.op.kind == OpKind::Rope;  // rotary embedding rotates x in place
+  b.x = memoryOperand(env, d, "x", call.op.dtypeX, e.x, false, lifetime, ropeInPlace, &m);
+  b.y = memoryOperand(env, d, "y", call.op.dtypeY, e.y, false, lifetime, false, &m);
+  b.out = memoryOperand(env, d, "out", call.op.dtypeOut, e.out, false, lifetime, true, &m);
+  b.weight = memoryOperand(env, d, "weight", e.dtypeWeight, e.weight, false, lifetime, false, &m);
+  b.bias = memoryOperand(env, d, "bias", e.dtypeWeight, e.bias, e.biasOptional, lifetime, false, &m);
+  b.kCache = static_cast<float*>(memoryOperand(env, d, "kCache", DType::F32, e.kCache, false, lifetime, false, &m));
+  b.vCache = static_cast<float*>(memoryOperand(env, d, "vCache", DType::F32, e.vCache, false, lifetime, false, &m));
+  call.host = unpackOpHostArrays(env, d, e, lifetime, &call.idsOut);
   call.host.setPointers(&b);
   // The indices, before anything runs (runOp checks again; this makes a bad one a synchronous throw).
   Status s = checkOp(call.op, b);
@@ -123,18 +142,19 @@ CpuOpCall unpackCpuOpCall(const Napi::Env& env, const Napi::Value& descValue) {
 
 Napi::Value opSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CpuOpCall call = unpackCpuOpCall(env, info[0]);
+  CpuOpCall call = unpackCpuOpCall(env, info[0], HostLifetime::Call);
   Status s = call.backend->runOp(call.op, call.buffers);
   if (!s.isOk()) throw statusError(env, s);
   return env.Undefined();
 }
 
-// Runs the op on the libuv thread pool; the typed arrays stay referenced until it settles.
+// Runs the op on the libuv thread pool. The memory it uses stays valid until it settles even if JS
+// detaches, transfers or shrinks an array meanwhile; an output array gone by then rejects the promise.
 Napi::Value opAsync(const Napi::CallbackInfo& info) {
-  CpuOpCall call = unpackCpuOpCall(info.Env(), info[0]);
-  return queueWork(info.Env(), "gemmkit.op", [call = std::move(call)]() mutable {
-    call.host.setPointers(&call.buffers);  // the copies moved with the call
-    return call.backend->runOp(call.op, call.buffers);
+  CpuOpCall call = unpackCpuOpCall(info.Env(), info[0], HostLifetime::Work);
+  return queueHeldWork(info.Env(), "gemmkit.op", std::move(call), [](CpuOpCall& held) {
+    held.host.setPointers(&held.buffers);  // the int copies moved with the call
+    return held.backend->runOp(held.op, held.buffers);
   });
 }
 
@@ -187,17 +207,16 @@ void OpHostArrays::setPointers(OpBuffers* b) const {
   b->idsOut = idsOut;
 }
 
-OpHostArrays unpackOpHostArrays(const Napi::Env& env, const Napi::Object& d, const OpExtents& e,
-                                std::vector<Napi::ObjectReference>* keep) {
+OpHostArrays unpackOpHostArrays(const Napi::Env& env, const Napi::Object& d, const OpExtents& e, HostLifetime lifetime,
+                                std::vector<HostOperand>* idsOut) {
   OpHostArrays h;
   h.ids = copyInts(env, d, "ids", e.ids);
   h.positions = copyInts(env, d, "positions", e.positions);
   h.slotIndex = copyInts(env, d, "slotIndex", e.slotIndex);
   h.past = copyInts(env, d, "past", e.past);
   if (e.idsOut > 0) {
-    Napi::Int32Array out = int32Array(env, d, "idsOut", e.idsOut);
-    keep->push_back(Napi::Persistent(out.As<Napi::Object>()));
-    h.idsOut = out.Data();
+    idsOut->push_back(hostOperand(env, d.Get("idsOut"), "idsOut", napi_int32_array, "Int32Array", e.idsOut, lifetime, true));
+    h.idsOut = static_cast<int32_t*>(idsOut->back().data());
   }
   return h;
 }

@@ -10,6 +10,7 @@
 
 #include "../core/op_check.h"
 #include "../core/ops.h"
+#include "host_memory.h"
 
 namespace gemmkit {
 
@@ -19,14 +20,14 @@ OpDesc unpackOpDesc(const Napi::Env& env, const Napi::Value& desc, OpExtents* ex
 
 // The host int arrays of an op (ids, positions, slotIndex, past: Int32Arrays, copied, so the indices
 // checked are the ones used even if JS changes the arrays while an async op runs; idsOut: an Int32Array
-// written in place, kept referenced in *keep).
+// the op writes, held in *idsOut for `lifetime` as host_memory.h describes).
 struct OpHostArrays {
   std::vector<int32_t> ids, positions, slotIndex, past;
   int32_t* idsOut = nullptr;
   void setPointers(OpBuffers* b) const;  // b's host-array pointers at these copies and at idsOut
 };
 OpHostArrays unpackOpHostArrays(const Napi::Env& env, const Napi::Object& desc, const OpExtents& extents,
-                                std::vector<Napi::ObjectReference>* keep);
+                                HostLifetime lifetime, std::vector<HostOperand>* idsOut);
 
 // Sets exports.opSync and exports.opAsync (CPU addon: typed-array operands).
 void exportOpCalls(Napi::Env env, Napi::Object exports);

@@ -51,10 +51,11 @@ const char* typedArrayName(DType t) { return t == DType::F32 ? "Float32Array" : 
 
 HostOperand hostOperand(const Napi::Env& env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
                         const char* typeName, int64_t elements, HostLifetime lifetime, bool output, bool readBack) {
-  if (!v.IsTypedArray()) throwType(env, name + " must be a " + typeName);
+  const char* article = typeName[0] == 'I' ? " must be an " : " must be a ";  // an Int32Array, a Float32Array
+  if (!v.IsTypedArray()) throwType(env, name + article + typeName);
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   TypedView view = typedView(env, ta);
-  if (view.type != type) throwType(env, name + " must be a " + typeName);
+  if (view.type != type) throwType(env, name + article + typeName);
   if (elements > 0 && view.length == 0 && view.arrayBuffer.IsArrayBuffer()) {
     bool detached = false;
     napi_is_detached_arraybuffer(env, view.arrayBuffer, &detached);
