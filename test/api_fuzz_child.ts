@@ -549,7 +549,7 @@ async function matmulCase(c: MatmulCase): Promise<void> {
           const shape = [...o.t.shape];
           const dt = o.t.dtype;
           await call('Tensor (SharedArrayBuffer)', { must: true, names: new Set(['data', 'SharedArrayBuffer']), why: ['shared memory'] },
-            () => new Tensor(dt, shape, view(dt, new SharedArrayBuffer(o.t.data.byteLength), 0, o.t.size)));
+            () => new Tensor(dt, shape, view(dt, new SharedArrayBuffer(o.t.size * elementBytes(dt)), 0, o.t.size)));
           return;
         }
         if (mu.kind === 'detached') {
