@@ -77,6 +77,9 @@ describe('public API under property-based fuzzing', () => {
         expect(s.outcomes[`${fn} ok`], `${fn} never succeeded`).toBeGreaterThan(0);
         expect((s.outcomes[`${fn} TypeError`] ?? 0) + (s.outcomes[`${fn} RangeError`] ?? 0), `${fn} never refused`).toBeGreaterThan(0);
       }
+      for (const action of ['transferA', 'transferOut', 'shrinkOut', 'disposePacked']) {
+        expect(s.outcomes[`mid-call ${action}`], `no async call saw ${action} while it ran`).toBeGreaterThan(0);
+      }
     }
   }, 180_000);
 });
