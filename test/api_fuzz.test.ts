@@ -61,7 +61,7 @@ function fuzz(seed: number, runs: number): Promise<{ code: number | null; signal
 
 describe('public API under property-based fuzzing', () => {
   const { runs, seed } = fuzzSettings();
-  it(`${runs} generated calls: each the reference's result or a TypeError/RangeError naming the argument; no crash, no hang`, async () => {
+  it(`${runs} generated cases (one public call or more each): each the reference's result or a TypeError/RangeError naming the argument; no crash, no hang`, async () => {
     const r = await fuzz(seed, runs);
     const again = `(repeat with GEMMKIT_FUZZ_SEED=${seed} GEMMKIT_FUZZ_RUNS=${runs})`;
     expect(r.hungAfter, `no progress for ${HANG_MS} ms after ${r.hungAfter} cases: a hang in ${r.lastCase} ${again}`).toBeUndefined();
