@@ -29,7 +29,7 @@ export function shapeSize(where: string, shape: unknown, name = 'shape'): number
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
-      throw new RangeError(`${where}: ${name} ${formatShape(shape)} has a dimension that is not a non-negative integer (dimension ${i}: ${String(d)})`);
+      throw new RangeError(`${where}: ${name} ${formatShape(shape)} has a dimension that is not a non-negative integer (dimension ${i}: ${typeof d === 'string' ? JSON.stringify(d) : String(d)})`);
     }
     if (!Number.isSafeInteger(d)) {
       throw new RangeError(`${where}: ${name} ${formatShape(shape)} has dimension ${i} = ${d}, above 2^53 - 1 (not a safe integer)`);

@@ -44,8 +44,12 @@ export function prepareMatmul(where: string, a: unknown, b: unknown, opts: unkno
 
 // A tuned row's config that fails to run a call (although it passed the check when its file was loaded)
 // gives way to the heuristic: the call runs again with what that picks (the failure happened before any
-// output was written: configs are checked before they run). Any other failure is the caller's.
+// output was written: configs are checked before they run). Any other failure is the caller's; an
+// opts.config that cannot run the call is a RangeError naming it, as explain() says.
 function fallbackAfter(where: string, call: PreparedMatmul, error: unknown): ProblemDesc {
+  if (call.forced !== undefined && (error as { code?: string } | undefined)?.code === 'GEMMKIT_UNSUPPORTED') {
+    throw new RangeError(`${where}: config ${JSON.stringify(call.forced)} cannot run this call: ${(error as Error).message}`);
+  }
   const fallback = call.choice && tunedRowFailed(call.native, call.validated, call.desc, call.packed?.dispatchRef(), call.choice, error);
   if (!fallback) throw error;
   return withChoice(where, { ...call, desc: call.validated }, fallback);

@@ -101,19 +101,19 @@ export class PackedWeight {
   }
 
   /**
-   * @internal For a config that reads B as stored: an Error naming the caller when no source was kept
-   * (the handle, given packedSource, reads the source it pinned).
+   * @internal For a config that reads B as stored: a RangeError naming the caller and the config when no
+   * source was kept (the handle, given packedSource, reads the source it pinned).
    */
-  checkSource(where: string): void {
+  checkSource(where: string, config: string | undefined): void {
     if (!this.#handle.disposed && !this.#source) {
-      throw new Error(`${where}: the config reads the weight as stored, but b is a PackedWeight made with keepSource: false`);
+      throw new RangeError(`${where}: config ${JSON.stringify(config)} reads the weight as stored, but b is a PackedWeight made with keepSource: false`);
     }
   }
 
-  /** @internal The native handle, or an Error naming the caller when disposed. */
+  /** @internal The native handle, or a TypeError naming the caller when disposed (as for a disposed Tensor). */
   nativeHandle(where: string): NativePackedWeight {
     if (this.#handle.disposed) {
-      throw new Error(`${where}: b is a PackedWeight (${formatShape(this.shape)} ${this.dtype}, ${this.layout}) that was disposed`);
+      throw new TypeError(`${where}: b is a PackedWeight (${formatShape(this.shape)} ${this.dtype}, ${this.layout}) that was disposed`);
     }
     return this.#handle;
   }
@@ -151,13 +151,22 @@ export function prepack(weight: Tensor, opts?: PrepackOptions): PackedWeight {
   const pack = (config: string) => native.prepack({ config, k, n, transB, ldb: Math.max(1, cols), dtypeB: weight.dtype, b: weight.data, keepSource });
   let handle: NativePackedWeight;
   if (o.config !== undefined) {
-    handle = pack(o.config);
+    try {
+      handle = pack(o.config);
+    } catch (e) {
+      // A well-formed config that cannot pack this weight (a GEMV config, a bf16 kernel for an f32 weight,
+      // a kernel this CPU lacks) is a wrong argument, as for matmul's config.
+      if ((e as { code?: string }).code !== 'GEMMKIT_UNSUPPORTED') throw e;
+      throw new RangeError(`${where}: config ${JSON.stringify(o.config)} cannot pack this weight: ${(e as Error).message}`);
+    }
   } else {
     // The layout of the tuned winner for inputs of this dtype times this weight, else the blocked kernel
     // the heuristic would use for them.
     const dtypeA = o.inputDtype ?? weight.dtype;
+    // The layout is planned for a call of one row; for an empty weight, of none (nothing is indexed, so N
+    // or K may be huge: [0, 2^53 - 1]).
     const desc: ProblemDesc = {
-      backend: 'cpu', m: 1, n, k, batch: 1, transA: false, transB,
+      backend: 'cpu', m: k === 0 || n === 0 ? 0 : 1, n, k, batch: 1, transA: false, transB,
       lda: Math.max(1, k), ldb: Math.max(1, cols), ldc: Math.max(1, n), strideA: 0, strideB: 0, strideC: 0,
       dtypeA, dtypeB: weight.dtype, dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
     };

@@ -75,10 +75,14 @@ function checkFlag(where: string, name: string, v: unknown): boolean {
   return v;
 }
 
+/** The largest finite f32: the kernels scale in f32, where anything larger would be infinite. */
+const F32_MAX = 3.4028234663852886e38;
+
 function checkScalar(where: string, name: string, v: unknown, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number') throw new TypeError(`${where}: ${name} must be a number, got ${describeValue(v)}`);
   if (!Number.isFinite(v)) throw new RangeError(`${where}: ${name} must be a finite number, got ${v}`);
+  if (Math.abs(v) > F32_MAX) throw new RangeError(`${where}: ${name} = ${v} is beyond the f32 range (|${name}| <= ${F32_MAX}); the GEMM scales in f32`);
   return v;
 }
 
@@ -218,9 +222,11 @@ export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn
     lda: Math.max(1, colsA), // a zero-width row still has a stride of at least one
     ldb: Math.max(1, colsB),
     ldc: Math.max(1, n),
-    strideA: batchA !== undefined ? rowsA * colsA : 0,
-    strideB: batchB !== undefined ? rowsB * colsB : 0,
-    strideC: m * n,
+    // A batch of 0 reads and writes nothing: its strides are 0 (one item's size may not even be a safe
+    // integer then: [0, 3, 2^52]). Otherwise each tensor holds at least one item, so they are.
+    strideA: batchA !== undefined && batch > 0 ? rowsA * colsA : 0,
+    strideB: batchB !== undefined && batch > 0 ? rowsB * colsB : 0,
+    strideC: batch > 0 ? m * n : 0,
     dtypeA: a.dtype,
     dtypeB: b.dtype,
     dtypeC: out.dtype,
@@ -240,9 +246,9 @@ export function validateMatmul(where: string, aIn: unknown, bIn: unknown, optsIn
 /**
  * The description of a call on a prepack()ed weight that reads the weight as stored (GEMV, a system BLAS,
  * or inputs its panel cannot serve): the handle's kept source (pinned at prepack) instead of its panel.
- * An Error naming `where` when the weight was made with keepSource: false.
+ * A RangeError naming `where` and the config when the weight was made with keepSource: false.
  */
 export function onWeightSource(where: string, desc: ProblemDesc, packed: PackedWeight): ProblemDesc {
-  packed.checkSource(where);
+  packed.checkSource(where, desc.config);
   return { ...desc, packedSource: true };
 }

@@ -266,7 +266,7 @@ export function checkTensorData(where: string, dtype: DType, shape: readonly num
  * HostMemoryUse); `what` names it in the RangeError for a size over MAX_HOST_TENSOR_BYTES.
  */
 export function hostTensor(where: string, what: string, dtype: DType, shape: readonly number[], use: HostMemoryUse = 'addon'): Tensor {
-  const size = shapeSize(where, shape);
+  const size = shapeSize(where, shape, what);
   return new Tensor(dtype, shape, allocateHostData(where, { what, shape }, dtype, size, use));
 }
 

@@ -1,7 +1,7 @@
 // Every bad input gives a TypeError or RangeError that names the argument and the shapes, and never
 // crashes the process or touches the caller's data.
 import { describe, expect, it } from 'vitest';
-import { Tensor, matmul, matmulSync, tensor, zeros } from '../src/index.js';
+import { Tensor, explain, info, matmul, matmulSync, prepack, tensor, zeros } from '../src/index.js';
 import { cpuNative, type ProblemDesc } from '../src/native.js';
 
 const a23 = () => tensor([1, 2, 3, 4, 5, 6], [2, 3]);
@@ -68,6 +68,18 @@ describe('matmul argument errors', () => {
     expect(() => matmulSync(a23(), b32(), { beta: NaN, out: zeros([2, 2]) })).toThrow(/beta must be a finite number/);
     expect(() => matmulSync(a23(), b32(), { alpha: '2' } as never)).toThrow(TypeError);
   });
+  it('alpha and beta beyond the f32 range are a RangeError, not an infinite result', () => {
+    // The GEMM scales in f32: 1e300 would silently become Infinity there.
+    expect(() => matmulSync(a23(), b32(), { alpha: 1e300 })).toThrow(new RangeError(
+      'matmulSync: alpha = 1e+300 is beyond the f32 range (|alpha| <= 3.4028234663852886e+38); the GEMM scales in f32'));
+    expect(() => matmulSync(a23(), b32(), { alpha: -3.5e38 })).toThrow(/alpha = -3.5e\+38 is beyond the f32 range/);
+    expect(() => matmulSync(a23(), b32(), { beta: 1e39, out: zeros([2, 2]) })).toThrow(/beta = 1e\+39 is beyond the f32 range/);
+    return expect(matmul(a23(), b32(), { alpha: -Number.MAX_VALUE })).rejects.toThrow(RangeError);
+  });
+  it('the largest f32 alpha is accepted', () => {
+    const c = matmulSync(tensor([1], [1, 1]), tensor([1], [1, 1]), { alpha: 3.4028234663852886e38 });
+    expect(c.data[0]).toBe(3.4028234663852886e38);
+  });
   it('beta without out', () => {
     expect(() => matmulSync(a23(), b32(), { beta: 1 })).toThrow(/beta = 1 needs out/);
   });
@@ -110,6 +122,36 @@ describe('matmul argument errors', () => {
     expect(() => matmulSync(a23(), b32(), { config: 'cpu.scalar.f32.4x8.mc4.kc0.nc8.t1' })).toThrow(RangeError);
     expect(() => matmulSync(a23(), b32(), { config: 'cpu.scalar.f32.4x8.mc4.kc8.nc8.t-1' })).toThrow(RangeError);
   });
+  it('a config that cannot run the call is a RangeError naming it, as explain says', async () => {
+    const bf16Kernel = info().kernels.find((k) => k.inputs === 'bf16' && k.family === 'blocked')!;
+    const config = `cpu.${bf16Kernel.id}.mc${bf16Kernel.mr}.kc64.nc${bf16Kernel.nr}.t1`;
+    const why = new RegExp(`config "${config.replace(/\./g, '\\.')}" cannot run this call: .*needs bf16 A and B`);
+    expect(() => matmulSync(a23(), b32(), { config })).toThrow(RangeError);
+    expect(() => matmulSync(a23(), b32(), { config })).toThrow(why);
+    await expect(matmul(a23(), b32(), { config })).rejects.toThrow(why);
+    expect(() => explain(a23(), b32(), { config })).toThrow(why);
+    // A config reading the weight as stored, on a PackedWeight that kept none.
+    const gemv = `cpu.${info().kernels.find((k) => k.family === 'gemv' && k.inputs === 'any' && k.available)!.id}.kc256.ks1.t1`;
+    const w = prepack(b32(), { keepSource: false });
+    expect(() => matmulSync(tensor([1, 2, 3], [1, 3]), w, { config: gemv })).toThrow(
+      new RangeError(`matmulSync: config "${gemv}" reads the weight as stored, but b is a PackedWeight made with keepSource: false`));
+    expect(() => explain(tensor([1, 2, 3], [1, 3]), w, { config: gemv })).toThrow(RangeError);
+  });
+  it('prepack: a config that cannot pack the weight is a RangeError naming it', () => {
+    const gemv = `cpu.${info().kernels.find((k) => k.family === 'gemv')!.id}.kc256.ks1.t1`;
+    expect(() => prepack(b32(), { config: gemv })).toThrow(new RangeError(
+      `prepack: config "${gemv}" cannot pack this weight: prepack needs a blocked-GEMM config, not the GEMV config ${gemv}`));
+    const bf16Kernel = info().kernels.find((k) => k.inputs === 'bf16' && k.family === 'blocked')!;
+    expect(() => prepack(b32(), { config: `cpu.${bf16Kernel.id}.mc${bf16Kernel.mr}.kc64.nc${bf16Kernel.nr}.t1` }))
+      .toThrow(/prepack: config ".*" cannot pack this weight: kernel .* packs bf16 weights only, not f32/);
+  });
+  it('a disposed PackedWeight is a TypeError naming b, as a disposed tensor is', async () => {
+    const w = prepack(b32());
+    w.dispose();
+    expect(() => matmulSync(a23(), w)).toThrow(TypeError);
+    expect(() => explain(a23(), w)).toThrow(/explain: b is a PackedWeight \(\[3, 2\] f32, .*\) that was disposed/);
+    await expect(matmul(a23(), w)).rejects.toThrow(TypeError);
+  });
   it('async matmul rejects instead of throwing', async () => {
     const p = matmul(a23(), a23());
     expect(p).toBeInstanceOf(Promise);
@@ -138,5 +180,18 @@ describe('the addon re-checks what TypeScript sent', () => {
     expect(() => cpuNative().matmulSync({ ...base(), backend: 'nope' })).toThrow(/backend 'nope' is not loaded/);
     expect(() => cpuNative().matmulSync({ ...base(), m: 2 ** 40, n: 2 ** 40, ldb: 2 ** 40, ldc: 2 ** 40 })).toThrow(RangeError);
     expect(() => cpuNative().matmulSync(null as never)).toThrow(TypeError);
+  });
+  it('rejects alpha and beta that are infinite or beyond the f32 range', () => {
+    expect(() => cpuNative().matmulSync({ ...base(), alpha: 1e300 })).toThrow(/alpha must be a finite number within the f32 range/);
+    expect(() => cpuNative().matmulSync({ ...base(), beta: -Infinity })).toThrow(RangeError);
+    expect(() => cpuNative().matmulSync({ ...base(), alpha: NaN })).toThrow(RangeError);
+  });
+  it('an empty result indexes nothing, so its other dimensions may be huge; its operands still must fit', () => {
+    // [2, 2^52, 0] x [0, 0]: the old check multiplied the batch by rows A does not have.
+    const empty = { ...base(), m: 2 ** 52, n: 0, k: 0, batch: 2, lda: 1, ldb: 1, ldc: 1, strideA: 0, strideB: 0, strideC: 0,
+      a: new Float32Array(0), b: new Float32Array(0), c: new Float32Array(0) };
+    expect(() => cpuNative().matmulSync(empty)).not.toThrow();
+    // A non-empty A of an empty problem must still be countable.
+    expect(() => cpuNative().matmulSync({ ...empty, m: 2 ** 52, k: 2 ** 52, lda: 2 ** 52, n: 0, batch: 1 })).toThrow(/too large to index/);
   });
 });

@@ -117,7 +117,7 @@ describe('memory a call uses stays valid until it settles', () => {
       report({ right: results.every((c) => same(c.toFloat32(), expected)), bytes: pw.bytes, after: await outcome(g.matmul(a, pw)) });`);
     expect(r.right).toBe(true);
     expect(r.bytes).toBe(0);
-    expect(r.after).toMatch(/^Error: matmul: b is a PackedWeight .* that was disposed/);
+    expect(r.after).toMatch(/^TypeError: matmul: b is a PackedWeight .* that was disposed/);
   });
 
   it('referenceAsync outputs transferred away while it runs: rejected, not written', async () => {

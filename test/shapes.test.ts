@@ -27,6 +27,7 @@ describe('sizes are checked before anything is allocated', () => {
     expect(() => zeros([1e300, 0])).toThrow(/zeros: shape \[1e\+300, 0\] has dimension 0 = 1e\+300, above 2\^53 - 1/);
     expect(() => zeros([2 ** 53, 0])).toThrow(/zeros: shape \[9007199254740992, 0\] has dimension 0 = 9007199254740992, above 2\^53 - 1/);
     expect(() => zeros([0, Infinity])).toThrow(/not a non-negative integer \(dimension 1: Infinity\)/);
+    expect(() => zeros(['3'] as never)).toThrow(/not a non-negative integer \(dimension 0: "3"\)/);
     expect(() => zeros([2 ** 52, 0]).size).not.toThrow();
     expect(zeros([2 ** 52, 0]).size).toBe(0);
   });
@@ -38,6 +39,8 @@ describe('sizes are checked before anything is allocated', () => {
     }
     expect(() => tensor({ length: 2 ** 31 } as never, [2 ** 31])).toThrow(/more than a host tensor can hold/);
     expect(() => matmulSync(zeros([2 ** 16, 0]), zeros([0, 2 ** 16]))).toThrow(/matmulSync: the result \[65536, 65536\] .* more than a host tensor can hold/);
+    // A result whose element count is not even a safe integer names the result, not a 'shape' the caller never gave.
+    expect(() => matmulSync(zeros([2 ** 52, 0]), zeros([0, 2 ** 52]))).toThrow(/^matmulSync: the result \[4503599627370496, 4503599627370496\] has .* elements; its byte count overflows$/);
     expect(MAX_HOST_TENSOR_BYTES).toBeGreaterThanOrEqual(2 ** 32);
   });
 });
@@ -55,17 +58,21 @@ describe('empty problems cost O(1), whatever their other dimensions', () => {
       const w2 = g.prepack(g.zeros([2 ** 45, 0]), { transB: true });
       const c5 = g.matmulSync(g.zeros([0, 0]), w2);
       const c6 = g.matmulSync(g.zeros([3, 0]), g.zeros([0, 3]), { config: 'cpu.gemv.scalar.kc256.ks1.t1' });
+      // A batch whose items are empty, a batch of 0 items of a huge size, an empty weight of N = 2^53 - 1.
+      const c7 = g.matmulSync(g.zeros([2, 2 ** 52, 0]), g.zeros([0, 0]));
+      const c8 = await g.matmul(g.zeros([0, 3, 2 ** 52]), g.zeros([2 ** 52, 0]));
+      const c9 = g.matmulSync(g.zeros([0, 0]), g.prepack(g.zeros([0, 2 ** 53 - 1])));
       const desc = { backend: 'cpu', m: 0, n: 0, k: 5, batch: 2 ** 40, transA: false, transB: false, lda: 5, ldb: 1, ldc: 1,
         strideA: 0, strideB: 0, strideC: 0, dtypeA: 'f32', dtypeB: 'f32', dtypeC: 'f32', alpha: 1, beta: 0, activation: 'none',
         a: new Float32Array(0), b: new Float32Array(0), c: new Float32Array(0) };
       await native.referenceAsync(desc, new Float64Array(0));
       await native.referenceAsync({ ...desc, m: 1, n: 1, k: 0, batch: 1, lda: 1, c: new Float32Array(1) }, new Float64Array(1));
       report({ ms: performance.now() - t0, bytes: w.bytes + w2.bytes,
-        shapes: [c1, c2, c3, c4, c5].map((c) => c.shape), c6: [...c6.toFloat32()] });`, { timeoutMs: 60_000 });
+        shapes: [c1, c2, c3, c4, c5, c7, c8, c9].map((c) => c.shape), c6: [...c6.toFloat32()] });`, { timeoutMs: 60_000 });
     expect(r.code, describeRun(r)).toBe(0);
     expect(r.result!.ms).toBeLessThan(10_000);
     expect(r.result!.bytes).toBe(0);
-    expect(r.result!.shapes).toEqual([[0, 0], [0, 0], [0, 0], [2 ** 40, 0, 0], [0, 2 ** 45]]);
+    expect(r.result!.shapes).toEqual([[0, 0], [0, 0], [0, 0], [2 ** 40, 0, 0], [0, 2 ** 45], [2, 2 ** 52, 0], [0, 3, 0], [0, 2 ** 53 - 1]]);
     expect(r.result!.c6).toEqual(new Array(9).fill(0));
   });
 

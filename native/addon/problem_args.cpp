@@ -1,6 +1,7 @@
 #include "problem_args.h"
 
 #include <cmath>
+#include <limits>
 
 #if !defined(GEMMKIT_GPU_ADDON)
 #include "packed_weight_handle.h"  // prepacked weights belong to the CPU addon
@@ -29,7 +30,10 @@ float getFloat(const Napi::Env& env, const Napi::Object& o, const char* key, flo
   if (v.IsUndefined()) return fallback;
   if (!v.IsNumber()) throwType(env, std::string(key) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (std::isnan(d)) throwRange(env, std::string(key) + " is NaN");
+  // The kernels scale in f32: a value beyond its range would silently become infinite there.
+  if (!(std::fabs(d) <= double(std::numeric_limits<float>::max()))) {
+    throwRange(env, std::string(key) + " must be a finite number within the f32 range, got " + std::to_string(d));
+  }
   return float(d);
 }
 
@@ -164,21 +168,29 @@ UnpackedCall unpackCall(const Napi::Env& env, const Napi::Value& descValue, bool
     p.packedB = getString(d, "packedLayout");
   }
   // Every index the kernels form must fit comfortably in int64 arithmetic (checked in double first, so
-  // checkProblem's own products cannot overflow either).
+  // checkProblem's own products cannot overflow either). A problem whose result is empty forms none: every
+  // backend returns before indexing anything, so a dimension may be huge there ([2, 2^52, 0] x [0, 0]);
+  // only the elements its operands span (what their arrays must hold) must still be countable.
   const double limit = 9.0e15;
   auto extent = [](int64_t batch, int64_t stride, int64_t rows, int64_t ld) {
     return double(batch) * (double(stride) + double(rows) * double(ld));
   };
-  if (extent(p.batch, p.strideA, p.rowsA(), p.lda) > limit || extent(p.batch, p.strideB, p.rowsB(), p.ldb) > limit ||
-      extent(p.batch, p.strideC, p.m, p.ldc) > limit || double(p.m) * double(p.ldc) > limit) {
-    throwRange(env, "problem " + p.describe() + " is too large to index");
-  }
+  auto spanned = [](int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols) {
+    if (batch == 0 || rows == 0 || cols == 0) return 0.0;
+    return double(batch - 1) * double(stride) + double(rows - 1) * double(ld) + double(cols);
+  };
+  const bool emptyResult = p.m == 0 || p.n == 0 || p.batch == 0;
+  const bool tooLarge = emptyResult
+      ? spanned(p.batch, p.strideA, p.rowsA(), p.lda, p.colsA()) > limit || spanned(p.batch, p.strideB, p.rowsB(), p.ldb, p.colsB()) > limit
+      : extent(p.batch, p.strideA, p.rowsA(), p.lda) > limit || extent(p.batch, p.strideB, p.rowsB(), p.ldb) > limit ||
+            extent(p.batch, p.strideC, p.m, p.ldc) > limit || double(p.m) * double(p.ldc) > limit;
+  if (tooLarge) throwRange(env, "problem " + p.describe() + " is too large to index");
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);
   if (withBuffers) {
     // C is also read where beta scales it, or where the kernels leave gaps (ldc > n, strided batches)
     // that a snapshot copied back must keep.
-    const bool readC = p.beta != 0.0f || p.ldc != p.n || (p.batch > 1 && p.strideC != p.m * p.ldc);
+    const bool readC = !emptyResult && (p.beta != 0.0f || p.ldc != p.n || (p.batch > 1 && p.strideC != p.m * p.ldc));
     std::vector<HostOperand>& ops = call.operands;
     ops.reserve(4);
     ops.push_back(hostOperand(env, d, "a", p.dtypeA, extentA(p), lifetime));
@@ -227,7 +239,10 @@ UnpackedCall unpackWeight(const Napi::Env& env, const Napi::Value& descValue) {
   p.ldc = p.n > 0 ? p.n : 1;
   Status s = checkProblem(p);
   if (!s.isOk()) throw statusError(env, s);
-  if (double(p.rowsB()) * double(p.ldb) > 9.0e15) throwRange(env, "weight " + p.describe() + " is too large to index");
+  // An empty weight (k or n of 0) is packed without indexing anything, whatever its other dimension.
+  if (p.k > 0 && p.n > 0 && double(p.rowsB()) * double(p.ldb) > 9.0e15) {
+    throwRange(env, "weight " + p.describe() + " is too large to index");
+  }
   call.operands.push_back(hostOperand(env, d, "b", p.dtypeB, matrixExtent(1, 0, p.rowsB(), p.ldb, p.colsB()), HostLifetime::Call));
   call.buffers.b = call.operands.back().data();
   return call;
