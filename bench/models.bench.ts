@@ -10,7 +10,9 @@
 //     (gemmkit, llama.cpp, gemmkit, ...; medians) with the same thread count: prefill tokens/s for 128- and
 //     512-token prompts, decode tokens/s at batch 1, each against its bound (weight bytes read per token /
 //     read bandwidth; weight-GEMM FLOPs per token / peak; the ceilings measured again after the rounds, the
-//     better of the two measurements used) and gemmkit against llama.cpp;
+//     better of the two measurements used) and gemmkit against llama.cpp; decode again on 1 thread for both
+//     engines (bench/models_decode.ts in a child process whose pool has 1 thread, against 1 thread's read
+//     bandwidth), and the pool's threads against 1;
 //  4. the choices inside: the attention op vs plain loops; small GEMMs sync vs on the thread pool.
 // Medians; run it alone on the machine (`flock -x /tmp/gemmkit-cpu.lock npm run bench:models`).
 //   --quick       a small model, short prompts and few rounds, as a smoke test (CI); llama.cpp runs only if
@@ -22,13 +24,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type DType, type KVCache, type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
+import { type DType, type LlamaModel, createKVCache, dtypeSize, forward, info, loadModel, matmul, matmulSync, modelGemmShapes, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { attention as attentionOp, tensor } from '../src/index.js';
 import { gemmPolicy, linearInputDtype } from '../src/models/layers.js';
 import { softmaxRows } from './legacy_models.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
+import { type EngineSteps, type Timings, gemmkitEngine, llamaCppEngine, promptIds, timeRound } from './models_engines.js';
 import { llamaCheckpointToGguf } from './peers/gguf.js';
 import { type Ceilings, bestCeilings, measureCeilings } from './peers/index.js';
 import { LLAMA_CPP_SETUP_SCRIPT, type LlamaCppModel, LlamaCppPeer, compareLogits, llamaCppStatus } from './peers/llama_cpp.js';
@@ -104,64 +108,6 @@ const cores = availableParallelism();
 console.log(`\n== Llama-style decoder: gemmkit and llama.cpp on the same weights, ${threads} threads each${threads !== cores ? ` (this process may use ${cores} CPUs)` : ''}`);
 console.log(`llama.cpp peer: ${llamaCpp ? llamaCpp.detail : llamaCppNote}`);
 
-/** The ids of a prompt of `n` tokens (the same for both engines). */
-const promptIds = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 3) % vocab);
-const argmaxOf = (a: Float32Array) => {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
-  return best;
-};
-
-interface EngineSteps {
-  /** Starts a new, empty sequence (not timed: a KV cache allocated or cleared). */
-  newSequence(): Promise<void>;
-  /** Prefill of `ids` into the sequence; the next token. */
-  prefill(ids: number[]): Promise<number>;
-  /** One decode step after the last prefill or decode; the next token. */
-  decode(id: number): Promise<number>;
-}
-
-function gemmkitEngine(model: LlamaModel, capacity: number): EngineSteps {
-  let cache: KVCache | undefined;
-  return {
-    async newSequence() {
-      cache = createKVCache(model, 1, capacity);
-    },
-    async prefill(ids) {
-      return argmaxOf((await forward(model, ids, { cache, logits: 'last' })).data as Float32Array);
-    },
-    async decode(id) {
-      return argmaxOf((await forward(model, [id], { cache, logits: 'last' })).data as Float32Array);
-    },
-  };
-}
-
-function llamaCppEngine(m: LlamaCppModel): EngineSteps {
-  return { newSequence: () => m.newSequence(), prefill: (ids) => m.prefill(ids), decode: (id) => m.decode(id) };
-}
-
-interface Timings {
-  /** ms per prefill, by prompt length (each one sample per round). */
-  prefill: Map<number, number[]>;
-  /** ms per decode step (decodeSteps samples per round). */
-  decode: number[];
-}
-
-async function timeRound(e: EngineSteps, promptLen: number, vocab: number, t: Timings, withDecode: boolean): Promise<void> {
-  const ids = promptIds(promptLen, vocab);
-  await e.newSequence();
-  let t0 = performance.now();
-  let next = await e.prefill(ids);
-  const ms = performance.now() - t0;
-  t.prefill.set(promptLen, [...(t.prefill.get(promptLen) ?? []), ms]);
-  if (!withDecode) return;
-  for (let s = 0; s < decodeSteps; s++) {
-    t0 = performance.now();
-    next = await e.decode(next);
-    t.decode.push(performance.now() - t0);
-  }
-}
-
 // The weight GEMMs run in the dtype the model feeds them: the compute bound is that unit's peak.
 function computePeak(c: Ceilings, dtype: DType): [string, number] {
   if (linearInputDtype(dtype) !== 'bf16') return ['f32 FMA', c.fmaF32Gflops];
@@ -172,12 +118,29 @@ function computePeak(c: Ceilings, dtype: DType): [string, number] {
 interface Figure {
   figure: string;
   dtype: 'bf16' | 'f32';
+  /** Threads of each engine (decode is also timed on 1 thread, in a child process). */
+  threads: number;
   ours: number;
   theirs: number;
   /** decode: weight bytes read per token; prefill: weight-GEMM FLOPs per token. */
-  bound: { kind: 'memory'; bytesPerToken: number } | { kind: 'compute'; flopsPerToken: number };
+  bound: { kind: 'memory'; bytesPerToken: number; readGBps?: number } | { kind: 'compute'; flopsPerToken: number };
 }
 const figures: Figure[] = [];
+// Decode on 1 thread as well (both engines, and the read bandwidth of 1 thread), in a child process whose
+// pool has one thread (bench/models_decode.ts), on the same checkpoint and GGUF; not with --quick.
+const oneThreadDecode = !quick && threads > 1;
+interface OneThreadDecode { threads: number; readGBps: number; gemmkitMs: number[]; llamaCppMs: number[] | null; note: string }
+function decodeOnOneThread(dir: string, gguf: string | undefined): OneThreadDecode {
+  const script = fileURLToPath(new URL('./models_decode.ts', import.meta.url));
+  const childArgs = [...process.execArgv, script, '--dir', dir, '--prompt', String(promptLens[0]), '--steps', String(decodeSteps), '--rounds', String(rounds), ...(gguf ? ['--gguf', gguf] : [])];
+  const run = spawnSync(process.execPath, childArgs, { env: { ...process.env, GEMMKIT_NUM_THREADS: '1' }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const last = run.stdout?.trim().split('\n').at(-1) ?? '';
+  if (run.status !== 0 || !last.startsWith('{')) throw new Error(`bench/models_decode.ts on 1 thread failed (${run.status ?? run.signal}): ${(run.stderr ?? '').trim().slice(-600)}`);
+  const r = JSON.parse(last) as OneThreadDecode;
+  if (r.threads !== 1) throw new Error(`bench/models_decode.ts ran on ${r.threads} threads, not 1`);
+  console.log(`decode on 1 thread (bench/models_decode.ts): read bandwidth ${r.readGBps.toFixed(1)} GB/s${r.note ? `; ${r.note}` : ''}`);
+  return r;
+}
 let mismatch = false;
 let model!: LlamaModel; // the bf16 model, kept for section 4
 for (const dtype of ['bf16', 'f32'] as const) {
@@ -221,10 +184,10 @@ for (const dtype of ['bf16', 'f32'] as const) {
   // Warm-up (first calls pack, allocate and page in), then rounds that alternate the engines per figure.
   const timings = new Map(engines.map(([name]) => [name, { prefill: new Map(), decode: [] } as Timings]));
   const scratch: Timings = { prefill: new Map(), decode: [] };
-  for (const [, e] of engines) for (const len of promptLens) await timeRound(e, len, c.vocabSize, scratch, len === promptLens[0]);
+  for (const [, e] of engines) for (const len of promptLens) await timeRound(e, len, c.vocabSize, scratch, len === promptLens[0] ? decodeSteps : 0);
   for (let r = 0; r < rounds; r++) {
     for (const len of promptLens) {
-      for (const [name, e] of engines) await timeRound(e, len, c.vocabSize, timings.get(name)!, len === promptLens[0]);
+      for (const [name, e] of engines) await timeRound(e, len, c.vocabSize, timings.get(name)!, len === promptLens[0] ? decodeSteps : 0);
     }
   }
 
@@ -232,13 +195,18 @@ for (const dtype of ['bf16', 'f32'] as const) {
     const t = timings.get(name);
     return t ? tokens / (median(ms(t)) / 1000) : NaN;
   };
-  figures.push({ figure: `decode, batch 1, after ${promptLens[0]}`, dtype, ours: tokS('gemmkit', (t) => t.decode, 1), theirs: tokS('llama.cpp', (t) => t.decode, 1), bound: { kind: 'memory', bytesPerToken } });
+  figures.push({ figure: `decode, batch 1, after ${promptLens[0]}`, dtype, threads, ours: tokS('gemmkit', (t) => t.decode, 1), theirs: tokS('llama.cpp', (t) => t.decode, 1), bound: { kind: 'memory', bytesPerToken } });
   for (const len of promptLens) {
     // Weight-GEMM FLOPs of a prefill (the LM head runs on the last token only); attention's are left out.
     const flops = 2 * len * (gemmWeights - c.vocabSize * c.hiddenSize) + 2 * c.vocabSize * c.hiddenSize;
-    figures.push({ figure: `prefill ${len} tokens`, dtype, ours: tokS('gemmkit', (t) => t.prefill.get(len)!, len), theirs: tokS('llama.cpp', (t) => t.prefill.get(len)!, len), bound: { kind: 'compute', flopsPerToken: flops / len } });
+    figures.push({ figure: `prefill ${len} tokens`, dtype, threads, ours: tokS('gemmkit', (t) => t.prefill.get(len)!, len), theirs: tokS('llama.cpp', (t) => t.prefill.get(len)!, len), bound: { kind: 'compute', flopsPerToken: flops / len } });
   }
   await theirs?.dispose();
+  if (oneThreadDecode) {
+    const one = decodeOnOneThread(dir, theirs ? gguf : undefined);
+    figures.push({ figure: `decode, batch 1, after ${promptLens[0]}`, dtype, threads: 1, ours: 1000 / median(one.gemmkitMs), theirs: one.llamaCppMs ? 1000 / median(one.llamaCppMs) : NaN,
+      bound: { kind: 'memory', bytesPerToken, readGBps: one.readGBps } });
+  }
   rmSync(gguf, { force: true });
   rmSync(dir, { recursive: true, force: true });
   if (dtype === 'bf16') model = ours;
@@ -249,14 +217,15 @@ await llamaCpp?.dispose();
 const after = await measureCeilings(inf.threads, { readMiB: quick ? 64 : 1024 });
 const best = bestCeilings(ceilings, after);
 console.log(`\nceilings again: streaming read ${after.readGBps.toFixed(1)} GB/s, f32 FMA ${after.fmaF32Gflops.toFixed(0)} GFLOP/s, AMX-BF16 ${after.amxBf16Gflops?.toFixed(0) ?? 'n/a'}; the bounds use the better of each`);
-const table: string[][] = [['figure', 'weights', 'gemmkit tok/s', 'llama.cpp tok/s', 'gemmkit / llama.cpp', 'bound tok/s', 'bound', 'gemmkit % of bound', 'llama.cpp % of bound', 'goal', 'met']];
+const table: string[][] = [['figure', 'weights', 'threads', 'gemmkit tok/s', 'llama.cpp tok/s', 'gemmkit / llama.cpp', 'bound tok/s', 'bound', 'gemmkit % of bound', 'llama.cpp % of bound', 'goal', 'met']];
 const fx = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
 const pct = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(0)}%` : 'n/a');
 for (const f of figures) {
   let bound: number, boundText: string, goal: string, met: boolean | undefined;
   if (f.bound.kind === 'memory') {
-    bound = (best.readGBps * 1e9) / f.bound.bytesPerToken;
-    boundText = `memory: ${(f.bound.bytesPerToken / 1e6).toFixed(0)} MB at ${best.readGBps.toFixed(1)} GB/s`;
+    const readGBps = f.bound.readGBps ?? best.readGBps;
+    bound = (readGBps * 1e9) / f.bound.bytesPerToken;
+    boundText = `memory: ${(f.bound.bytesPerToken / 1e6).toFixed(0)} MB at ${readGBps.toFixed(1)} GB/s`;
     goal = '>= 80% of bound';
     met = Number.isFinite(bound) ? f.ours / bound >= 0.8 : undefined;
   } else {
@@ -267,10 +236,16 @@ for (const f of figures) {
     met = Number.isFinite(f.theirs) ? f.ours / f.theirs >= 1.3 : undefined;
   }
   // Without the peer its columns say n/a (the reason is printed with the table).
-  table.push([f.figure, f.dtype, fx(f.ours), fx(f.theirs), fx(f.ours / f.theirs, 2), fx(bound), boundText, pct(f.ours / bound), pct(f.theirs / bound), goal, met === undefined ? '' : met ? 'yes' : 'NO']);
+  table.push([f.figure, f.dtype, String(f.threads), fx(f.ours), fx(f.theirs), fx(f.ours / f.theirs, 2), fx(bound), boundText, pct(f.ours / bound), pct(f.theirs / bound), goal, met === undefined ? '' : met ? 'yes' : 'NO']);
 }
-console.log(`\n${threads} threads for each engine; medians of ${rounds} alternate rounds (decode: ${decodeSteps} steps per round)${llamaCpp ? '' : `; llama.cpp ${llamaCppNote}`}`);
-printTable(table, (col) => col >= 2 && col <= 8);
+console.log(`\n${threads} threads for each engine${oneThreadDecode ? ' (decode also on 1)' : ''}; medians of ${rounds} alternate rounds (decode: ${decodeSteps} steps per round)${llamaCpp ? '' : `; llama.cpp ${llamaCppNote}`}`);
+printTable(table, (col) => col >= 2 && col <= 9);
+// Decode on the pool's threads against 1 thread (goal: faster), per dtype and engine.
+for (const dtype of ['bf16', 'f32'] as const) {
+  const [many, one] = [threads, 1].map((t) => figures.find((f) => f.dtype === dtype && f.threads === t && f.bound.kind === 'memory'));
+  if (!many || !one || many === one) continue;
+  console.log(`decode ${dtype}, ${threads} threads / 1 thread: gemmkit ${fx(many.ours / one.ours, 2)}x (${many.ours > one.ours ? 'faster: goal met' : 'NOT faster'}), llama.cpp ${fx(many.theirs / one.theirs, 2)}x`);
+}
 console.log(machineLoad(threads).note);
 if (mismatch) {
   console.log('the engines disagree on the next-token logits (see above): the comparison is not valid');

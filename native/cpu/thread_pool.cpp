@@ -1,9 +1,14 @@
 #include "thread_pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <thread>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "cpu_features.h"
 
@@ -14,11 +19,45 @@ struct ThreadPool::Job {
   int tasks;
   int helpersWanted;
   int helpersJoined = 0;   // guarded by the pool mutex
-  int helpersActive = 0;   // guarded by the pool mutex
+  std::atomic<int> helpersActive{0};  // changed under the pool mutex; read without it while spinning
   std::atomic<int> next{0};
   std::exception_ptr error;  // first failure, guarded by the pool mutex
   std::mutex* poolMutex;
 };
+
+namespace {
+
+// A decode step runs dozens of small GEMMs on the pool with a few tens of microseconds of other work
+// (the host's calls, single-threaded ops) between them. A worker that went to sleep on the condition
+// variable after each one takes a futex wake-up and a reschedule (tens of microseconds on a VM) to join
+// the next; so a worker that finished a job first spins this long for the next one, and a caller whose
+// helpers are still busy spins this long before it sleeps. Bounded, so an idle pool costs nothing.
+const std::chrono::microseconds kWorkerSpin{200};
+const std::chrono::microseconds kCallerSpin{50};
+
+inline void cpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until done() or `limit` has passed; whether done() came true.
+template <typename Done>
+bool spinUntil(Done done, std::chrono::microseconds limit) {
+  if (limit.count() <= 0) return done();
+  const auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (done()) return true;
+      cpuRelax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return done();
+  }
+}
+
+}  // namespace
 
 int configuredThreads() {
   int cores = cpuFeatures().cores;
@@ -59,11 +98,16 @@ void ThreadPool::runTasks(Job& job) {
 void ThreadPool::workerLoop() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
+    if (queue_.empty()) {
+      lock.unlock();
+      spinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; }, kWorkerSpin);
+      lock.lock();
+    }
     workAvailable_.wait(lock, [this] { return !queue_.empty(); });
     Job* job = queue_.front();
     job->helpersJoined++;
     job->helpersActive++;
-    if (job->helpersJoined >= job->helpersWanted) queue_.pop_front();
+    if (job->helpersJoined >= job->helpersWanted) popFront();
     lock.unlock();
     runTasks(*job);
     lock.lock();
@@ -83,6 +127,7 @@ void ThreadPool::runJob(Job& job, int wantThreads, int tasksPerToken) {
     job.helpersWanted = tokens - 1;
     if (job.helpersWanted > 0) {
       queue_.push_back(&job);
+      queued_.store(int(queue_.size()), std::memory_order_release);
       workAvailable_.notify_all();
     }
   }
@@ -91,7 +136,16 @@ void ThreadPool::runJob(Job& job, int wantThreads, int tasksPerToken) {
     std::unique_lock<std::mutex> lock(mutex_);
     // Helpers that never joined are no longer wanted: every task has been taken.
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if (*it == &job) { queue_.erase(it); break; }
+      if (*it == &job) {
+        queue_.erase(it);
+        queued_.store(int(queue_.size()), std::memory_order_release);
+        break;
+      }
+    }
+    if (job.helpersActive.load() > 0) {
+      lock.unlock();
+      spinUntil([&job] { return job.helpersActive.load(std::memory_order_acquire) == 0; }, kCallerSpin);
+      lock.lock();
     }
     stateChanged_.wait(lock, [&job] { return job.helpersActive == 0; });
     freeTokens_ += tokens;

@@ -39,12 +39,18 @@ class ThreadPool {
   static void runTasks(Job& job);
   // Takes up to wantThreads core tokens (at least one, waiting for it) and runs job on them.
   void runJob(Job& job, int wantThreads, int tasksPerToken);
+  // queue_.pop_front(), keeping queued_ in step; under the mutex.
+  void popFront() {
+    queue_.pop_front();
+    queued_.store(int(queue_.size()), std::memory_order_release);
+  }
 
   int size_;
   std::mutex mutex_;
   std::condition_variable workAvailable_;  // workers wait here for jobs
   std::condition_variable stateChanged_;   // callers wait here for tokens and job completion
   std::deque<Job*> queue_;                 // jobs that still want helpers
+  std::atomic<int> queued_{0};             // queue_.size(), for workers spinning without the mutex
   int freeTokens_;
   std::vector<std::thread> workers_;
 };
