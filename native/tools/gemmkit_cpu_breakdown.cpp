@@ -117,8 +117,9 @@ void setUp(Case& c, int64_t m, int64_t n, int64_t k, DType t, bool prepacked) {
   for (size_t i = 0; i + es <= c.a.size(); i += es) std::memcpy(&c.a[i + es - 2], "\x80\x3f", 2);
   for (size_t i = 0; i + es <= c.b.size(); i += es) std::memcpy(&c.b[i + es - 2], "\x80\x3f", 2);
   c.c.assign(size_t(m * n), 0.0f);
-  c.cfg = cpuHeuristic(p);
-  c.cfg.threads = 1;
+  // A prepacked weight gets the panel prepack() makes; the heuristic then runs its blocked kernel at every M
+  // (plain small-M calls would take the GEMV path instead).
+  c.cfg = prepacked ? cpuDefaultPackedConfig(p) : cpuHeuristic(p);
   if (c.cfg.isGemv()) return;
   c.uk = findMicroKernel(c.cfg.kernel);
   if (prepacked) {
@@ -128,7 +129,9 @@ void setUp(Case& c, int64_t m, int64_t n, int64_t k, DType t, bool prepacked) {
       std::exit(1);
     }
     p.packedB = c.packed->layout();
+    c.cfg = cpuHeuristic(p);
   }
+  c.cfg.threads = 1;
   const size_t ps = size_t(panelElementSize(c.uk->aFormat));
   c.kernelA.assign(size_t(c.cfg.mc) * size_t(c.cfg.kc) * ps + 64, 0);
   c.kernelB.assign(size_t(8 * c.uk->nr) * size_t(c.cfg.kc) * ps + 64, 0);
