@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side summary of gemmkit-gpu-bench and torch_baseline.py output (same shapes, one run), with
-the device targets of issue 5:
+the GPU kernels' device targets:
   - bf16 8192^3: gemmkit's own best kernel at least 0.6x the vendor library through PyTorch;
   - decode shapes (M <= 16): gemmkit's own best at least 70% of the measured device copy bandwidth;
   - tuned dispatch (own kernels + vendor BLAS candidates): at least 1.0x PyTorch on every shape.
