@@ -4,10 +4,8 @@
 // says what is generated and checked). The calls run in a child process, so a crash or a hang (no progress
 // for HANG_MS) fails this test with the case that caused it instead of ending the run. The seed changes
 // every run and is in every failure message; GEMMKIT_FUZZ_SEED=<n> repeats one.
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { fuzzSettings } from './fuzz_helpers.js';
-import { ROOT } from './script.js';
+import { fuzzSettings, runFuzzChild } from './fuzz_helpers.js';
 
 const HANG_MS = 30_000;
 
@@ -25,38 +23,14 @@ interface Summary {
   counterexample?: string;
 }
 
-function fuzz(seed: number, runs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; summary?: Summary; lastCase: string; errors: string; hungAfter?: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-warnings', '--import', 'tsx', 'test/api_fuzz_child.ts', String(seed), String(runs)], {
-      cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '', stderrTail = '', done = 0, hungAfter: number | undefined;
-    let watchdog: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => {
-        hungAfter = done;
-        child.kill('SIGKILL');
-      }, HANG_MS);
-    };
-    arm();
-    child.stdout.on('data', (d) => {
-      stdout += d; // a progress line per 500 cases and the summary
-      for (const m of stdout.matchAll(/^\{"done":(\d+)\}$/gm)) done = Number(m[1]);
-      arm();
-    });
-    // A line per case: keep the tail, which names the case that crashed or hung.
-    child.stderr.on('data', (d) => (stderrTail = (stderrTail + d).slice(-20_000)));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(watchdog);
-      const lines = stderrTail.split('\n');
-      const lastCase = lines.filter((l) => l.startsWith('case ')).at(-1) ?? '(no case started)';
-      const errors = lines.filter((l) => !l.startsWith('case ')).join('\n').slice(-3000);
-      const last = stdout.trim().split('\n').filter((l) => l.startsWith('{"summary"')).at(-1);
-      resolve({ code, signal, lastCase, errors, hungAfter, ...(last ? { summary: (JSON.parse(last) as { summary: Summary }).summary } : {}) });
-    });
-  });
+async function fuzz(seed: number, runs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; summary?: Summary; lastCase: string; errors: string; hungAfter?: number }> {
+  const r = await runFuzzChild('test/api_fuzz_child.ts', [String(seed), String(runs)], HANG_MS);
+  // stderr has a line per case: its tail names the case that crashed or hung.
+  const lines = r.stderrTail.split('\n');
+  const lastCase = lines.filter((l) => l.startsWith('case ')).at(-1) ?? '(no case started)';
+  const errors = lines.filter((l) => !l.startsWith('case ')).join('\n').slice(-3000);
+  const summary = (r.summary as { summary: Summary } | undefined)?.summary;
+  return { code: r.code, signal: r.signal, lastCase, errors, hungAfter: r.hungAfter, ...(summary ? { summary } : {}) };
 }
 
 describe('public API under property-based fuzzing', () => {

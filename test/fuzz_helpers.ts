@@ -1,5 +1,6 @@
-// Runs test/fuzz_driver.ts in a child process with a time limit and reads its summary (see there).
-import { spawnSync } from 'node:child_process';
+// Runs fuzz drivers in child processes, so a crash or a hang is an observed failure: test/fuzz_driver.ts
+// with a time limit (runFuzz), and the drivers that report progress with a watchdog (runFuzzChild).
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,4 +49,51 @@ export function runFuzz(kind: 'safetensors' | 'config', timeoutMs: number): Fuzz
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** What a fuzz driver run by runFuzzChild did. */
+export interface FuzzChildRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Its last stdout line starting with {"summary", parsed; absent when it ended without one. */
+  summary?: unknown;
+  /** The last stderrKeep characters of its stderr. */
+  stderrTail: string;
+  /** Set when it made no progress for hangMs and was killed: the last {"done":n} count it printed. */
+  hungAfter?: number;
+}
+
+/**
+ * Runs `script` (a TypeScript fuzz driver, under tsx, from the package root) with `args`. The driver prints
+ * {"done":n} progress lines and a final {"summary"...} line on stdout; a driver that prints nothing for
+ * hangMs is killed as hung.
+ */
+export function runFuzzChild(script: string, args: string[], hangMs: number, stderrKeep = 20_000): Promise<FuzzChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--no-warnings', '--import', 'tsx', script, ...args], {
+      cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '', stderrTail = '', done = 0, hungAfter: number | undefined;
+    let watchdog: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        hungAfter = done;
+        child.kill('SIGKILL');
+      }, hangMs);
+    };
+    arm();
+    child.stdout.on('data', (d) => {
+      stdout += d; // progress lines and the summary: small
+      for (const m of stdout.matchAll(/^\{"done":(\d+)\}$/gm)) done = Number(m[1]);
+      arm();
+    });
+    child.stderr.on('data', (d) => (stderrTail = (stderrTail + d).slice(-stderrKeep)));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(watchdog);
+      const last = stdout.trim().split('\n').filter((l) => l.startsWith('{"summary"')).at(-1);
+      resolve({ code, signal, stderrTail, hungAfter, ...(last ? { summary: JSON.parse(last) as unknown } : {}) });
+    });
+  });
 }

@@ -3,9 +3,9 @@
 // TunedFileError naming the file and line, within a time bound, while matmul keeps working. The fuzz runs
 // in a child process so that a hang (no progress for HANG_MS) or a crash fails the test instead of
 // stalling it. The seed changes every run; GEMMKIT_FUZZ_SEED=<n> repeats one.
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { ROOT, scratchDir } from './tuner_helpers.js';
+import { runFuzzChild } from './fuzz_helpers.js';
+import { scratchDir } from './tuner_helpers.js';
 
 const RUNS = 5000;
 const HANG_MS = 30_000;
@@ -23,34 +23,9 @@ interface Summary {
   error?: string;
 }
 
-function fuzz(runs: number, seed: number): Promise<{ code: number | null; summary?: Summary; stderr: string; hung?: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-warnings', '--import', 'tsx', 'test/tuned_file_fuzz_child.ts', scratchDir(), String(runs), String(seed)], {
-      cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '', stderr = '', done = 0, hung: number | undefined;
-    let watchdog = setTimeout(() => {}, 0);
-    const arm = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => {
-        hung = done;
-        child.kill('SIGKILL');
-      }, HANG_MS);
-    };
-    arm();
-    child.stdout.on('data', (d) => {
-      stdout += d; // a progress line per 250 files and the summary: small
-      for (const m of stdout.matchAll(/^\{"done":(\d+)\}$/gm)) done = Number(m[1]);
-      arm();
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(watchdog);
-      const last = stdout.trim().split('\n').filter((l) => l.startsWith('{"summary"')).at(-1);
-      resolve({ code, stderr, hung, ...(last ? { summary: JSON.parse(last) as Summary } : {}) });
-    });
-  });
+async function fuzz(runs: number, seed: number): Promise<{ code: number | null; summary?: Summary; stderr: string; hung?: number }> {
+  const r = await runFuzzChild('test/tuned_file_fuzz_child.ts', [scratchDir(), String(runs), String(seed)], HANG_MS);
+  return { code: r.code, stderr: r.stderrTail, hung: r.hungAfter, ...(r.summary ? { summary: r.summary as Summary } : {}) };
 }
 
 describe('tuned-file parser under mutation', () => {
