@@ -32,7 +32,7 @@ import { gemmPolicy, linearInputDtype } from '../src/models/layers.js';
 import { softmaxRows } from './legacy_models.js';
 import { measureSpeed, runDigits } from '../examples/digits/digits.js';
 import { randomTensor } from './inputs.js';
-import { type EngineSteps, type Timings, gemmkitEngine, llamaCppEngine, promptIds, timeRound } from './models_engines.js';
+import { type EngineSteps, type Timings, benchLlamaConfig, gemmkitEngine, llamaCppEngine, promptIds, timeRound } from './models_engines.js';
 import { llamaCheckpointToGguf } from './peers/gguf.js';
 import { type Ceilings, bestCeilings, measureCeilings } from './peers/index.js';
 import { LLAMA_CPP_SETUP_SCRIPT, type LlamaCppModel, LlamaCppPeer, compareLogits, llamaCppStatus } from './peers/llama_cpp.js';
@@ -79,10 +79,7 @@ console.log(`\n== ceilings on ${inf.threads} threads: streaming read ${ceilings.
 }
 
 // --- 3. Llama-style decoder: gemmkit and llama.cpp on the same weights ------------------------------------
-const hf = quick
-  ? { hidden_size: 256, intermediate_size: 704, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, vocab_size: 4096 }
-  : { hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 4, num_hidden_layers: 8, vocab_size: 32000 };
-const hfConfig = { ...hf, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, model_type: 'llama' };
+const hfConfig = benchLlamaConfig(quick);
 const promptLens = quick ? [32, 64] : [128, 512];
 const decodeSteps = quick ? 8 : 32;
 const threads = inf.threads; // both engines: gemmkit's pool, sized to the CPUs the process may use

@@ -3,6 +3,17 @@
 import { type KVCache, type LlamaModel, createKVCache, forward } from '../src/index.js';
 import type { LlamaCppModel } from './peers/llama_cpp.js';
 
+/**
+ * The bench's Llama-style decoder as a Hugging Face config.json (hidden 1024, 8 layers, intermediate 2816,
+ * 16 heads / 4 KV heads, vocab 32000; `quick`: a small one for smoke runs).
+ */
+export function benchLlamaConfig(quick: boolean): Record<string, unknown> {
+  const hf = quick
+    ? { hidden_size: 256, intermediate_size: 704, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, vocab_size: 4096 }
+    : { hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 4, num_hidden_layers: 8, vocab_size: 32000 };
+  return { ...hf, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, model_type: 'llama' };
+}
+
 /** The ids of a prompt of `n` tokens (the same for both engines). */
 export const promptIds = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 3) % vocab);
 

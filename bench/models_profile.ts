@@ -13,7 +13,8 @@ import { parseArgs } from 'node:util';
 import { type LlamaModel, info, loadModel, writeRandomLlamaCheckpoint } from '../src/index.js';
 import { gemmPolicy } from '../src/models/layers.js';
 import { OP_KINDS, type OpDesc, type ProblemDesc, cpuNative } from '../src/native.js';
-import { gemmkitEngine, promptIds } from './models_engines.js';
+import { benchLlamaConfig, gemmkitEngine, promptIds } from './models_engines.js';
+import { printTable } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,8 +33,7 @@ let dir = args.dir;
 let tmp: string | undefined;
 if (!dir) {
   tmp = dir = mkdtempSync(path.join(tmpdir(), 'gemmkit-profile-'));
-  writeRandomLlamaCheckpoint(dir, { hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 4,
-    num_hidden_layers: 8, vocab_size: 32000 }, { dtype, seed: 1 });
+  writeRandomLlamaCheckpoint(dir, benchLlamaConfig(false), { dtype, seed: 1 });
 }
 if (args['sync-below-macs']) gemmPolicy.syncBelowMacs = Number(args['sync-below-macs']);
 const model = (await loadModel(dir)) as LlamaModel;
@@ -126,13 +126,13 @@ console.log(`${dtype} weights, ${c.numHiddenLayers} layers, hidden ${c.hiddenSiz
 for (const p of phases) {
   const ms = (x: number) => (x / p.per).toFixed(3);
   console.log(`\n${p.label}: ${ms(p.wallMs)} ms each (${p.per} timed)`);
-  console.log(`${'call'.padEnd(32)} ${'calls'.padStart(6)} ${'ms'.padStart(9)} ${'share'.padStart(6)}`);
-  const rows = [...p.tally].sort((a, b) => b[1].ms - a[1].ms);
-  for (const [k, t] of rows) {
-    console.log(`${k.padEnd(32)} ${(t.calls / p.per).toFixed(0).padStart(6)} ${ms(t.ms).padStart(9)} ${`${((100 * t.ms) / p.wallMs).toFixed(1)}%`.padStart(6)}`);
-  }
   const outside = p.wallMs - p.nativeMs;
-  console.log(`${'outside the native calls'.padEnd(32)} ${''.padStart(6)} ${ms(outside).padStart(9)} ${`${((100 * outside) / p.wallMs).toFixed(1)}%`.padStart(6)}`);
+  const share = (x: number) => `${((100 * x) / p.wallMs).toFixed(1)}%`;
+  printTable([
+    ['call', 'calls', 'ms', 'share'],
+    ...[...p.tally].sort((a, b) => b[1].ms - a[1].ms).map(([k, t]) => [k, (t.calls / p.per).toFixed(0), ms(t.ms), share(t.ms)]),
+    ['outside the native calls', '', ms(outside), share(outside)],
+  ], (col) => col > 0);
 }
-model.dispose?.();
+model.dispose();
 if (tmp) rmSync(tmp, { recursive: true, force: true });
