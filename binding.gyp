@@ -16,6 +16,7 @@
         "native/cpu/kernel_avx512_bf16.cpp",
         "native/cpu/kernel_amx.cpp",
         "native/cpu/pack.cpp",
+        "native/cpu/pack_avx2.cpp",
         "native/cpu/pack_avx512.cpp",
         "native/cpu/epilogue.cpp",
         "native/cpu/epilogue_avx512.cpp",

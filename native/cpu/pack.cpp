@@ -37,7 +37,9 @@ void packSlivers(DType t, const void* src, int64_t count, int64_t kb, int64_t kP
   if (count <= 0) return;  // no slivers: O(1) whatever kb is (some vector paths walk k in their outer loop)
 #if defined(__x86_64__)
   static const bool avx512 = cpuFeatures().avx512;
+  static const bool avx2 = cpuFeatures().avx2 && cpuFeatures().f16c;
   if (avx512 && packSliversAvx512(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride)) return;
+  if (avx2 && packSliversAvx2(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride)) return;
 #endif
   packSliversPortable(t, src, count, kb, kPad, R, strideX, strideK, format, out, sliverStride);
 }

@@ -4,7 +4,8 @@
 // matrix edge and from depth kb up to kPad, so kernels never need edge cases along k.
 // With AVX-512 the common cases are vectorised: in-register 16x16 transposes for a source that is
 // contiguous along k (A [M, K], B^T [N, K]), vector copies for a source contiguous along the sliver, and
-// vector conversion of bf16 (shift) and f16 (VCVTPH2PS). Other CPUs use the portable loops.
+// vector conversion of bf16 (shift) and f16 (VCVTPH2PS); with AVX2 the same for F32 panels, 8x8 at a time.
+// Other CPUs and layouts use the portable loops.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,10 @@ void packSliversPortable(DType t, const void* src, int64_t count, int64_t kb, in
 // Vectorised packSlivers for the cases above; returns false (doing nothing) when it has no fast path.
 bool packSliversAvx512(DType t, const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideX,
                        int64_t strideK, PanelFormat format, void* out, int64_t sliverStride);
+
+// The same for AVX2 + F16C CPUs, F32 panels only.
+bool packSliversAvx2(DType t, const void* src, int64_t count, int64_t kb, int64_t kPad, int R, int64_t strideX,
+                     int64_t strideK, PanelFormat format, void* out, int64_t sliverStride);
 
 // Where element (l, r) of a sliver of R lanes lives in `format` (in elements of the panel).
 inline int64_t panelIndex(PanelFormat f, int64_t l, int64_t r, int R) {

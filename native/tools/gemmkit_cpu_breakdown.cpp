@@ -1,9 +1,9 @@
 // gemmkit-cpu-breakdown: where one thread's time goes in the blocked GEMM, for the default config of each
-// compute-bound target shape (square 1024 / 2048, x @ W^T on a prepacked W 4096x4096 at M = 32..512; f32,
-// and bf16 where the CPU has AVX512-BF16). Every figure is GFLOP/s per second of the measuring thread's CPU
+// compute-bound target shape (square 1024 / 2048, x @ W^T on a prepacked W 4096x4096 at M = 32..512; f32
+// and bf16, which runs on the f32 kernel where the CPU lacks AVX512-BF16). Every figure is GFLOP/s per second of the measuring thread's CPU
 // time (CLOCK_THREAD_CPUTIME_ID), so time slices lost to other processes on a shared machine drop out:
-//   peak     a register-only loop of the kernel's instruction (VFMADD231PS / VDPBF16PS on 16 independent
-//            accumulators), what bench/ceilings measures in wall time;
+//   peak     a register-only loop of the kernel's instruction (VFMADD231PS on zmm or ymm registers,
+//            VDPBF16PS; 14-16 independent accumulators), what bench/ceilings measures in wall time;
 //   kernel   the config's micro-kernel on packed operands that stay in cache (one A block of mc rows times
 //            8 B slivers, depth kc; C [mc, 8*NR] in L2);
 //   frame    runCpuGemm on 1 thread: the kernel plus packing A and B, the C tiles' traffic through the
@@ -67,6 +67,22 @@ __attribute__((target("avx512f,fma"), noinline)) float peakFmaLoop(long n) {
   __m512 s = acc[0];
   for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, acc[i]);
   return _mm512_reduce_add_ps(s);
+}
+
+// The AVX2 kernels' unit: 256-bit FMAs, 14 accumulators (the two constants take the other ymm registers).
+__attribute__((target("avx2,fma"), noinline)) float peakFmaAvx2Loop(long n) {
+  __m256 acc[14];
+  for (int i = 0; i < 14; i++) acc[i] = _mm256_set1_ps(float(i) * 1e-9f);
+  const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-7f);
+  for (long i = 0; i < n; i++) {
+#pragma GCC unroll 14
+    for (int j = 0; j < 14; j++) acc[j] = _mm256_fmadd_ps(a, acc[j], b);
+  }
+  __m256 s = acc[0];
+  for (int i = 1; i < 14; i++) s = _mm256_add_ps(s, acc[i]);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, s);
+  return lanes[0] + lanes[7];
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) float peakBf16Loop(long n) {
@@ -149,6 +165,8 @@ void measure(Case& c, double seconds) {
 #if defined(__x86_64__)
   if (uk.isa == Isa::Avx512) {
     c.peak.push_back(rate(1e6 * 16 * 32, seconds / 4, [] { sink = peakFmaLoop(1000000); }));
+  } else if (uk.isa == Isa::Avx2) {
+    c.peak.push_back(rate(1e6 * 14 * 16, seconds / 4, [] { sink = peakFmaAvx2Loop(1000000); }));
   } else {
     c.peak.push_back(rate(1e6 * 16 * 64, seconds / 4, [] { sink = peakBf16Loop(1000000); }));
   }
@@ -223,15 +241,15 @@ int main(int argc, char** argv) {
       cases.push_back(std::move(c));
     }
   }
-  // The AVX-512 kernels only: the peak loops are AVX-512 code (a CPU without AVX512-BF16 runs bf16 through
-  // the f32 kernel, whose peak is the FMA loop's).
+  // The x86 SIMD kernels only, for which there is a peak loop (AMX and scalar have none).
   cases.erase(std::remove_if(cases.begin(), cases.end(),
                              [](const std::unique_ptr<Case>& c) {
-                               return c->uk == nullptr || (c->uk->isa != Isa::Avx512 && c->uk->isa != Isa::Avx512Bf16);
+                               return c->uk == nullptr || (c->uk->isa != Isa::Avx512 && c->uk->isa != Isa::Avx512Bf16 &&
+                                                           c->uk->isa != Isa::Avx2);
                              }),
               cases.end());
   if (cases.empty()) {
-    std::printf("gemmkit-cpu-breakdown: this CPU runs no AVX-512 blocked kernel; nothing to break down\n");
+    std::printf("gemmkit-cpu-breakdown: this CPU runs no AVX2 or AVX-512 blocked kernel; nothing to break down\n");
     return 0;
   }
   const int rounds = quick ? 2 : 5;
