@@ -232,7 +232,7 @@ function row(target: string, shape: string, dtype: string, ours: string, ms: num
   const [n, k] = quick ? [1024, 1024] : [4096, 14336];
   for (const packed of [false, true]) {
     const sets = operandSets(1, n, k, true, 'bf16', (quick ? 64 : 1024) * MiB, packed);
-    const config = heuristicConfig(sets[0], true);
+    const config = packed ? matmulConfig(sets[0], true) : heuristicConfig(sets[0], true);
     const ms = timeOurs(sets, true, 'bf16', config);
     const gbps = (n * k * 2) / ms / 1e6;
     row(`M=1 bf16 over ${fx((sets.length * n * k * 2) / 2 ** 30, 2)} GiB${packed ? ' prepacked' : ''}`, `M=1 W ${n}x${k}`, 'bf16',
