@@ -38,6 +38,11 @@ const MiB = 1024 * 1024;
 // ---- timing -----------------------------------------------------------------------------------------
 interface Operands { a: Tensor; b: Tensor | PackedWeight }
 
+/** matmul's transB for a set: a PackedWeight carries its own. */
+function transBFor(o: Operands, transB: boolean): boolean | undefined {
+  return o.b instanceof PackedWeight ? undefined : transB;
+}
+
 /**
  * Median ms of matmulSync over rotating operand sets, with the given config. Each set writes its own C,
  * allocated once, as the peers' runners do: a new result per call would time the allocator too (fresh pages
@@ -52,7 +57,7 @@ function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: st
   });
   const call = (i: number) => {
     const o = sets[i];
-    matmulSync(o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB, out: outs[i], config });
+    matmulSync(o.a, o.b, { transB: transBFor(o, transB), out: outs[i], config });
   };
   try {
     return timeSync((i) => call(i % sets.length), { minRuns: 3, maxRuns: 2000, budgetMs: timeMs });
@@ -65,15 +70,14 @@ function timeOurs(sets: Operands[], transB: boolean, outDtype: DType, config: st
 // weights). Without a tuned row, matmul itself runs M = 1 on the weight's kept source instead
 // (explain() says which; see matmulConfig); those calls are the unpacked rows' GEMV kernel.
 function heuristicConfig(o: Operands, transB: boolean, threads?: number): string {
-  const packed = o.b instanceof PackedWeight;
-  const { native, desc } = prepareMatmul('bench', o.a, o.b, { transB: packed ? undefined : transB }, !packed);
+  const { native, desc } = prepareMatmul('bench', o.a, o.b, { transB: transBFor(o, transB) }, !(o.b instanceof PackedWeight));
   const c = native.heuristic(desc);
   return threads === undefined ? c : c.replace(/\.t\d+$/, `.t${threads}`);
 }
 
 /** The config matmul runs the call with (explain(): on a prepacked weight at M = 1, GEMV on its kept source). */
 function matmulConfig(o: Operands, transB: boolean): string {
-  return explain(o.a, o.b, { transB: o.b instanceof PackedWeight ? undefined : transB }).config;
+  return explain(o.a, o.b, { transB: transBFor(o, transB) }).config;
 }
 
 /** Operand copies whose weights total at least `bytes` (and at least one). */
