@@ -222,7 +222,7 @@ for (const { regime, shape: s, weight, config, ms, peers: results } of targetRes
 }
 console.log();
 printTable(targetRows, (col) => (col >= 5 && col <= 13) || col === 15 || col === 16);
-console.log("  '-': not applicable (openblas and BLIS have no bf16 GEMM); n/a: not measured (peer not set up, or failed: see bench:peers)");
+console.log("  '-': not applicable (openblas and BLIS have no bf16 GEMM; without AVX-512 neither has oneDNN); n/a: not measured (peer not set up, or failed: see bench:peers)");
 
 const rows: string[][] = [['figure', 'shape', 'dtype', 'gemmkit kernel', 'ms', 'value', 'vs', 'their value', 'ratio', 'goal', 'met']];
 function row(target: string, shape: string, dtype: string, ours: string, ms: number, value: string, vs: string, theirs: string, ratio: number, goal: number | undefined) {

@@ -15,6 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { info } from '../../src/index.js';
 
 export type PeerDtype = 'f32' | 'bf16';
 
@@ -108,6 +109,9 @@ interface PeerCommand {
 }
 
 const f32Only = (s: PeerShape) => s.dtype === 'f32' && (s.outDtype ?? s.dtype) === 'f32';
+// The peers forced onto AVX-512 kernels die of SIGILL on a CPU without AVX-512, and oneDNN 2.6 has no bf16
+// GEMM there (it needs at least AVX-512 core): on such a CPU they have no such GEMM, as numpy has no bf16.
+const cpuHasAvx512 = () => info().cpu.features.includes('avx512');
 
 function peerCommands(loc: PeerLocations): PeerCommand[] {
   const buildDir = loc.buildDir ?? defaultBuildDir;
@@ -122,11 +126,11 @@ function peerCommands(loc: PeerLocations): PeerCommand[] {
       file: python,
       args: [openblasRunner, '--coretype=SkylakeX'],
       needs: [python, openblasRunner],
-      supports: f32Only,
+      supports: (s) => f32Only(s) && cpuHasAvx512(),
     },
-    { peer: 'blis', file: blisRunner, args: ['--arch=skx'], needs: [blisRunner], supports: f32Only },
+    { peer: 'blis', file: blisRunner, args: ['--arch=skx'], needs: [blisRunner], supports: (s) => f32Only(s) && cpuHasAvx512() },
     { peer: 'blis-detected', file: blisRunner, args: ['--arch=detected'], needs: [blisRunner], supports: f32Only },
-    { peer: 'onednn', file: onednnRunner, args: [], needs: [onednnRunner], supports: () => true },
+    { peer: 'onednn', file: onednnRunner, args: [], needs: [onednnRunner], supports: (s) => s.dtype === 'f32' || cpuHasAvx512() },
   ];
 }
 

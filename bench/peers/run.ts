@@ -92,7 +92,7 @@ for (const s of shapes) {
   ]);
 }
 printTable(rows, figuresRight);
-console.log("  '-': the peer has no such GEMM (numpy and BLIS 0.9: no bf16); n/a: see the notes");
+console.log("  '-': the peer has no such GEMM (numpy and BLIS 0.9: no bf16; without AVX-512 the forced AVX-512 peers none, oneDNN no bf16); n/a: see the notes");
 
 const notes = new Map<string, string[]>();
 for (const r of results) {
