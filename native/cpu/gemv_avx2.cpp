@@ -166,9 +166,9 @@ GEMMKIT_AVX2 void dotRowsT(const float* x, int64_t m, const void* w, int64_t ldw
   }
 }
 
-// One row of x (the decode step's GEMV) against rows [n0, n1) of W, one row of W at a time: four
-// accumulators along K take a 64-byte line of a 16-bit weight (two of f32) per step, so each thread reads
-// its rows as one linear stream, prefetched one line at a time kLinearPrefetchBytes ahead along it (into the
+// One row of x (the decode step's GEMV) against rows [n0, n1) of a 16-bit W, one row of W at a time: four
+// accumulators along K take one 64-byte line of W per step, so each thread reads its rows as one linear
+// stream, prefetched one line at a time kLinearPrefetchBytes ahead along it (into the
 // following rows past a row's end). Side by side on a 2-core Zen 3 VM (2 threads, M = 1, bf16 weights of
 // 1024-4096 columns, cold) this streamed 23-29 GB/s where blocks of 4 rows (four streams a row apart, a
 // quarter line each per step) reached 12-19; the bench's bf16 Llama decoded 1.18x faster. x is the panel
@@ -176,7 +176,8 @@ GEMMKIT_AVX2 void dotRowsT(const float* x, int64_t m, const void* w, int64_t ldw
 template <DType T>
 GEMMKIT_AVX2 void dotOneRowOfX(const float* x, const void* w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0,
                                int64_t k1, int64_t kc, float* y) {
-  constexpr int64_t esize = T == DType::F32 ? 4 : 2;
+  static_assert(T != DType::F32, "f32 weights take the 4-row blocks");
+  constexpr int64_t esize = 2;
   const uintptr_t wAddr = reinterpret_cast<uintptr_t>(w);  // prefetches may run past W: addresses, not pointers
   for (int64_t kb = k0; kb < k1; kb += kc) {
     const int64_t len = k1 - kb < kc ? k1 - kb : kc;
@@ -190,8 +191,7 @@ GEMMKIT_AVX2 void dotOneRowOfX(const float* x, const void* w, int64_t ldw, int64
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       int64_t l = 0;
       for (; l + 32 <= len; l += 32) {
-        const uintptr_t at = wAddr + uintptr_t((pr * ldw + kb + pl) * esize);
-        for (int64_t q = 0; q < 32 * esize; q += 64) _mm_prefetch(reinterpret_cast<const char*>(at + uintptr_t(q)), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wAddr + uintptr_t((pr * ldw + kb + pl) * esize)), _MM_HINT_T0);
         for (pl += 32; pl >= len; pr++) pl -= len;
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xs + l), loadW8<T>(row, l), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xs + l + 8), loadW8<T>(row, l + 8), a1);
@@ -210,15 +210,20 @@ GEMMKIT_AVX2 void dotOneRowOfX(const float* x, const void* w, int64_t ldw, int64
   }
 }
 
-// One row of x against a 16-bit weight: dotOneRowOfX (f32 weights decoded 0.93x as fast with it as with
-// the 4-row blocks, whose steps already take half a line per row). Up to 2 rows: one block against 4 rows of W (8 accumulators); more: blocks
-// of up to 4 rows against 3 rows of W (12 accumulators, 3 W vectors and one x vector: all 16 ymm registers).
+// One row of x against a 16-bit weight: dotOneRowOfX (f32 weights decoded 0.93x as fast with one row as
+// with the 4-row blocks, whose steps already take half a line per row). Up to 2 rows: one block against 4
+// rows of W (8 accumulators); more: blocks of up to 4 rows against 3 rows of W (12 accumulators, 3 W
+// vectors and one x vector: all 16 ymm registers).
 template <DType T>
 GEMMKIT_AVX2 void dotRowsAnyM(const float* x, int64_t m, const void* w, int64_t ldw, int64_t n0, int64_t n1,
                               int64_t k0, int64_t k1, int64_t kc, float* y, int64_t ldy) {
-  if (m == 1 && T != DType::F32) {
-    dotOneRowOfX<T>(x, w, ldw, n0, n1, k0, k1, kc, y);
-  } else if (m <= 2) {
+  if constexpr (T != DType::F32) {
+    if (m == 1) {
+      dotOneRowOfX<T>(x, w, ldw, n0, n1, k0, k1, kc, y);
+      return;
+    }
+  }
+  if (m <= 2) {
     dotRowsT<T, 4, 2>(x, m, w, ldw, n0, n1, k0, k1, kc, y, ldy);
   } else {
     dotRowsT<T, 3, 4>(x, m, w, ldw, n0, n1, k0, k1, kc, y, ldy);
