@@ -228,31 +228,16 @@ void checkThreadInvariance(const Backend& be, std::mt19937& rng) {
 // what packSlivers picks on this CPU, and each vector path the CPU can run on its own (an AVX-512 machine
 // also checks the AVX2 path it would take on a CPU without AVX-512).
 void checkPacking(std::mt19937& rng) {
-  using PackFn = void (*)(DType, const void*, int64_t, int64_t, int64_t, int, int64_t, int64_t, PanelFormat, void*, int64_t);
+  // A vector path that has no case for a layout returns false having written nothing: the portable loops
+  // fill it, as packSlivers does.
+  using VectorPack = bool (*)(DType, const void*, int64_t, int64_t, int64_t, int, int64_t, int64_t, PanelFormat, void*, int64_t);
   struct Path {
     const char* name;
-    PackFn pack;
+    VectorPack vector;  // null: packSlivers itself
   };
-  std::vector<Path> paths = {{"packSlivers", packSlivers}};
-#if defined(__x86_64__)
-  // A path that has no case for a layout returns false having written nothing: the portable loops fill it.
-  if (cpuFeatures().avx2 && cpuFeatures().f16c) {
-    paths.push_back({"AVX2", [](DType t, const void* src, int64_t n, int64_t kb, int64_t kPad, int R, int64_t sx, int64_t sk,
-                                PanelFormat f, void* out, int64_t stride) {
-                       if (!packSliversAvx2(t, src, n, kb, kPad, R, sx, sk, f, out, stride)) {
-                         packSliversPortable(t, src, n, kb, kPad, R, sx, sk, f, out, stride);
-                       }
-                     }});
-  }
-  if (cpuFeatures().avx512) {
-    paths.push_back({"AVX-512", [](DType t, const void* src, int64_t n, int64_t kb, int64_t kPad, int R, int64_t sx, int64_t sk,
-                                   PanelFormat f, void* out, int64_t stride) {
-                       if (!packSliversAvx512(t, src, n, kb, kPad, R, sx, sk, f, out, stride)) {
-                         packSliversPortable(t, src, n, kb, kPad, R, sx, sk, f, out, stride);
-                       }
-                     }});
-  }
-#endif
+  std::vector<Path> paths = {{"packSlivers", nullptr}};
+  if (cpuFeatures().avx2 && cpuFeatures().f16c) paths.push_back({"AVX2", packSliversAvx2});
+  if (cpuFeatures().avx512) paths.push_back({"AVX-512", packSliversAvx512});
   int count = 0;
   const PanelFormat formats[] = {PanelFormat::F32, PanelFormat::Bf16Pairs, PanelFormat::Bf16K32};
   for (PanelFormat f : formats) {
@@ -272,7 +257,11 @@ void checkPacking(std::mt19937& rng) {
             packSliversPortable(t, src.data(), count_, kb, kPad, R, strideX, strideK, f, portable.data(), stride);
             for (const Path& path : paths) {
               std::vector<char> fast(bytes, 0x55);
-              path.pack(t, src.data(), count_, kb, kPad, R, strideX, strideK, f, fast.data(), stride);
+              if (!path.vector) {
+                packSlivers(t, src.data(), count_, kb, kPad, R, strideX, strideK, f, fast.data(), stride);
+              } else if (!path.vector(t, src.data(), count_, kb, kPad, R, strideX, strideK, f, fast.data(), stride)) {
+                packSliversPortable(t, src.data(), count_, kb, kPad, R, strideX, strideK, f, fast.data(), stride);
+              }
               checks++;
               count++;
               if (fast != portable) {
